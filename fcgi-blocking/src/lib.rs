@@ -1,0 +1,1 @@
+//! Blocking FastCGI client (in progress).

@@ -1,0 +1,836 @@
+//! The client side of one FastCGI connection, as a state machine without I/O.
+//!
+//! Methods come in four groups: commands ([`start_request`](Connection::start_request),
+//! [`send_stdin`](Connection::send_stdin), [`finish_stdin`](Connection::finish_stdin),
+//! [`abort`](Connection::abort), [`get_values`](Connection::get_values)) queue output;
+//! output ([`transmit`](Connection::transmit), [`consume_transmit`](Connection::consume_transmit))
+//! hands that output to the socket; input ([`input_buffer`](Connection::input_buffer),
+//! [`input_written`](Connection::input_written), [`receive`](Connection::receive),
+//! [`receive_eof`](Connection::receive_eof)) takes what the socket read; events
+//! ([`poll_event`](Connection::poll_event)) say what happened. Getters tell the state.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::config::Config;
+use crate::error::{Error, HeadError, Limit, LimitExceeded, ProtocolError, UsageError};
+use crate::nv;
+use crate::params::Params;
+use crate::record::{
+    begin_request_body, EndRequestBody, Fragment, ProtocolStatus, RecordDecoder, RecordHeader,
+    RecordType, Role, FLAG_KEEP_CONN, HEADER_LEN, MANAGEMENT_ID, MAX_CONTENT_LEN, STREAM_CHUNK_LEN,
+};
+use crate::response::{HeadParser, ResponseHead};
+use crate::values::ServerValues;
+
+/// A request's id on its connection (1 to 65535).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u16);
+
+impl RequestId {
+    /// The id as sent on the wire.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How a request ended (`END_REQUEST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct End {
+    /// The application's exit status.
+    pub app_status: u32,
+    /// How the server ended the request; anything but `REQUEST_COMPLETE` means the
+    /// request was refused (overloaded, unknown role, cannot multiplex).
+    pub protocol_status: ProtocolStatus,
+    /// `STDERR` bytes past [`Config::max_stderr_bytes`] that were dropped, not delivered.
+    pub stderr_dropped: u64,
+}
+
+/// What happened on the connection; drained with [`Connection::poll_event`].
+///
+/// For each request, in order: any number of `Stderr`; then either `Head` followed by
+/// any number of `Body` and `Stderr`, or `HeadError`; then `End`. A request refused by
+/// the server (a protocol status other than `REQUEST_COMPLETE`, before any output) has
+/// only `End`. An aborted request has only `End`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The response head is complete.
+    Head {
+        /// The request.
+        id: RequestId,
+        /// The parsed head.
+        head: ResponseHead,
+    },
+    /// Response body bytes, a slice of the received input (never empty).
+    Body {
+        /// The request.
+        id: RequestId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The application's error output (never empty).
+    Stderr {
+        /// The request.
+        id: RequestId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The response head is malformed: the request has failed. Its further output is
+    /// discarded; its `End` still follows, after which the connection is reusable.
+    HeadError {
+        /// The request.
+        id: RequestId,
+        /// What was wrong.
+        error: HeadError,
+    },
+    /// The request ended; its id is free again.
+    End {
+        /// The request.
+        id: RequestId,
+        /// How it ended.
+        end: End,
+    },
+    /// The answer to [`Connection::get_values`].
+    Values(ServerValues),
+    /// The server did not understand a management record of this type.
+    UnknownType(RecordType),
+}
+
+#[derive(Debug)]
+enum HeadState {
+    Parsing(HeadParser),
+    Done,
+    /// Failed or aborted: output is discarded.
+    Discard,
+}
+
+#[derive(Debug)]
+struct Request {
+    id: u16,
+    declared_len: Option<u64>,
+    sent: u64,
+    stdin_finished: bool,
+    data_finished: bool,
+    head: HeadState,
+    stdout_closed: bool,
+    stderr_closed: bool,
+    stderr_delivered: usize,
+    stderr_dropped: u64,
+    aborted: bool,
+}
+
+/// The size of a fresh input buffer: one read takes a whole 64 KiB record.
+const INPUT_BUFFER_LEN: usize = 64 * 1024;
+/// Below this much free room, [`Connection::input_buffer`] starts a fresh buffer rather
+/// than offer a short read.
+const MIN_INPUT_ROOM: usize = 8 * 1024;
+/// Body chunks up to this size are copied next to their record header so that a small
+/// request leaves as one contiguous buffer; larger ones are sent as they are.
+const COPY_BODY_BELOW: usize = 4 * 1024;
+
+/// The client side of one FastCGI connection.
+///
+/// The connection never does I/O: commands queue bytes to write, the caller writes them
+/// and reports how many were written, feeds what it reads, and drains events.
+///
+/// **The drain rule: after every command or input, write out all of
+/// [`transmit`](Self::transmit) and drain [`poll_event`](Self::poll_event) until it
+/// returns `None`.**
+///
+/// Errors: a [`ProtocolError`] (the peer broke the protocol) is fatal and sticky: every
+/// later call returns it again. A [`UsageError`] changes nothing. Events queued before an
+/// error stay drainable.
+pub struct Connection {
+    config: Config,
+    max_concurrent: u16,
+    decoder: RecordDecoder,
+    /// `input[..filled]` holds received bytes not yet decoded; `input[filled..]` is
+    /// zeroed room for the next read.
+    input: BytesMut,
+    filled: usize,
+    output: VecDeque<Bytes>,
+    output_len: usize,
+    scratch: BytesMut,
+    requests: Vec<Request>,
+    events: VecDeque<Event>,
+    event_bytes: usize,
+    values_pending: usize,
+    error: Option<ProtocolError>,
+    eof: bool,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("in_flight", &self.requests.len())
+            .field("transmit_len", &self.output_len)
+            .field("events", &self.events.len())
+            .field("error", &self.error)
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
+}
+
+impl Connection {
+    /// A new connection, before any byte was sent or received.
+    pub fn new(config: Config) -> Self {
+        Self {
+            max_concurrent: config.max_concurrent_requests.max(1),
+            config,
+            decoder: RecordDecoder::new(),
+            input: BytesMut::new(),
+            filled: 0,
+            output: VecDeque::new(),
+            output_len: 0,
+            scratch: BytesMut::new(),
+            requests: Vec::new(),
+            events: VecDeque::new(),
+            event_bytes: 0,
+            values_pending: 0,
+            error: None,
+            eof: false,
+        }
+    }
+
+    // ----- getters -----
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Requests started and not yet ended.
+    pub fn in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether another request can start now.
+    pub fn can_start_request(&self) -> bool {
+        self.check_open().is_ok() && self.requests.len() < usize::from(self.max_concurrent)
+    }
+
+    /// The protocol error that broke the connection, if any.
+    pub fn error(&self) -> Option<&ProtocolError> {
+        self.error.as_ref()
+    }
+
+    /// Whether the peer closed the connection ([`receive_eof`](Self::receive_eof)).
+    pub fn is_closed(&self) -> bool {
+        self.eof
+    }
+
+    /// Whether the connection can carry another request after this one: keep-alive was
+    /// asked, nothing is in flight or left over, and neither side broke or closed it.
+    pub fn is_reusable(&self) -> bool {
+        self.config.keep_conn
+            && self.error.is_none()
+            && !self.eof
+            && self.requests.is_empty()
+            && self.values_pending == 0
+            && self.filled == 0
+            && self.decoder.is_at_boundary()
+    }
+
+    /// Sets how many requests may be in flight at once (see
+    /// [`Config::max_concurrent_requests`]). Requests already in flight are unaffected.
+    pub fn set_max_concurrent_requests(&mut self, max: u16) {
+        self.max_concurrent = max.max(1);
+    }
+
+    /// The current concurrency limit: the configured one, lowered to 1 after the server
+    /// answered `CANT_MPX_CONN`.
+    pub fn max_concurrent_requests(&self) -> u16 {
+        self.max_concurrent
+    }
+
+    // ----- commands -----
+
+    fn check_open(&self) -> Result<(), Error> {
+        if let Some(e) = &self.error {
+            return Err(Error::Protocol(e.clone()));
+        }
+        if self.eof {
+            return Err(UsageError::Closed.into());
+        }
+        Ok(())
+    }
+
+    /// Starts a responder request (what php-fpm serves) with these params: queues
+    /// `BEGIN_REQUEST`, the `PARAMS` records and their end. Then send the body with
+    /// [`send_stdin`](Self::send_stdin) and end it with
+    /// [`finish_stdin`](Self::finish_stdin) (at once when there is no body).
+    ///
+    /// When the params hold `CONTENT_LENGTH`, exactly that many body bytes must follow;
+    /// without it, the body must be empty (a server waits for `CONTENT_LENGTH` bytes).
+    pub fn start_request(&mut self, params: &Params) -> Result<RequestId, Error> {
+        self.start_request_as(Role::RESPONDER, params)
+    }
+
+    /// [`start_request`](Self::start_request) with another role.
+    pub fn start_request_as(&mut self, role: Role, params: &Params) -> Result<RequestId, Error> {
+        self.check_open()?;
+        if self.requests.len() >= usize::from(self.max_concurrent) {
+            return Err(if self.max_concurrent == 1 {
+                UsageError::Busy.into()
+            } else {
+                LimitExceeded {
+                    limit: Limit::ConcurrentRequests,
+                    max: usize::from(self.max_concurrent),
+                }
+                .into()
+            });
+        }
+        let declared_len = params.content_length()?;
+        let id = (1..=u16::MAX)
+            .find(|id| self.requests.iter().all(|r| r.id != *id))
+            .expect("fewer than 65535 requests are in flight (max_concurrent is a u16)");
+        let flags = if self.config.keep_conn {
+            FLAG_KEEP_CONN
+        } else {
+            0
+        };
+        self.scratch
+            .reserve(2 * HEADER_LEN + 8 + params.encoded_len() + 2 * HEADER_LEN);
+        put_header(&mut self.scratch, RecordType::BEGIN_REQUEST, id, 8);
+        self.scratch.put_slice(&begin_request_body(role, flags));
+        let mut record_start = None;
+        for (name, value) in params.iter() {
+            let len = nv::encoded_len(name, value);
+            let start = match record_start {
+                Some(start) if self.scratch.len() - start - HEADER_LEN + len <= MAX_CONTENT_LEN => {
+                    start
+                }
+                previous => {
+                    if let Some(start) = previous {
+                        self.patch_length(start);
+                    }
+                    let start = self.scratch.len();
+                    put_header(&mut self.scratch, RecordType::PARAMS, id, 0);
+                    start
+                }
+            };
+            record_start = Some(start);
+            // Params hold no name or value longer than one record, far below nv::MAX_LEN.
+            nv::encode_pair(&mut self.scratch, name, value)
+                .expect("params are checked to fit in one record");
+        }
+        if let Some(start) = record_start {
+            self.patch_length(start);
+        }
+        put_header(&mut self.scratch, RecordType::PARAMS, id, 0);
+        self.flush_scratch();
+        self.requests.push(Request {
+            id,
+            declared_len,
+            sent: 0,
+            stdin_finished: false,
+            data_finished: false,
+            head: HeadState::Parsing(HeadParser::new(self.config.max_head_bytes)),
+            stdout_closed: false,
+            stderr_closed: false,
+            stderr_delivered: 0,
+            stderr_dropped: 0,
+            aborted: false,
+        });
+        Ok(RequestId(id))
+    }
+
+    fn patch_length(&mut self, record_start: usize) {
+        let len = self.scratch.len() - record_start - HEADER_LEN;
+        // The loop above keeps every PARAMS record within MAX_CONTENT_LEN.
+        let len = u16::try_from(len).expect("PARAMS record within 65535 bytes");
+        self.scratch[record_start + 4..record_start + 6].copy_from_slice(&len.to_be_bytes());
+    }
+
+    fn request_mut(&mut self, id: RequestId) -> Result<&mut Request, Error> {
+        self.check_open()?;
+        self.requests
+            .iter_mut()
+            .find(|r| r.id == id.0)
+            .ok_or(Error::Usage(UsageError::UnknownRequest(id)))
+    }
+
+    /// Queues body bytes (`STDIN`) for a request, in records of at most 65528 bytes.
+    /// Large chunks are not copied: the records point into `data`.
+    pub fn send_stdin(&mut self, id: RequestId, data: Bytes) -> Result<(), Error> {
+        let req = self.request_mut(id)?;
+        if req.stdin_finished {
+            return Err(UsageError::BodyFinished(id).into());
+        }
+        let attempted = req.sent + data.len() as u64;
+        let declared = req.declared_len.unwrap_or(0);
+        if attempted > declared {
+            return Err(UsageError::BodyTooLong {
+                id,
+                declared,
+                attempted,
+            }
+            .into());
+        }
+        req.sent = attempted;
+        self.queue_stream(RecordType::STDIN, id.0, data);
+        Ok(())
+    }
+
+    /// Ends a request's body with the empty `STDIN` record. The bytes sent must add up to
+    /// the request's `CONTENT_LENGTH` (0 without one).
+    pub fn finish_stdin(&mut self, id: RequestId) -> Result<(), Error> {
+        let req = self.request_mut(id)?;
+        if req.stdin_finished {
+            return Err(UsageError::BodyFinished(id).into());
+        }
+        let declared = req.declared_len.unwrap_or(0);
+        if req.sent != declared {
+            return Err(UsageError::BodyTooShort {
+                id,
+                declared,
+                sent: req.sent,
+            }
+            .into());
+        }
+        req.stdin_finished = true;
+        put_header(&mut self.scratch, RecordType::STDIN, id.0, 0);
+        self.flush_scratch();
+        Ok(())
+    }
+
+    /// Queues `DATA` bytes, the filter role's second input stream.
+    pub fn send_data(&mut self, id: RequestId, data: Bytes) -> Result<(), Error> {
+        if self.request_mut(id)?.data_finished {
+            return Err(UsageError::BodyFinished(id).into());
+        }
+        self.queue_stream(RecordType::DATA, id.0, data);
+        Ok(())
+    }
+
+    /// Ends the `DATA` stream with its empty record.
+    pub fn finish_data(&mut self, id: RequestId) -> Result<(), Error> {
+        let req = self.request_mut(id)?;
+        if req.data_finished {
+            return Err(UsageError::BodyFinished(id).into());
+        }
+        req.data_finished = true;
+        put_header(&mut self.scratch, RecordType::DATA, id.0, 0);
+        self.flush_scratch();
+        Ok(())
+    }
+
+    fn queue_stream(&mut self, record_type: RecordType, id: u16, mut data: Bytes) {
+        while !data.is_empty() {
+            let chunk = data.split_to(data.len().min(STREAM_CHUNK_LEN));
+            // `chunk` is at most STREAM_CHUNK_LEN (65528) bytes.
+            put_header(&mut self.scratch, record_type, id, chunk.len() as u16);
+            if chunk.len() < COPY_BODY_BELOW {
+                self.scratch.put_slice(&chunk);
+            } else {
+                self.flush_scratch();
+                self.push_output(chunk);
+            }
+        }
+        self.flush_scratch();
+    }
+
+    /// Asks the server to abort a request (`ABORT_REQUEST`). Its later output is
+    /// discarded and no more body is taken; its `End` still comes. php-fpm ignores the
+    /// request and runs the script to its end: to stop waiting sooner on a connection
+    /// that does not multiplex, close it instead.
+    pub fn abort(&mut self, id: RequestId) -> Result<(), Error> {
+        let req = self.request_mut(id)?;
+        if req.aborted {
+            return Ok(());
+        }
+        req.aborted = true;
+        req.stdin_finished = true;
+        req.data_finished = true;
+        req.head = HeadState::Discard;
+        put_header(&mut self.scratch, RecordType::ABORT_REQUEST, id.0, 0);
+        self.flush_scratch();
+        // Drop what was queued for this request but not delivered.
+        self.events.retain(|e| match e {
+            Event::Head { id: i, .. } | Event::HeadError { id: i, .. } => *i != id,
+            Event::Body { id: i, data } | Event::Stderr { id: i, data } => {
+                if *i == id {
+                    self.event_bytes -= data.len();
+                }
+                *i != id
+            }
+            _ => true,
+        });
+        Ok(())
+    }
+
+    /// Asks for management variables (`GET_VALUES`), such as
+    /// [`FCGI_MPXS_CONNS`](crate::values::FCGI_MPXS_CONNS); the answer comes as
+    /// [`Event::Values`]. php-fpm answers and then closes the connection, and does not
+    /// answer while all its workers are busy.
+    pub fn get_values(&mut self, names: &[&str]) -> Result<(), Error> {
+        self.check_open()?;
+        let size: usize = names
+            .iter()
+            .map(|n| nv::encoded_len(n.as_bytes(), b""))
+            .sum();
+        if size > MAX_CONTENT_LEN {
+            return Err(UsageError::ValuesTooLarge(size).into());
+        }
+        // `size` fits in one record, checked above.
+        put_header(
+            &mut self.scratch,
+            RecordType::GET_VALUES,
+            MANAGEMENT_ID,
+            size as u16,
+        );
+        for name in names {
+            nv::encode_pair(&mut self.scratch, name.as_bytes(), b"")
+                .expect("names fit in one record, checked above");
+        }
+        self.flush_scratch();
+        self.values_pending += 1;
+        Ok(())
+    }
+
+    // ----- output -----
+
+    fn flush_scratch(&mut self) {
+        if !self.scratch.is_empty() {
+            let chunk = self.scratch.split().freeze();
+            self.push_output(chunk);
+        }
+    }
+
+    fn push_output(&mut self, chunk: Bytes) {
+        self.output_len += chunk.len();
+        self.output.push_back(chunk);
+    }
+
+    /// Bytes queued to write.
+    pub fn transmit_len(&self) -> usize {
+        self.output_len
+    }
+
+    /// Fills `slices` with the queued output, in order, for one vectored write; returns
+    /// how many slices were filled. Call [`consume_transmit`](Self::consume_transmit)
+    /// with the number of bytes written.
+    pub fn transmit<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in slices.iter_mut().zip(&self.output) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// The queued output as chunks, in order (for writers without vectored writes).
+    pub fn transmit_chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.output.iter().map(|c| &c[..])
+    }
+
+    /// Marks `n` bytes of the queued output as written.
+    ///
+    /// # Panics
+    /// When `n` is more than [`transmit_len`](Self::transmit_len): a bug in the caller.
+    pub fn consume_transmit(&mut self, mut n: usize) {
+        assert!(
+            n <= self.output_len,
+            "consumed more than was queued to transmit"
+        );
+        self.output_len -= n;
+        while n > 0 {
+            // `n <= output_len` guarantees a chunk remains while `n > 0`.
+            let front = self.output.front_mut().expect("output holds n more bytes");
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.output.pop_front();
+        }
+    }
+
+    // ----- input -----
+
+    /// Room to read into: the caller reads from the socket into this slice, then calls
+    /// [`input_written`](Self::input_written) with the number of bytes read. The slice is
+    /// at least 8 KiB, and reading into it copies no byte twice: body events are slices
+    /// of it.
+    pub fn input_buffer(&mut self) -> &mut [u8] {
+        if self.input.len() - self.filled < MIN_INPUT_ROOM {
+            let mut fresh = BytesMut::zeroed(INPUT_BUFFER_LEN.max(self.filled + MIN_INPUT_ROOM));
+            fresh[..self.filled].copy_from_slice(&self.input[..self.filled]);
+            self.input = fresh;
+        }
+        &mut self.input[self.filled..]
+    }
+
+    /// Processes `n` bytes the caller read into [`input_buffer`](Self::input_buffer).
+    ///
+    /// # Panics
+    /// When `n` is larger than the slice `input_buffer` gave: a bug in the caller.
+    pub fn input_written(&mut self, n: usize) -> Result<(), Error> {
+        assert!(
+            self.filled + n <= self.input.len(),
+            "more input written than there was room for"
+        );
+        self.check_open()?;
+        self.check_buffered()?;
+        self.filled += n;
+        self.process()
+    }
+
+    /// Processes received bytes (copied into the connection's buffer). Adapters that own
+    /// a socket read into [`input_buffer`](Self::input_buffer) instead to save the copy.
+    pub fn receive(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        self.check_buffered()?;
+        let mut data = data;
+        while !data.is_empty() {
+            let room = self.input_buffer();
+            let n = room.len().min(data.len());
+            room[..n].copy_from_slice(&data[..n]);
+            data = &data[n..];
+            self.filled += n;
+            self.process()?;
+        }
+        Ok(())
+    }
+
+    fn check_buffered(&self) -> Result<(), Error> {
+        if self.event_bytes >= self.config.max_buffered_input {
+            return Err(LimitExceeded {
+                limit: Limit::BufferedInput,
+                max: self.config.max_buffered_input,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The peer closed its side. Fine between requests; an error in the middle of a
+    /// record or while requests are in flight.
+    pub fn receive_eof(&mut self) -> Result<(), Error> {
+        self.check_open()?;
+        self.eof = true;
+        let error = if self.filled > 0 || !self.decoder.is_at_boundary() {
+            ProtocolError::EofInRecord
+        } else if !self.requests.is_empty() || self.values_pending > 0 {
+            ProtocolError::EofInRequest {
+                in_flight: self.requests.len() + self.values_pending,
+            }
+        } else {
+            return Ok(());
+        };
+        Err(self.fail(error))
+    }
+
+    fn fail(&mut self, error: ProtocolError) -> Error {
+        self.error = Some(error.clone());
+        Error::Protocol(error)
+    }
+
+    fn process(&mut self) -> Result<(), Error> {
+        let mut data = self.input.split_to(self.filled);
+        let result = loop {
+            match self.decoder.decode(&mut data) {
+                Ok(Some(fragment)) => {
+                    if let Err(e) = self.handle(fragment) {
+                        break Err(e);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // `data` now holds what could not be decoded yet, right before the free room.
+        self.filled = data.len();
+        data.unsplit(std::mem::take(&mut self.input));
+        self.input = data;
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn handle(&mut self, fragment: Fragment) -> Result<(), ProtocolError> {
+        let Fragment { header, data, last } = fragment;
+        let record_type = header.record_type;
+        let request_id = header.request_id;
+        if request_id == MANAGEMENT_ID {
+            return self.handle_management(header, data);
+        }
+        if ![
+            RecordType::STDOUT,
+            RecordType::STDERR,
+            RecordType::END_REQUEST,
+        ]
+        .contains(&record_type)
+        {
+            return Err(ProtocolError::UnexpectedRecordType {
+                record_type,
+                request_id,
+            });
+        }
+        let Some(index) = self.requests.iter().position(|r| r.id == request_id) else {
+            return Err(ProtocolError::UnknownRequest {
+                record_type,
+                request_id,
+            });
+        };
+        let id = RequestId(request_id);
+        let req = &mut self.requests[index];
+        match record_type {
+            RecordType::STDOUT => {
+                if req.stdout_closed {
+                    return Err(ProtocolError::AfterEndOfStream {
+                        record_type,
+                        request_id,
+                    });
+                }
+                if data.is_empty() {
+                    req.stdout_closed = true;
+                    if let HeadState::Parsing(_) = req.head {
+                        req.head = HeadState::Discard;
+                        self.push_event(Event::HeadError {
+                            id,
+                            error: HeadError::Incomplete,
+                        });
+                    }
+                    return Ok(());
+                }
+                match &mut req.head {
+                    HeadState::Discard => {}
+                    HeadState::Done => self.push_event(Event::Body { id, data }),
+                    HeadState::Parsing(parser) => match parser.feed(data) {
+                        Ok(None) => {}
+                        Ok(Some((head, rest))) => {
+                            req.head = HeadState::Done;
+                            self.push_event(Event::Head { id, head });
+                            if !rest.is_empty() {
+                                self.push_event(Event::Body { id, data: rest });
+                            }
+                        }
+                        Err(error) => {
+                            req.head = HeadState::Discard;
+                            self.push_event(Event::HeadError { id, error });
+                        }
+                    },
+                }
+            }
+            RecordType::STDERR => {
+                if req.stderr_closed {
+                    return Err(ProtocolError::AfterEndOfStream {
+                        record_type,
+                        request_id,
+                    });
+                }
+                if data.is_empty() {
+                    req.stderr_closed = true;
+                    return Ok(());
+                }
+                if req.aborted {
+                    return Ok(());
+                }
+                let room = self.config.max_stderr_bytes - req.stderr_delivered;
+                let keep = data.len().min(room);
+                req.stderr_delivered += keep;
+                req.stderr_dropped += (data.len() - keep) as u64;
+                if keep > 0 {
+                    self.push_event(Event::Stderr {
+                        id,
+                        data: data.slice(..keep),
+                    });
+                }
+            }
+            _ => {
+                // END_REQUEST: non-stream records arrive whole.
+                debug_assert!(last);
+                let body = EndRequestBody::decode(&data)?;
+                let req = self.requests.swap_remove(index);
+                if let HeadState::Parsing(parser) = &req.head {
+                    if parser.buffered() > 0 || body.protocol_status.is_complete() {
+                        self.push_event(Event::HeadError {
+                            id,
+                            error: HeadError::Incomplete,
+                        });
+                    }
+                }
+                if body.protocol_status == ProtocolStatus::CANT_MPX_CONN {
+                    self.max_concurrent = 1;
+                }
+                self.push_event(Event::End {
+                    id,
+                    end: End {
+                        app_status: body.app_status,
+                        protocol_status: body.protocol_status,
+                        stderr_dropped: req.stderr_dropped,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_management(
+        &mut self,
+        header: RecordHeader,
+        data: Bytes,
+    ) -> Result<(), ProtocolError> {
+        match header.record_type {
+            RecordType::GET_VALUES_RESULT => {
+                if self.values_pending == 0 {
+                    return Err(ProtocolError::UnsolicitedValues);
+                }
+                let values = ServerValues::decode(&data).map_err(ProtocolError::BadValues)?;
+                self.values_pending -= 1;
+                self.push_event(Event::Values(values));
+            }
+            RecordType::UNKNOWN_TYPE => {
+                if data.len() != 8 {
+                    return Err(ProtocolError::BadUnknownTypeLength(data.len()));
+                }
+                self.push_event(Event::UnknownType(RecordType(data[0])));
+            }
+            record_type => {
+                return Err(ProtocolError::UnexpectedRecordType {
+                    record_type,
+                    request_id: header.request_id,
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if let Event::Body { data, .. } | Event::Stderr { data, .. } = &event {
+            self.event_bytes += data.len();
+        }
+        self.events.push_back(event);
+    }
+
+    // ----- events -----
+
+    /// The next event, or `None` when all are drained.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        if let Event::Body { data, .. } | Event::Stderr { data, .. } = &event {
+            self.event_bytes -= data.len();
+        }
+        Some(event)
+    }
+}
+
+fn put_header(out: &mut BytesMut, record_type: RecordType, id: u16, len: u16) {
+    out.put_slice(&RecordHeader::new(record_type, id, len).encode());
+}

@@ -1,0 +1,752 @@
+//! CGI params: the ordered set sent as `PARAMS`, a builder from HTTP-shaped input with
+//! nginx's default params and a secure header policy, and path splitting.
+
+use std::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use crate::error::{ParamError, PathError};
+use crate::nv;
+use crate::record::MAX_CONTENT_LEN;
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    name_start: usize,
+    name_len: usize,
+    value_start: usize,
+    value_len: usize,
+}
+
+/// An ordered set of CGI params.
+///
+/// Params keep the order in which they were first inserted; inserting a name again
+/// replaces its value in place. Every name is non-empty printable ASCII without `=`; no
+/// value holds NUL, CR or LF (PHP reads params as C strings); every pair fits in one
+/// `PARAMS` record. Names and values live in one buffer, so a request's params cost two
+/// allocations however many there are.
+///
+/// ```
+/// use fcgi_proto::Params;
+///
+/// let mut params = Params::new();
+/// params.insert("REQUEST_METHOD", "GET")?;
+/// params.insert("SCRIPT_FILENAME", "/srv/www/index.php")?;
+/// params.insert("REQUEST_METHOD", "POST")?; // replaces, keeps the position
+/// let names: Vec<&[u8]> = params.iter().map(|(name, _)| name).collect();
+/// assert_eq!(names, [&b"REQUEST_METHOD"[..], b"SCRIPT_FILENAME"]);
+/// assert_eq!(params.get("REQUEST_METHOD"), Some(&b"POST"[..]));
+/// assert!(params.insert("PATH", "a\0b").is_err());
+/// # Ok::<(), fcgi_proto::ParamError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Params {
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
+            )
+            .finish()
+    }
+}
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Params {}
+
+fn check_name(name: &[u8]) -> Result<(), ParamError> {
+    if name.is_empty() {
+        return Err(ParamError::EmptyName);
+    }
+    if name
+        .iter()
+        .any(|&b| !(0x21..=0x7E).contains(&b) || b == b'=')
+    {
+        return Err(ParamError::InvalidName(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn has_forbidden_byte(value: &[u8]) -> bool {
+    memchr::memchr3(0, b'\r', b'\n', value).is_some()
+}
+
+fn check_pair(name: &[u8], value: &[u8]) -> Result<(), ParamError> {
+    check_name(name)?;
+    if has_forbidden_byte(value) {
+        return Err(ParamError::InvalidValue(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    let size = nv::encoded_len(name, value);
+    if size > MAX_CONTENT_LEN {
+        let mut shown = String::from_utf8_lossy(&name[..name.len().min(64)]).into_owned();
+        if name.len() > 64 {
+            shown.push_str("...");
+        }
+        return Err(ParamError::PairTooLarge { name: shown, size });
+    }
+    Ok(())
+}
+
+impl Params {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty set with room for `count` params of `bytes` name and value bytes in all.
+    pub fn with_capacity(count: usize, bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+            entries: Vec::with_capacity(count),
+        }
+    }
+
+    /// Number of params.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no params.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn name_of(&self, e: &Entry) -> &[u8] {
+        &self.buf[e.name_start..e.name_start + e.name_len]
+    }
+
+    fn value_of(&self, e: &Entry) -> &[u8] {
+        &self.buf[e.value_start..e.value_start + e.value_len]
+    }
+
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.entries.iter().position(|e| self.name_of(e) == name)
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let i = self.position(name.as_ref())?;
+        Some(self.value_of(&self.entries[i]))
+    }
+
+    /// Whether `name` is set.
+    pub fn contains(&self, name: impl AsRef<[u8]>) -> bool {
+        self.position(name.as_ref()).is_some()
+    }
+
+    /// Sets `name` to `value`: appended if new, replaced in place otherwise.
+    pub fn insert(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), ParamError> {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        check_pair(name, value)?;
+        self.insert_checked(name, value);
+        Ok(())
+    }
+
+    fn insert_checked(&mut self, name: &[u8], value: &[u8]) {
+        match self.position(name) {
+            Some(i) => {
+                let e = &mut self.entries[i];
+                if value.len() <= e.value_len {
+                    // Overwrite in place; the old value's tail is simply unused.
+                    self.buf[e.value_start..e.value_start + value.len()].copy_from_slice(value);
+                } else {
+                    e.value_start = self.buf.len();
+                    self.buf.extend_from_slice(value);
+                }
+                e.value_len = value.len();
+            }
+            None => {
+                let name_start = self.buf.len();
+                self.buf.extend_from_slice(name);
+                self.buf.extend_from_slice(value);
+                self.entries.push(Entry {
+                    name_start,
+                    name_len: name.len(),
+                    value_start: name_start + name.len(),
+                    value_len: value.len(),
+                });
+            }
+        }
+    }
+
+    /// Appends `value` to the value of `name` after `separator`, or sets it if absent.
+    fn append_joined(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        separator: &[u8],
+    ) -> Result<(), ParamError> {
+        let Some(i) = self.position(name) else {
+            return self.insert(name, value);
+        };
+        let e = self.entries[i];
+        let size = nv::encoded_len(name, &[]) + 4 + e.value_len + separator.len() + value.len();
+        if size > MAX_CONTENT_LEN {
+            return Err(ParamError::PairTooLarge {
+                name: String::from_utf8_lossy(name).into_owned(),
+                size,
+            });
+        }
+        let start = self.buf.len();
+        self.buf
+            .extend_from_within(e.value_start..e.value_start + e.value_len);
+        self.buf.extend_from_slice(separator);
+        self.buf.extend_from_slice(value);
+        let e = &mut self.entries[i];
+        e.value_start = start;
+        e.value_len = self.buf.len() - start;
+        Ok(())
+    }
+
+    /// Removes `name`; returns whether it was set.
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) -> bool {
+        match self.position(name.as_ref()) {
+            Some(i) => {
+                self.entries.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The params in order, as `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.entries
+            .iter()
+            .map(|e| (self.name_of(e), self.value_of(e)))
+    }
+
+    /// The size of all pairs encoded, without record headers.
+    pub fn encoded_len(&self) -> usize {
+        self.iter().map(|(n, v)| nv::encoded_len(n, v)).sum()
+    }
+
+    /// `CONTENT_LENGTH` as a number: `Ok(None)` when unset or empty, an error when it is
+    /// not a decimal number.
+    pub fn content_length(&self) -> Result<Option<u64>, crate::UsageError> {
+        match self.get("CONTENT_LENGTH") {
+            None | Some(b"") => Ok(None),
+            Some(v) => parse_decimal(v)
+                .map(Some)
+                .ok_or(crate::UsageError::InvalidContentLength),
+        }
+    }
+}
+
+/// Parses ASCII decimal digits (no sign, no spaces) into a `u64`.
+pub(crate) fn parse_decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// Which request headers become `HTTP_*` params.
+///
+/// The default is nginx's: names made only of `[A-Za-z0-9-]` pass; any other name is
+/// dropped, since `X-User_Id`, `X.User.Id` and `X-User-Id` would all reach the
+/// application as `HTTP_X_USER_ID` and let a client spoof a header a proxy sets; `Proxy`
+/// is dropped (httpoxy, CVE-2016-5385). NUL, CR or LF in any header name or value is an
+/// error whatever the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeaderPolicy {
+    /// Drop the `Proxy` header (default `true`).
+    pub drop_proxy: bool,
+    /// Pass names with `_`, folded like `-` (default `false`; nginx's
+    /// `underscores_in_headers`).
+    pub allow_underscores: bool,
+}
+
+impl Default for HeaderPolicy {
+    fn default() -> Self {
+        Self {
+            drop_proxy: true,
+            allow_underscores: false,
+        }
+    }
+}
+
+impl HeaderPolicy {
+    /// Whether a header of this name passes (names with NUL, CR or LF are an error before
+    /// this is asked).
+    pub fn allows(&self, name: &[u8]) -> bool {
+        !name.is_empty()
+            && name.iter().all(|&b| {
+                b.is_ascii_alphanumeric() || b == b'-' || (b == b'_' && self.allow_underscores)
+            })
+            && !(self.drop_proxy && name.eq_ignore_ascii_case(b"proxy"))
+    }
+}
+
+/// Builds a request's params from HTTP-shaped input, as nginx's `fastcgi_params` does.
+///
+/// In order: `SCRIPT_FILENAME`, `QUERY_STRING`, `REQUEST_METHOD`, `CONTENT_TYPE`,
+/// `CONTENT_LENGTH`, `SCRIPT_NAME`, `REQUEST_URI`, `DOCUMENT_URI`, `DOCUMENT_ROOT`,
+/// `SERVER_PROTOCOL`, `REQUEST_SCHEME`, `HTTPS` (when on), `GATEWAY_INTERFACE`,
+/// `SERVER_SOFTWARE`, `REMOTE_ADDR`, `REMOTE_PORT`, `SERVER_ADDR`, `SERVER_PORT`,
+/// `SERVER_NAME`, `REDIRECT_STATUS`, `PATH_INFO` and `PATH_TRANSLATED` (when a path
+/// was split), then one `HTTP_*` param per header name in the order first seen, then the
+/// caller's own params, which win over all of the above. A param whose input is not
+/// given is left out. Same-name headers are joined with `", "` (`Cookie` with `"; "`);
+/// `Content-Type` and `Content-Length` become `CONTENT_TYPE` and `CONTENT_LENGTH`; an
+/// explicit [`content_length`](Self::content_length) wins over the header.
+///
+/// ```
+/// use fcgi_proto::ParamsBuilder;
+///
+/// let params = ParamsBuilder::new("POST", "/index.php?page=2")
+///     .document_root("/srv/www")
+///     .script("/index.php", "/srv/www/index.php")
+///     .header("Host", "example.com")
+///     .header("Cookie", "a=1")
+///     .header("Cookie", "b=2")
+///     .header("X-Forwarded_For", "spoofed") // dropped: underscore
+///     .header("Proxy", "http://evil/")      // dropped: httpoxy
+///     .content_length(5)
+///     .param("APP_ENV", "production")
+///     .build()?;
+/// assert_eq!(params.get("QUERY_STRING"), Some(&b"page=2"[..]));
+/// assert_eq!(params.get("CONTENT_LENGTH"), Some(&b"5"[..]));
+/// assert_eq!(params.get("HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
+/// assert_eq!(params.get("HTTP_HOST"), Some(&b"example.com"[..]));
+/// assert!(!params.contains("HTTP_X_FORWARDED_FOR") && !params.contains("HTTP_PROXY"));
+/// # Ok::<(), fcgi_proto::ParamError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ParamsBuilder<'a> {
+    method: &'a [u8],
+    request_uri: &'a [u8],
+    script_name: Option<&'a [u8]>,
+    script_filename: Option<&'a [u8]>,
+    document_root: Option<&'a [u8]>,
+    document_uri: Option<&'a [u8]>,
+    path_info: Option<&'a [u8]>,
+    server_name: Option<&'a [u8]>,
+    server_protocol: &'a [u8],
+    server_software: &'a [u8],
+    remote_addr: Option<SocketAddr>,
+    server_addr: Option<SocketAddr>,
+    https: bool,
+    content_length: Option<u64>,
+    policy: HeaderPolicy,
+    headers: Params,
+    content_type: Option<&'a [u8]>,
+    header_content_length: Option<&'a [u8]>,
+    extra: Params,
+    error: Option<ParamError>,
+}
+
+fn fold_header_name(name: &[u8], out: &mut [u8; 256]) -> Option<usize> {
+    let len = 5 + name.len();
+    if len > out.len() {
+        return None;
+    }
+    out[..5].copy_from_slice(b"HTTP_");
+    for (o, &b) in out[5..len].iter_mut().zip(name) {
+        *o = match b {
+            b'-' => b'_',
+            b => b.to_ascii_uppercase(),
+        };
+    }
+    Some(len)
+}
+
+impl<'a> ParamsBuilder<'a> {
+    /// Starts from the request method and the request target as received (path and
+    /// query, not decoded).
+    pub fn new(method: &'a str, request_uri: &'a str) -> Self {
+        Self::from_bytes(method.as_bytes(), request_uri.as_bytes())
+    }
+
+    /// Like [`new`](Self::new) for a request target that is not UTF-8.
+    pub fn from_bytes(method: &'a [u8], request_uri: &'a [u8]) -> Self {
+        Self {
+            method,
+            request_uri,
+            script_name: None,
+            script_filename: None,
+            document_root: None,
+            document_uri: None,
+            path_info: None,
+            server_name: None,
+            server_protocol: b"HTTP/1.1",
+            server_software: b"fcgi",
+            remote_addr: None,
+            server_addr: None,
+            https: false,
+            content_length: None,
+            policy: HeaderPolicy::default(),
+            headers: Params::new(),
+            content_type: None,
+            header_content_length: None,
+            extra: Params::new(),
+            error: None,
+        }
+    }
+
+    /// `SCRIPT_NAME` (the script's URI path) and `SCRIPT_FILENAME` (its file). Without
+    /// it, `SCRIPT_NAME` is the path of the request target and `SCRIPT_FILENAME` is left
+    /// out.
+    pub fn script(mut self, script_name: &'a str, script_filename: &'a str) -> Self {
+        self.script_name = Some(script_name.as_bytes());
+        self.script_filename = Some(script_filename.as_bytes());
+        self
+    }
+
+    /// `SCRIPT_FILENAME` alone.
+    pub fn script_filename(mut self, script_filename: &'a str) -> Self {
+        self.script_filename = Some(script_filename.as_bytes());
+        self
+    }
+
+    /// `DOCUMENT_ROOT`.
+    pub fn document_root(mut self, document_root: &'a str) -> Self {
+        self.document_root = Some(document_root.as_bytes());
+        self
+    }
+
+    /// `DOCUMENT_URI` (default: the path of the request target).
+    pub fn document_uri(mut self, document_uri: &'a str) -> Self {
+        self.document_uri = Some(document_uri.as_bytes());
+        self
+    }
+
+    /// `PATH_INFO`, and `PATH_TRANSLATED` when a document root is set. See [`split_path`].
+    pub fn path_info(mut self, path_info: &'a str) -> Self {
+        self.path_info = Some(path_info.as_bytes());
+        self
+    }
+
+    /// `SERVER_NAME` (default: the `Host` header without its port, else `SERVER_ADDR`).
+    pub fn server_name(mut self, server_name: &'a str) -> Self {
+        self.server_name = Some(server_name.as_bytes());
+        self
+    }
+
+    /// `SERVER_PROTOCOL` (default `HTTP/1.1`).
+    pub fn server_protocol(mut self, protocol: &'a str) -> Self {
+        self.server_protocol = protocol.as_bytes();
+        self
+    }
+
+    /// `SERVER_SOFTWARE` (default `fcgi`).
+    pub fn server_software(mut self, software: &'a str) -> Self {
+        self.server_software = software.as_bytes();
+        self
+    }
+
+    /// `REMOTE_ADDR` and `REMOTE_PORT`.
+    pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
+        self.remote_addr = Some(addr);
+        self
+    }
+
+    /// `SERVER_ADDR` and `SERVER_PORT`.
+    pub fn server_addr(mut self, addr: SocketAddr) -> Self {
+        self.server_addr = Some(addr);
+        self
+    }
+
+    /// `HTTPS=on` and `REQUEST_SCHEME=https` when true; `REQUEST_SCHEME=http` otherwise.
+    pub fn https(mut self, on: bool) -> Self {
+        self.https = on;
+        self
+    }
+
+    /// `CONTENT_LENGTH`: the number of body bytes that will be sent, which the
+    /// [`Connection`](crate::Connection) then holds the caller to.
+    pub fn content_length(mut self, len: u64) -> Self {
+        self.content_length = Some(len);
+        self
+    }
+
+    /// The policy for request headers (default: [`HeaderPolicy::default`]).
+    pub fn header_policy(mut self, policy: HeaderPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Adds a request header. Headers the policy drops are ignored; NUL, CR or LF make
+    /// [`build`](Self::build) fail.
+    pub fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.add_header(name.as_bytes(), value.as_bytes());
+        self
+    }
+
+    /// Adds a request header given as bytes (values may be any bytes but NUL, CR, LF).
+    pub fn header_bytes(mut self, name: &'a [u8], value: &'a [u8]) -> Self {
+        self.add_header(name, value);
+        self
+    }
+
+    fn fail(&mut self, e: ParamError) {
+        self.error.get_or_insert(e);
+    }
+
+    fn add_header(&mut self, name: &'a [u8], value: &'a [u8]) {
+        if has_forbidden_byte(name) {
+            return self.fail(ParamError::InvalidHeaderName(
+                String::from_utf8_lossy(name).into_owned(),
+            ));
+        }
+        if has_forbidden_byte(value) {
+            return self.fail(ParamError::InvalidHeaderValue(
+                String::from_utf8_lossy(name).into_owned(),
+            ));
+        }
+        if !self.policy.allows(name) {
+            return;
+        }
+        if name.eq_ignore_ascii_case(b"content-type") {
+            self.content_type.get_or_insert(value);
+            return;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match self.header_content_length {
+                Some(old) if old != value => self.fail(ParamError::InvalidContentLength),
+                _ => self.header_content_length = Some(value),
+            }
+            return;
+        }
+        let mut folded = [0u8; 256];
+        let Some(len) = fold_header_name(name, &mut folded) else {
+            let size = nv::encoded_len(name, value) + 5;
+            return self.fail(ParamError::PairTooLarge {
+                name: String::from_utf8_lossy(&name[..64]).into_owned() + "...",
+                size,
+            });
+        };
+        let separator: &[u8] = if name.eq_ignore_ascii_case(b"cookie") {
+            b"; "
+        } else {
+            b", "
+        };
+        if let Err(e) = self.headers.append_joined(&folded[..len], value, separator) {
+            self.fail(e);
+        }
+    }
+
+    /// Sets a param of the caller's own; it wins over every param built from the request.
+    pub fn param(mut self, name: &'a str, value: &'a str) -> Self {
+        if let Err(e) = self.extra.insert(name, value) {
+            self.fail(e);
+        }
+        self
+    }
+
+    /// Builds the params; the first invalid input is the error.
+    pub fn build(self) -> Result<Params, ParamError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let (path, query) = match memchr::memchr(b'?', self.request_uri) {
+            Some(i) => (&self.request_uri[..i], &self.request_uri[i + 1..]),
+            None => (self.request_uri, &b""[..]),
+        };
+        let content_length = match (self.content_length, self.header_content_length) {
+            (Some(n), _) => Some(n),
+            (None, Some(h)) => Some(parse_decimal(h).ok_or(ParamError::InvalidContentLength)?),
+            (None, None) => None,
+        };
+        let mut p = Params::with_capacity(
+            24 + self.headers.len() + self.extra.len(),
+            512 + self.headers.buf.len() + self.extra.buf.len(),
+        );
+        let mut scratch = [0u8; 64];
+        let put = |p: &mut Params, name: &str, value: &[u8]| {
+            check_pair(name.as_bytes(), value).map(|()| p.insert_checked(name.as_bytes(), value))
+        };
+
+        if let Some(f) = self.script_filename {
+            put(&mut p, "SCRIPT_FILENAME", f)?;
+        }
+        put(&mut p, "QUERY_STRING", query)?;
+        put(&mut p, "REQUEST_METHOD", self.method)?;
+        if let Some(t) = self.content_type {
+            put(&mut p, "CONTENT_TYPE", t)?;
+        }
+        if let Some(n) = content_length {
+            put(
+                &mut p,
+                "CONTENT_LENGTH",
+                format_into(&mut scratch, format_args!("{n}")),
+            )?;
+        }
+        put(&mut p, "SCRIPT_NAME", self.script_name.unwrap_or(path))?;
+        put(&mut p, "REQUEST_URI", self.request_uri)?;
+        put(&mut p, "DOCUMENT_URI", self.document_uri.unwrap_or(path))?;
+        if let Some(root) = self.document_root {
+            put(&mut p, "DOCUMENT_ROOT", root)?;
+        }
+        put(&mut p, "SERVER_PROTOCOL", self.server_protocol)?;
+        put(
+            &mut p,
+            "REQUEST_SCHEME",
+            if self.https { b"https" } else { b"http" },
+        )?;
+        if self.https {
+            put(&mut p, "HTTPS", b"on")?;
+        }
+        put(&mut p, "GATEWAY_INTERFACE", b"CGI/1.1")?;
+        put(&mut p, "SERVER_SOFTWARE", self.server_software)?;
+        if let Some(a) = self.remote_addr {
+            put(
+                &mut p,
+                "REMOTE_ADDR",
+                format_into(&mut scratch, format_args!("{}", a.ip())),
+            )?;
+            put(
+                &mut p,
+                "REMOTE_PORT",
+                format_into(&mut scratch, format_args!("{}", a.port())),
+            )?;
+        }
+        if let Some(a) = self.server_addr {
+            put(
+                &mut p,
+                "SERVER_ADDR",
+                format_into(&mut scratch, format_args!("{}", a.ip())),
+            )?;
+            put(
+                &mut p,
+                "SERVER_PORT",
+                format_into(&mut scratch, format_args!("{}", a.port())),
+            )?;
+        }
+        let host = self.headers.get("HTTP_HOST").map(strip_port);
+        match (self.server_name, host) {
+            (Some(name), _) | (None, Some(name)) => put(&mut p, "SERVER_NAME", name)?,
+            (None, None) => {
+                if let Some(a) = self.server_addr {
+                    put(
+                        &mut p,
+                        "SERVER_NAME",
+                        format_into(&mut scratch, format_args!("{}", a.ip())),
+                    )?;
+                }
+            }
+        }
+        put(&mut p, "REDIRECT_STATUS", b"200")?;
+        if let Some(info) = self.path_info {
+            put(&mut p, "PATH_INFO", info)?;
+            if let Some(root) = self.document_root {
+                let mut translated = Vec::with_capacity(root.len() + info.len());
+                translated.extend_from_slice(root.strip_suffix(b"/").unwrap_or(root));
+                translated.extend_from_slice(info);
+                put(&mut p, "PATH_TRANSLATED", &translated)?;
+            }
+        }
+        for (name, value) in self.headers.iter() {
+            p.insert_checked(name, value);
+        }
+        for (name, value) in self.extra.iter() {
+            p.insert_checked(name, value);
+        }
+        Ok(p)
+    }
+}
+
+/// The host part of a `Host` header value (`example.com:8080` -> `example.com`,
+/// `[::1]:80` -> `[::1]`).
+fn strip_port(host: &[u8]) -> &[u8] {
+    match memchr::memrchr(b':', host) {
+        Some(i)
+            if !host[i + 1..].is_empty()
+                && host[i + 1..].iter().all(u8::is_ascii_digit)
+                && !host[..i].ends_with(b":") =>
+        {
+            if host.starts_with(b"[") && !host[..i].ends_with(b"]") {
+                host
+            } else {
+                &host[..i]
+            }
+        }
+        _ => host,
+    }
+}
+
+fn format_into<'b>(buf: &'b mut [u8; 64], args: fmt::Arguments<'_>) -> &'b [u8] {
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 64 bytes hold any number or IP address this module formats.
+    cursor
+        .write_fmt(args)
+        .expect("a number or an IP address fits in 64 bytes");
+    let n = cursor.position() as usize;
+    &buf[..n]
+}
+
+/// A request path split into the script's name and the path after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitPath<'p> {
+    /// `SCRIPT_NAME`: the path up to and including the extension.
+    pub script_name: &'p [u8],
+    /// `PATH_INFO`: the rest, empty or starting with `/`.
+    pub path_info: &'p [u8],
+}
+
+/// Splits a decoded request path into `SCRIPT_NAME` and `PATH_INFO` at the first path
+/// segment that ends with `extension`, as nginx's `fastcgi_split_path_info
+/// ^(.+?\.php)(/.*)$` does.
+///
+/// The extension is matched byte for byte (`.PHP` and full-width look-alikes do not
+/// match `.php`). `Ok(None)` means no segment ends with the extension. NUL, CR and LF
+/// are rejected anywhere in the path (a `%0a` in the URI is how CVE-2019-11043 emptied
+/// `PATH_INFO`), and so is a script name that is the extension alone (`/.php`).
+///
+/// ```
+/// use fcgi_proto::params::{split_path, SplitPath};
+///
+/// let split = split_path(b"/app/index.php/users/7", b".php").unwrap().unwrap();
+/// assert_eq!(split, SplitPath { script_name: b"/app/index.php", path_info: b"/users/7" });
+/// assert_eq!(split_path(b"/shell.PHP", b".php"), Ok(None));
+/// assert!(split_path(b"/index.php/\nx", b".php").is_err());
+/// ```
+pub fn split_path<'p>(
+    path: &'p [u8],
+    extension: &[u8],
+) -> Result<Option<SplitPath<'p>>, PathError> {
+    if let Some(i) = memchr::memchr3(0, b'\r', b'\n', path) {
+        return Err(PathError::ForbiddenByte(path[i]));
+    }
+    if !path.starts_with(b"/") {
+        return Err(PathError::NotAbsolute);
+    }
+    if extension.is_empty() {
+        return Ok(None);
+    }
+    for start in memchr::memmem::find_iter(path, extension) {
+        let end = start + extension.len();
+        if end != path.len() && path[end] != b'/' {
+            continue;
+        }
+        // A match at 0 (an extension starting with '/') leaves no script name either.
+        if start == 0 || path[start - 1] == b'/' {
+            return Err(PathError::EmptyScriptName);
+        }
+        return Ok(Some(SplitPath {
+            script_name: &path[..end],
+            path_info: &path[end..],
+        }));
+    }
+    Ok(None)
+}

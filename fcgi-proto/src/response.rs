@@ -1,0 +1,526 @@
+//! The CGI response head (RFC 3875 section 6) at the start of `STDOUT`: an incremental
+//! parser and the parsed head.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::HeadError;
+use crate::params::parse_decimal;
+
+/// One response header: a name (an HTTP token, as sent) and its value (without the
+/// whitespace around it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeaderField {
+    name: Bytes,
+    value: Bytes,
+}
+
+impl HeaderField {
+    /// The name as the application spelled it (`Content-type`, `Set-Cookie`, ...).
+    pub fn name(&self) -> &str {
+        // Names are checked to be HTTP tokens, which are ASCII, before a field is made.
+        std::str::from_utf8(&self.name).unwrap_or_default()
+    }
+
+    /// The value's bytes.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// The value as text, when it is UTF-8.
+    pub fn value_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
+    }
+
+    /// The value's bytes, shared with the received buffer (no copy).
+    pub fn value_bytes(&self) -> &Bytes {
+        &self.value
+    }
+}
+
+impl fmt::Debug for HeaderField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {:?}",
+            self.name(),
+            String::from_utf8_lossy(&self.value)
+        )
+    }
+}
+
+/// A parsed CGI response head.
+///
+/// The `Status` header is consumed into [`status`](Self::status) and
+/// [`reason`](Self::reason); every other header stays, in order, with every value (three
+/// `Set-Cookie` headers stay three).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    status: u16,
+    reason: Option<Bytes>,
+    status_given: bool,
+    headers: Vec<HeaderField>,
+}
+
+impl fmt::Debug for ResponseHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseHead")
+            .field("status", &self.status)
+            .field("reason", &self.reason())
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+impl ResponseHead {
+    /// The HTTP status: from `Status`; else 302 when there is a `Location`; else 200.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The reason phrase given with `Status`, if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason
+            .as_ref()
+            .and_then(|r| std::str::from_utf8(r).ok())
+    }
+
+    /// Whether the application sent a `Status` header.
+    pub fn has_status_header(&self) -> bool {
+        self.status_given
+    }
+
+    /// Every header but `Status`, in the order received.
+    pub fn headers(&self) -> &[HeaderField] {
+        &self.headers
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| h.value())
+    }
+
+    /// Every value of a header, by case-insensitive name, in order.
+    pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| h.value())
+    }
+
+    /// `Content-Length`, if sent (it is checked to be a number).
+    pub fn content_length(&self) -> Option<u64> {
+        self.get("content-length").and_then(parse_decimal)
+    }
+
+    /// Whether this is a CGI local redirect: a `Location` that is a path (`/...`), with
+    /// no `Status`. The CGI specification asks the web server to serve that path itself
+    /// instead; [`status`](Self::status) is 302, which is what nginx answers.
+    pub fn is_local_redirect(&self) -> bool {
+        !self.status_given
+            && self
+                .get("location")
+                .is_some_and(|l| l.starts_with(b"/") && !l.starts_with(b"//"))
+    }
+
+    /// The head as `http::response::Parts` (status, every header in order, HTTP/1.1).
+    #[cfg(feature = "http")]
+    pub fn to_http_parts(&self) -> Result<http::response::Parts, http::Error> {
+        let mut builder = http::Response::builder().status(self.status);
+        for h in &self.headers {
+            builder = builder.header(h.name(), http::HeaderValue::from_bytes(h.value())?);
+        }
+        Ok(builder.body(())?.into_parts().0)
+    }
+}
+
+/// An incremental parser of the response head.
+///
+/// Feed it `STDOUT` content in pieces of any size; it answers the head and the first
+/// body bytes once the blank line has arrived. When the whole head arrives in one piece
+/// (the usual case) it is parsed in place and no byte is copied.
+///
+/// ```
+/// use bytes::Bytes;
+/// use fcgi_proto::response::HeadParser;
+///
+/// let mut parser = HeadParser::new(8192);
+/// assert!(parser.feed(Bytes::from_static(b"Status: 404 Not Found\r\nSet-Cookie: a=1\r\n")).unwrap().is_none());
+/// let (head, body) = parser
+///     .feed(Bytes::from_static(b"Set-Cookie: b=2\r\n\r\nnot here"))
+///     .unwrap()
+///     .unwrap();
+/// assert_eq!((head.status(), head.reason()), (404, Some("Not Found")));
+/// assert_eq!(head.get_all("set-cookie").collect::<Vec<_>>(), [b"a=1", b"b=2"]);
+/// assert_eq!(&body[..], b"not here");
+/// ```
+#[derive(Debug)]
+pub struct HeadParser {
+    buf: BytesMut,
+    limit: usize,
+    /// Where to resume looking for the blank line.
+    scanned: usize,
+}
+
+impl HeadParser {
+    /// A parser that refuses heads longer than `limit` bytes (blank line included).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            limit,
+            scanned: 0,
+        }
+    }
+
+    /// Bytes fed so far that are not yet part of a parsed head.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Feeds the next `STDOUT` bytes; answers the head and the body bytes that followed
+    /// it once the head is complete. Feed nothing after that.
+    pub fn feed(&mut self, data: Bytes) -> Result<Option<(ResponseHead, Bytes)>, HeadError> {
+        if self.buf.is_empty() {
+            if let Some(end) = find_head_end(&data, 0) {
+                if end > self.limit {
+                    return Err(HeadError::TooLarge { limit: self.limit });
+                }
+                let head = parse_head(&data.slice(..end))?;
+                return Ok(Some((head, data.slice(end..))));
+            }
+        }
+        self.buf.extend_from_slice(&data);
+        match find_head_end(&self.buf, self.scanned) {
+            Some(end) if end <= self.limit => {
+                let head = self.buf.split_to(end).freeze();
+                let rest = self.buf.split().freeze();
+                Ok(Some((parse_head(&head)?, rest)))
+            }
+            Some(_) => Err(HeadError::TooLarge { limit: self.limit }),
+            None if self.buf.len() > self.limit => Err(HeadError::TooLarge { limit: self.limit }),
+            None => {
+                // The blank line can start at most two bytes before the end (`\n\r`).
+                self.scanned = self.buf.len().saturating_sub(2);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The length of the head including its blank line, if `buf` holds all of it; `from`
+/// is where to resume scanning (a position of no interest before it).
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    // An empty head: the very first line is blank.
+    if from == 0 {
+        if buf.starts_with(b"\n") {
+            return Some(1);
+        }
+        if buf.starts_with(b"\r\n") {
+            return Some(2);
+        }
+    }
+    for i in memchr::memchr_iter(b'\n', &buf[from..]).map(|i| i + from) {
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some(i + 2),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn trim(value: &[u8]) -> (usize, usize) {
+    let start = value
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    (start, end)
+}
+
+/// Parses a whole head, blank line included.
+fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
+    let mut status = None;
+    let mut headers = Vec::new();
+    let mut content_length_seen = false;
+    let mut transfer_encoding_seen = false;
+    let mut location_seen = false;
+    let mut line_start = 0;
+    for (index, line_end) in memchr::memchr_iter(b'\n', head).enumerate() {
+        let line_no = index + 1;
+        let mut line = &head[line_start..line_end];
+        let offset = line_start;
+        line_start = line_end + 1;
+        if let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        if line.is_empty() {
+            break; // The blank line: `head` ends here.
+        }
+        let colon = memchr::memchr(b':', line).ok_or(HeadError::MissingColon { line: line_no })?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+            return Err(HeadError::InvalidName { line: line_no });
+        }
+        let (vs, ve) = trim(&line[colon + 1..]);
+        let value_start = offset + colon + 1 + vs;
+        let value_end = offset + colon + 1 + ve;
+        let value = &head[value_start..value_end];
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7F) {
+            return Err(HeadError::InvalidValue { line: line_no });
+        }
+        if name.eq_ignore_ascii_case(b"status") {
+            if status.is_some() {
+                return Err(HeadError::InvalidStatus);
+            }
+            status = Some(parse_status(head.slice(value_start..value_end))?);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if content_length_seen {
+                return Err(HeadError::DuplicateContentLength);
+            }
+            content_length_seen = true;
+            parse_decimal(value).ok_or(HeadError::InvalidContentLength)?;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding_seen = true;
+        } else if name.eq_ignore_ascii_case(b"location") {
+            location_seen = true;
+        }
+        headers.push(HeaderField {
+            name: head.slice(offset..offset + colon),
+            value: head.slice(value_start..value_end),
+        });
+    }
+    if content_length_seen && transfer_encoding_seen {
+        return Err(HeadError::ContentLengthWithTransferEncoding);
+    }
+    let status_given = status.is_some();
+    let (status, reason) = match status {
+        Some(s) => s,
+        None if location_seen => (302, None),
+        None => (200, None),
+    };
+    Ok(ResponseHead {
+        status,
+        reason,
+        status_given,
+        headers,
+    })
+}
+
+/// `NNN` or `NNN reason`, with NNN from 100 to 999.
+fn parse_status(value: Bytes) -> Result<(u16, Option<Bytes>), HeadError> {
+    let digits = value.get(..3).ok_or(HeadError::InvalidStatus)?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(HeadError::InvalidStatus);
+    }
+    let code = digits
+        .iter()
+        .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+    if code < 100 {
+        return Err(HeadError::InvalidStatus);
+    }
+    match value.get(3) {
+        None => Ok((code, None)),
+        Some(b' ') => {
+            let reason = value.slice(4..);
+            Ok((code, (!reason.is_empty()).then_some(reason)))
+        }
+        Some(_) => Err(HeadError::InvalidStatus),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8], step: usize) -> Result<Option<(ResponseHead, Vec<u8>)>, HeadError> {
+        let mut p = HeadParser::new(1024);
+        let mut chunks = input.chunks(step.max(1));
+        for chunk in chunks.by_ref() {
+            if let Some((head, rest)) = p.feed(Bytes::copy_from_slice(chunk))? {
+                let mut body = rest.to_vec();
+                chunks.for_each(|c| body.extend_from_slice(c));
+                return Ok(Some((head, body)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Parses whole, byte by byte and in pieces of 3, and checks they agree.
+    fn parse(input: &[u8]) -> Result<Option<(ResponseHead, Vec<u8>)>, HeadError> {
+        let whole = parse_all(input, input.len());
+        for step in [1, 2, 3, 5] {
+            assert_eq!(parse_all(input, step), whole, "step {step}");
+        }
+        whole
+    }
+
+    fn ok(input: &[u8]) -> (ResponseHead, Vec<u8>) {
+        parse(input).unwrap().unwrap()
+    }
+
+    #[test]
+    fn php_fpm_default_head() {
+        let (head, body) =
+            ok(b"X-Powered-By: PHP/8.2\r\nContent-type: text/html; charset=UTF-8\r\n\r\nHello");
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.reason(), None);
+        assert!(!head.has_status_header());
+        assert_eq!(
+            head.get("content-type"),
+            Some(&b"text/html; charset=UTF-8"[..])
+        );
+        assert_eq!(head.headers()[1].name(), "Content-type");
+        assert_eq!(body, b"Hello");
+    }
+
+    #[test]
+    fn bare_lf_and_trailing_data_and_whitespace() {
+        let (head, body) = ok(b"A:  x \t\nB:\n\nrest\n\nmore");
+        assert_eq!(head.get("a"), Some(&b"x"[..]));
+        assert_eq!(head.get("b"), Some(&b""[..]));
+        assert_eq!(body, b"rest\n\nmore");
+    }
+
+    #[test]
+    fn mixed_line_endings_and_empty_head() {
+        let (head, body) = ok(b"A: 1\nB: 2\r\n\r\nx");
+        assert_eq!(head.headers().len(), 2);
+        assert_eq!(body, b"x");
+        let (head, body) = ok(b"\r\nbody");
+        assert_eq!((head.status(), head.headers().len()), (200, 0));
+        assert_eq!(body, b"body");
+    }
+
+    #[test]
+    fn status_is_consumed_and_set_cookie_kept() {
+        let (head, _) = ok(b"Status: 404 Not Found\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nset-cookie: c=3\r\n\r\n");
+        assert_eq!((head.status(), head.reason()), (404, Some("Not Found")));
+        assert!(head.has_status_header());
+        assert!(head.get("status").is_none());
+        let cookies: Vec<_> = head.get_all("Set-Cookie").collect();
+        assert_eq!(cookies, [&b"a=1"[..], b"b=2", b"c=3"]);
+    }
+
+    #[test]
+    fn status_forms() {
+        assert_eq!(ok(b"Status: 201\n\n").0.status(), 201);
+        assert_eq!(ok(b"Status: 299 \n\n").0.reason(), None);
+        for bad in [
+            &b"Status: 20\n\n"[..],
+            b"Status: abc\n\n",
+            b"Status: 200OK\n\n",
+            b"Status: 099\n\n",
+            b"Status:\n\n",
+            b"Status: 200\nStatus: 201\n\n",
+        ] {
+            assert_eq!(
+                parse(bad),
+                Err(HeadError::InvalidStatus),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn location_rules() {
+        let (head, _) = ok(b"Location: https://example.com/\r\n\r\n");
+        assert_eq!(head.status(), 302);
+        assert!(!head.is_local_redirect());
+        let (head, _) = ok(b"Location: /login\r\n\r\n");
+        assert_eq!(head.status(), 302);
+        assert!(head.is_local_redirect());
+        let (head, _) = ok(b"Location: //evil.example/\r\n\r\n");
+        assert!(!head.is_local_redirect());
+        let (head, _) = ok(b"Status: 301 Moved\r\nLocation: /new\r\n\r\n");
+        assert_eq!(head.status(), 301);
+        assert!(!head.is_local_redirect());
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            parse(b"A: 1\nNoColon\n\n"),
+            Err(HeadError::MissingColon { line: 2 })
+        );
+        assert_eq!(
+            parse(b"Bad Name: 1\n\n"),
+            Err(HeadError::InvalidName { line: 1 })
+        );
+        assert_eq!(
+            parse(b"X\0: 1\n\n"),
+            Err(HeadError::InvalidName { line: 1 })
+        );
+        assert_eq!(parse(b": 1\n\n"), Err(HeadError::InvalidName { line: 1 }));
+        assert_eq!(parse(b" A: 1\n\n"), Err(HeadError::InvalidName { line: 1 }));
+        assert_eq!(
+            parse(b"A: x\x00y\n\n"),
+            Err(HeadError::InvalidValue { line: 1 })
+        );
+        assert_eq!(
+            parse(b"A: x\ry\n\n"),
+            Err(HeadError::InvalidValue { line: 1 })
+        );
+        assert_eq!(
+            parse(b"Content-Length: 1\ncontent-length: 1\n\n"),
+            Err(HeadError::DuplicateContentLength)
+        );
+        assert_eq!(
+            parse(b"Content-Length: x\n\n"),
+            Err(HeadError::InvalidContentLength)
+        );
+        assert_eq!(
+            parse(b"Content-Length: 1\nTransfer-Encoding: chunked\n\n"),
+            Err(HeadError::ContentLengthWithTransferEncoding)
+        );
+        assert_eq!(parse(b"A: 1\r\nB: 2\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn limit() {
+        let mut p = HeadParser::new(16);
+        assert_eq!(
+            p.feed(Bytes::from_static(b"A: 0123456789\r\n")).unwrap(),
+            None
+        );
+        assert_eq!(
+            p.feed(Bytes::from_static(b"\r\n")),
+            Err(HeadError::TooLarge { limit: 16 })
+        );
+        let mut p = HeadParser::new(16);
+        assert_eq!(
+            p.feed(Bytes::from_static(b"A: 0123456789abcdef")),
+            Err(HeadError::TooLarge { limit: 16 })
+        );
+        let mut p = HeadParser::new(16);
+        assert_eq!(
+            p.feed(Bytes::from_static(b"A: 0123456789abc\n\n")),
+            Err(HeadError::TooLarge { limit: 16 })
+        );
+        // Exactly at the limit is fine.
+        let mut p = HeadParser::new(16);
+        assert!(p
+            .feed(Bytes::from_static(b"A: 0123456789a\n\nbody"))
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn content_length_getter() {
+        assert_eq!(ok(b"Content-Length: 42\n\n").0.content_length(), Some(42));
+    }
+}
