@@ -1,0 +1,81 @@
+//! Where a FastCGI server listens: a TCP host and port, or a unix socket.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// A FastCGI server's address.
+///
+/// Parsed from `HOST:PORT`, `[V6]:PORT`, `unix:/path/to.sock`, or a path that starts with
+/// `/` or `./`.
+///
+/// ```
+/// use fcgi_blocking::Address;
+///
+/// assert_eq!("127.0.0.1:9000".parse::<Address>().unwrap(), Address::Tcp("127.0.0.1:9000".into()));
+/// assert_eq!("[::1]:9000".parse::<Address>().unwrap(), Address::Tcp("[::1]:9000".into()));
+/// assert_eq!("unix:/run/php/php-fpm.sock".parse::<Address>().unwrap(), Address::Unix("/run/php/php-fpm.sock".into()));
+/// assert_eq!("./php.sock".parse::<Address>().unwrap(), Address::Unix("./php.sock".into()));
+/// assert!("php.sock".parse::<Address>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// `HOST:PORT` or `[V6]:PORT`; the host is resolved at each connect.
+    Tcp(String),
+    /// A unix socket's path.
+    Unix(PathBuf),
+}
+
+impl FromStr for Address {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(Error::InvalidAddress(s.to_owned()));
+            }
+            return Ok(Address::Unix(path.into()));
+        }
+        if s.starts_with('/') || s.starts_with("./") {
+            return Ok(Address::Unix(s.into()));
+        }
+        let valid_tcp = match s.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty()
+                    && port.parse::<u16>().is_ok()
+                    && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')))
+            }
+            None => false,
+        };
+        if !valid_tcp {
+            return Err(Error::InvalidAddress(s.to_owned()));
+        }
+        Ok(Address::Tcp(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(hostport) => f.write_str(hostport),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl From<std::net::SocketAddr> for Address {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Address::Tcp(addr.to_string())
+    }
+}
+
+impl TryFrom<&str> for Address {
+    type Error = Error;
+
+    fn try_from(s: &str) -> Result<Self, Error> {
+        s.parse()
+    }
+}

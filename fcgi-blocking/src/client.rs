@@ -1,0 +1,702 @@
+//! The client: one address, at most one kept connection, timeouts, and requests.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use fcgi_proto::{Config, Connection, End, Event, RequestId, ResponseHead, ServerValues};
+
+use crate::address::Address;
+use crate::error::{Error, LimitKind, Phase};
+use crate::request::{Body, Request, StderrCallback};
+use crate::stream::Stream;
+
+/// Timeouts and limits of a [`Client`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Bound on opening a TCP connection (default 10 s). Unix sockets connect at once or
+    /// fail.
+    pub connect_timeout: Option<Duration>,
+    /// Bound on each wait for the server to send more (default 60 s, as nginx's
+    /// `fastcgi_read_timeout`).
+    pub read_timeout: Option<Duration>,
+    /// Bound on each wait for the server to take more (default 60 s, as nginx's
+    /// `fastcgi_send_timeout`).
+    pub write_timeout: Option<Duration>,
+    /// Bound on a whole request, connect included, until its response is read
+    /// (default none).
+    pub total_timeout: Option<Duration>,
+    /// Largest body a buffered [`Client::request`] collects (default 64 MiB); stream
+    /// larger ones with [`Client::request_streaming`].
+    pub max_body_bytes: u64,
+    /// The protocol core's limits.
+    pub config: Config,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(60)),
+            total_timeout: None,
+            max_body_bytes: 64 * 1024 * 1024,
+            config: Config::default(),
+        }
+    }
+}
+
+/// A buffered response.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Response {
+    /// The HTTP status (from `Status`, else 302 with `Location`, else 200).
+    pub status: u16,
+    /// The response head: status, reason and every header in order.
+    pub head: ResponseHead,
+    /// The body, byte-exact.
+    pub body: Vec<u8>,
+    /// The application's `STDERR` (empty when the request had an
+    /// [`on_stderr`](Request::on_stderr) callback).
+    pub stderr: Vec<u8>,
+    /// How the request ended.
+    pub end: End,
+}
+
+impl Response {
+    /// Every value of a header, by case-insensitive name, in order.
+    pub fn headers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.head.get_all(name)
+    }
+
+    /// The first value of a header as text, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    proto: Connection,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    /// Bytes received over the connection's life.
+    received: u64,
+    /// When the last request on it ended.
+    idle_since: Instant,
+}
+
+/// A blocking FastCGI client for one server address.
+///
+/// It keeps one connection open between requests when the server allows it
+/// (`FCGI_KEEP_CONN`). A request that fails on a reused connection before any byte of
+/// its response arrived (a php-fpm worker recycled by `pm.max_requests` closes its kept
+/// connections) is sent once more on a fresh connection. A request whose body is a
+/// reader cannot be sent twice: before such a request, and before any request on a
+/// connection idle for a second or more, the client checks without blocking that the
+/// kept connection is still open, and opens a new one when it is not. (The check costs
+/// three system calls, which a small request on a busy connection does without.)
+///
+/// ```no_run
+/// use fcgi_blocking::{Client, Request};
+///
+/// let mut client = Client::connect("unix:/run/php/php-fpm.sock")?;
+/// client.set_timeout(Some(std::time::Duration::from_secs(5)));
+/// let response = client.request(Request::get("/srv/www/index.php", "/index.php?page=1")?)?;
+/// println!("{} {}", response.status, String::from_utf8_lossy(&response.body));
+/// # Ok::<(), fcgi_blocking::Error>(())
+/// ```
+pub struct Client {
+    address: Address,
+    address_text: String,
+    options: Options,
+    conn: Option<Conn>,
+    connections_opened: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.address_text)
+            .field("options", &self.options)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+/// A kept connection idle this long is checked before reuse (servers close idle
+/// connections after a while).
+const IDLE_PROBE_AFTER: Duration = Duration::from_secs(1);
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl Client {
+    /// A client for `address` with default [`Options`]; it connects at the first
+    /// request.
+    pub fn new(address: impl TryInto<Address, Error = Error>) -> Result<Self, Error> {
+        Ok(Self::with_options(address.try_into()?, Options::default()))
+    }
+
+    /// A client with these options; it connects at the first request.
+    pub fn with_options(address: Address, options: Options) -> Self {
+        Self {
+            address_text: address.to_string(),
+            address,
+            options,
+            conn: None,
+            connections_opened: 0,
+        }
+    }
+
+    /// A client connected to `address` now, so a wrong address fails here.
+    pub fn connect(address: impl TryInto<Address, Error = Error>) -> Result<Self, Error> {
+        let mut client = Self::new(address)?;
+        let deadline = client.deadline();
+        client.open(deadline)?;
+        Ok(client)
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The options, to change (they apply from the next request).
+    pub fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
+    }
+
+    /// Sets the read and write timeouts (`None`: wait forever), as the seed's
+    /// `set_timeout`.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.options.read_timeout = timeout;
+        self.options.write_timeout = timeout;
+    }
+
+    /// How many connections this client has opened.
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened
+    }
+
+    /// Whether a connection is open and kept for the next request.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Closes the kept connection, if any.
+    pub fn close(&mut self) {
+        self.conn = None;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.options.total_timeout.map(|t| Instant::now() + t)
+    }
+
+    fn timeout_error(&self, phase: Phase, after: Duration) -> Error {
+        Error::Timeout {
+            address: self.address_text.clone(),
+            phase,
+            after,
+        }
+    }
+
+    /// The bound for the next wait: the phase's timeout, or what is left of the total.
+    fn bound(&self, phase: Phase, deadline: Option<Instant>) -> Result<Option<Duration>, Error> {
+        let phase_timeout = match phase {
+            Phase::Connect => self.options.connect_timeout,
+            Phase::Write => self.options.write_timeout,
+            Phase::Read => self.options.read_timeout,
+        };
+        let phase_timeout = phase_timeout.map(|t| t.max(Duration::from_millis(1)));
+        let Some(deadline) = deadline else {
+            return Ok(phase_timeout);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.timeout_error(phase, self.options.total_timeout.unwrap_or_default()));
+        }
+        Ok(Some(phase_timeout.map_or(left, |t| t.min(left))))
+    }
+
+    fn io_error(&self, source: io::Error) -> Error {
+        Error::Io {
+            address: self.address_text.clone(),
+            source,
+        }
+    }
+
+    fn proto_error(&self, e: fcgi_proto::Error) -> Error {
+        match e {
+            fcgi_proto::Error::Protocol(source) => Error::Protocol {
+                address: self.address_text.clone(),
+                source,
+            },
+            other => Error::Usage(other.to_string()),
+        }
+    }
+
+    fn open(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.conn = None;
+        let bound = self.bound(Phase::Connect, deadline)?;
+        let stream = Stream::connect(&self.address, bound).map_err(|source| {
+            if is_timeout(&source) {
+                self.timeout_error(Phase::Connect, bound.unwrap_or_default())
+            } else {
+                Error::Connect {
+                    address: self.address_text.clone(),
+                    source,
+                }
+            }
+        })?;
+        self.connections_opened += 1;
+        self.conn = Some(Conn {
+            stream,
+            proto: Connection::new(self.options.config.clone()),
+            read_timeout: None,
+            write_timeout: None,
+            received: 0,
+            idle_since: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Whether the kept connection is still open: the server may have closed it while it
+    /// sat idle (php-fpm recycling a worker, a server-side idle timeout).
+    fn kept_connection_alive(conn: &mut Conn) -> bool {
+        if !conn.proto.is_reusable() || conn.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let probe = conn.stream.read(conn.proto.input_buffer());
+        let restored = conn.stream.set_nonblocking(false).is_ok();
+        // Anything but "nothing to read yet" means closed, broken or out of step.
+        restored && matches!(probe, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    fn conn(&mut self) -> &mut Conn {
+        // Every caller runs after `open` succeeded in this request.
+        self.conn
+            .as_mut()
+            .expect("a connection is open during a request")
+    }
+
+    fn write_pending(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        while self.conn().proto.transmit_len() > 0 {
+            let bound = self.bound(Phase::Write, deadline)?;
+            let conn = self.conn();
+            if conn.write_timeout != bound {
+                conn.stream
+                    .set_write_timeout(bound)
+                    .map_err(|e| self.io_error(e))?;
+                self.conn().write_timeout = bound;
+            }
+            let conn = self.conn();
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = conn.proto.transmit(&mut slices);
+            match conn.stream.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(self.io_error(io::ErrorKind::WriteZero.into())),
+                Ok(written) => conn.proto.consume_transmit(written),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    return Err(self.timeout_error(Phase::Write, bound.unwrap_or_default()))
+                }
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_some(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        let bound = self.bound(Phase::Read, deadline)?;
+        let conn = self.conn();
+        if conn.read_timeout != bound {
+            conn.stream
+                .set_read_timeout(bound)
+                .map_err(|e| self.io_error(e))?;
+            self.conn().read_timeout = bound;
+        }
+        let conn = self.conn();
+        let result = loop {
+            match conn.stream.read(conn.proto.input_buffer()) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let fed = match result {
+            Ok(0) => conn.proto.receive_eof(),
+            Ok(n) => {
+                conn.received += n as u64;
+                conn.proto.input_written(n)
+            }
+            Err(e) if is_timeout(&e) => {
+                return Err(self.timeout_error(Phase::Read, bound.unwrap_or_default()))
+            }
+            Err(e) => return Err(self.io_error(e)),
+        };
+        fed.map_err(|e| self.proto_error(e))
+    }
+
+    fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, Error> {
+        loop {
+            if let Some(event) = self.conn().proto.poll_event() {
+                return Ok(event);
+            }
+            self.read_some(deadline)?;
+        }
+    }
+
+    /// Sends the request; answers its id. The body is streamed in records.
+    fn send(
+        &mut self,
+        request: &mut Request,
+        deadline: Option<Instant>,
+    ) -> Result<RequestId, Error> {
+        let id = self
+            .conn()
+            .proto
+            .start_request(&request.params)
+            .map_err(|e| self.proto_error(e))?;
+        match &mut request.body {
+            Body::Empty => {}
+            Body::Bytes(bytes) => {
+                let bytes = bytes.clone();
+                self.conn()
+                    .proto
+                    .send_stdin(id, bytes)
+                    .map_err(|e| self.proto_error(e))?;
+            }
+            Body::Reader { reader, len } => {
+                let len = *len;
+                let mut sent = 0u64;
+                let mut buf = BytesMut::new();
+                while sent < len {
+                    // Read up to 256 KiB at a time, never past the declared length.
+                    let want = (len - sent).min(256 * 1024) as usize;
+                    buf.resize(want, 0);
+                    let n = match reader.read(&mut buf[..]) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(Error::Usage(format!(
+                                "reading the request body failed: {e}"
+                            )))
+                        }
+                    };
+                    if n == 0 {
+                        return Err(Error::Usage(format!(
+                            "the request body reader ended after {sent} of {len} bytes"
+                        )));
+                    }
+                    sent += n as u64;
+                    let chunk = buf.split_to(n).freeze();
+                    self.conn()
+                        .proto
+                        .send_stdin(id, chunk)
+                        .map_err(|e| self.proto_error(e))?;
+                    self.write_pending(deadline)?;
+                }
+                let mut extra = [0u8; 1];
+                if matches!(reader.read(&mut extra), Ok(n) if n > 0) {
+                    return Err(Error::Usage(format!(
+                        "the request body reader has more than the {len} bytes declared"
+                    )));
+                }
+            }
+        }
+        self.conn()
+            .proto
+            .finish_stdin(id)
+            .map_err(|e| self.proto_error(e))?;
+        self.write_pending(deadline)?;
+        Ok(id)
+    }
+
+    /// Sends a request and reads its whole response into memory (bounded by
+    /// [`Options::max_body_bytes`]).
+    pub fn request(&mut self, request: Request) -> Result<Response, Error> {
+        let max = self.options.max_body_bytes;
+        let mut reader = self.request_streaming(request)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = reader.next_chunk()? {
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err(Error::Limit {
+                    address: reader.client.address_text.clone(),
+                    kind: LimitKind::ResponseBody,
+                    limit: max,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let end = reader
+            .end
+            .expect("next_chunk returned None: the request ended");
+        Ok(Response {
+            status: reader.head.status(),
+            head: reader.head.clone(),
+            body,
+            stderr: std::mem::take(&mut reader.stderr),
+            end,
+        })
+    }
+
+    /// Sends a request and returns once the response head has arrived; the body is then
+    /// read from the returned [`ResponseReader`] as it arrives, in constant memory.
+    pub fn request_streaming(&mut self, mut request: Request) -> Result<ResponseReader<'_>, Error> {
+        let deadline = self.deadline();
+        match request.body.len() {
+            Some(len) => request.params.insert("CONTENT_LENGTH", len.to_string())?,
+            None if request.params.contains("CONTENT_LENGTH") => {
+                request.params.insert("CONTENT_LENGTH", "0")?
+            }
+            None => {}
+        }
+        let mut stderr = Vec::new();
+        let mut on_stderr = request.on_stderr.take();
+        let mut retried = false;
+        loop {
+            let replayable = request.body.is_replayable();
+            let reused = match self.conn.as_mut() {
+                Some(conn) if replayable && conn.idle_since.elapsed() < IDLE_PROBE_AFTER => {
+                    conn.proto.is_reusable()
+                }
+                Some(conn) => Self::kept_connection_alive(conn),
+                None => false,
+            };
+            if !reused {
+                self.open(deadline)?;
+            }
+            let received_before = self.conn().received;
+            match self.send_and_read_head(&mut request, deadline, &mut stderr, &mut on_stderr) {
+                Ok((id, head)) => {
+                    return Ok(ResponseReader {
+                        client: self,
+                        id,
+                        head,
+                        pending: Bytes::new(),
+                        end: None,
+                        stderr,
+                        on_stderr,
+                        deadline,
+                    })
+                }
+                Err(e) => {
+                    let nothing_received = self
+                        .conn
+                        .as_ref()
+                        .is_some_and(|c| c.received == received_before);
+                    let stale = matches!(e, Error::Io { .. } | Error::Protocol { .. });
+                    let keep = matches!(e, Error::BadResponse { .. } | Error::Refused { .. })
+                        && self.conn.as_ref().is_some_and(|c| c.proto.is_reusable());
+                    if !keep {
+                        self.conn = None;
+                    }
+                    if reused && stale && nothing_received && !retried && replayable {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn send_and_read_head(
+        &mut self,
+        request: &mut Request,
+        deadline: Option<Instant>,
+        stderr: &mut Vec<u8>,
+        on_stderr: &mut Option<StderrCallback>,
+    ) -> Result<(RequestId, ResponseHead), Error> {
+        let id = self.send(request, deadline)?;
+        loop {
+            match self.next_event(deadline)? {
+                Event::Head { head, .. } => return Ok((id, head)),
+                Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
+                Event::HeadError { error, .. } => {
+                    // Read to the request's end so the connection stays usable.
+                    loop {
+                        match self.next_event(deadline)? {
+                            Event::End { .. } => break,
+                            Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
+                            _ => {}
+                        }
+                    }
+                    return Err(Error::BadResponse {
+                        address: self.address_text.clone(),
+                        source: error,
+                    });
+                }
+                Event::End { end, .. } => {
+                    return Err(Error::Refused {
+                        address: self.address_text.clone(),
+                        status: end.protocol_status,
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks the server for management variables (`GET_VALUES`), such as
+    /// `FCGI_MPXS_CONNS`. php-fpm closes the connection after answering, so this uses a
+    /// connection of its own.
+    pub fn get_values(&mut self, names: &[&str]) -> Result<ServerValues, Error> {
+        let deadline = self.deadline();
+        self.open(deadline)?;
+        let result = (|| {
+            self.conn()
+                .proto
+                .get_values(names)
+                .map_err(|e| self.proto_error(e))?;
+            self.write_pending(deadline)?;
+            loop {
+                if let Event::Values(values) = self.next_event(deadline)? {
+                    return Ok(values);
+                }
+            }
+        })();
+        self.conn = None;
+        result
+    }
+}
+
+fn deliver_stderr(kept: &mut Vec<u8>, callback: &mut Option<StderrCallback>, data: &[u8]) {
+    match callback {
+        Some(f) => f(data),
+        None => kept.extend_from_slice(data),
+    }
+}
+
+/// A response whose head has arrived and whose body is read as it comes.
+///
+/// It implements [`Read`] for the body; [`next_chunk`](Self::next_chunk) gives the body
+/// in the pieces received, without a copy. Dropping it before the end closes the
+/// connection (the next request opens a new one).
+pub struct ResponseReader<'c> {
+    client: &'c mut Client,
+    id: RequestId,
+    head: ResponseHead,
+    pending: Bytes,
+    end: Option<End>,
+    stderr: Vec<u8>,
+    on_stderr: Option<StderrCallback>,
+    deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for ResponseReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseReader")
+            .field("id", &self.id)
+            .field("head", &self.head)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseReader<'_> {
+    /// The response head.
+    pub fn head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.head.status()
+    }
+
+    /// `STDERR` received so far (empty with an `on_stderr` callback).
+    pub fn stderr(&self) -> &[u8] {
+        &self.stderr
+    }
+
+    /// How the request ended, once the body is read to its end.
+    pub fn end(&self) -> Option<&End> {
+        self.end.as_ref()
+    }
+
+    /// The next piece of the body as received, or `None` at its end.
+    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        if !self.pending.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.pending)));
+        }
+        while self.end.is_none() {
+            let event = self.client.next_event(self.deadline);
+            match event {
+                Ok(Event::Body { data, .. }) => return Ok(Some(data)),
+                Ok(Event::Stderr { data, .. }) => {
+                    deliver_stderr(&mut self.stderr, &mut self.on_stderr, &data)
+                }
+                Ok(Event::End { end, .. }) => {
+                    self.end = Some(end);
+                    let conn = self.client.conn();
+                    if conn.proto.is_reusable() {
+                        conn.idle_since = Instant::now();
+                    } else {
+                        self.client.conn = None;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.client.conn = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads and discards the rest of the body; answers how the request ended.
+    pub fn finish(mut self) -> Result<End, Error> {
+        while self.next_chunk()?.is_some() {}
+        Ok(self
+            .end
+            .expect("next_chunk returned None: the request ended"))
+    }
+}
+
+impl Read for ResponseReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pending.is_empty() {
+            match self.next_chunk() {
+                Ok(Some(chunk)) => self.pending = chunk,
+                Ok(None) => return Ok(0),
+                Err(e) => {
+                    let kind = if e.is_timeout() {
+                        io::ErrorKind::TimedOut
+                    } else {
+                        io::ErrorKind::Other
+                    };
+                    return Err(io::Error::new(kind, e));
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Drop for ResponseReader<'_> {
+    fn drop(&mut self) {
+        if self.end.is_none() {
+            // The rest of the response is still on its way: the connection cannot carry
+            // another request.
+            self.client.conn = None;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! What to send: params, a body, and where stderr goes.
+
+use std::fmt;
+use std::io::Read;
+
+use bytes::Bytes;
+use fcgi_proto::{Params, ParamsBuilder};
+
+use crate::error::Error;
+
+pub(crate) enum Body {
+    Empty,
+    Bytes(Bytes),
+    Reader {
+        reader: Box<dyn Read + Send>,
+        len: u64,
+    },
+}
+
+impl Body {
+    pub(crate) fn len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => None,
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::Reader { len, .. } => Some(*len),
+        }
+    }
+
+    /// Whether the body can be sent again (for a retry on a fresh connection).
+    pub(crate) fn is_replayable(&self) -> bool {
+        !matches!(self, Body::Reader { .. })
+    }
+}
+
+/// A callback that receives the application's `STDERR` as it arrives.
+pub(crate) type StderrCallback = Box<dyn FnMut(&[u8]) + Send>;
+
+/// One FastCGI request: its params, its body, and where its stderr goes.
+///
+/// The client sets `CONTENT_LENGTH` to the body's length, so what is declared always
+/// equals what is sent.
+///
+/// ```
+/// use fcgi_blocking::Request;
+/// use fcgi_proto::ParamsBuilder;
+///
+/// let params = ParamsBuilder::new("POST", "/echo.php")
+///     .script("/echo.php", "/srv/www/echo.php")
+///     .header("Content-Type", "text/plain")
+///     .build()?;
+/// let request = Request::new(params)
+///     .body("hello")
+///     .on_stderr(|line| eprint!("php: {}", String::from_utf8_lossy(line)));
+/// # let _ = request;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Request {
+    pub(crate) params: Params,
+    pub(crate) body: Body,
+    pub(crate) on_stderr: Option<StderrCallback>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("params", &self.params)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// A request with these params and no body.
+    pub fn new(params: Params) -> Self {
+        Self {
+            params,
+            body: Body::Empty,
+            on_stderr: None,
+        }
+    }
+
+    /// A `GET` for a script file with nginx's default params (see
+    /// [`ParamsBuilder`]); `uri` is the request target (path and query).
+    pub fn get(script_filename: &str, uri: &str) -> Result<Self, Error> {
+        let path = uri.split('?').next().unwrap_or(uri);
+        Ok(Self::new(
+            ParamsBuilder::new("GET", uri)
+                .script(path, script_filename)
+                .build()?,
+        ))
+    }
+
+    /// The params.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The params, to change.
+    pub fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// Sends these bytes as the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Body::Bytes(body.into());
+        self
+    }
+
+    /// Streams the body from a reader that yields exactly `len` bytes (a reader that ends
+    /// early or has more fails the request). A request with such a body is not retried.
+    pub fn body_reader(mut self, reader: impl Read + Send + 'static, len: u64) -> Self {
+        self.body = Body::Reader {
+            reader: Box::new(reader),
+            len,
+        };
+        self
+    }
+
+    /// Hands the application's `STDERR` to `callback` as it arrives, instead of keeping
+    /// it in the response.
+    pub fn on_stderr(mut self, callback: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        self.on_stderr = Some(Box::new(callback));
+        self
+    }
+}
