@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use fcgi_proto::{Config, Connection, End, Event, RequestId, ResponseHead, ServerValues};
 
-use crate::address::Address;
-use crate::error::{Error, LimitKind, Phase};
 use crate::request::{Body, Request, StderrCallback};
 use crate::stream::Stream;
+use fcgi_proto::Address;
+use fcgi_proto::{ClientError as Error, LimitKind, Phase};
 
 /// Timeouts and limits of a [`Client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +141,11 @@ fn is_timeout(e: &io::Error) -> bool {
 impl Client {
     /// A client for `address` with default [`Options`]; it connects at the first
     /// request.
-    pub fn new(address: impl TryInto<Address, Error = Error>) -> Result<Self, Error> {
+    pub fn new<A>(address: A) -> Result<Self, Error>
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
         Ok(Self::with_options(address.try_into()?, Options::default()))
     }
 
@@ -157,7 +161,11 @@ impl Client {
     }
 
     /// A client connected to `address` now, so a wrong address fails here.
-    pub fn connect(address: impl TryInto<Address, Error = Error>) -> Result<Self, Error> {
+    pub fn connect<A>(address: A) -> Result<Self, Error>
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
         let mut client = Self::new(address)?;
         let deadline = client.deadline();
         client.open(deadline)?;

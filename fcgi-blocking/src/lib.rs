@@ -33,15 +33,13 @@
 
 #![forbid(unsafe_code)]
 
-mod address;
 mod client;
-mod error;
 mod request;
 mod stream;
 
-pub use address::Address;
 pub use client::{Client, Options, Response, ResponseReader};
-pub use error::{Error, LimitKind, Phase};
+pub use fcgi_proto::Address;
+pub use fcgi_proto::{ClientError as Error, LimitKind, Phase};
 pub use request::Request;
 
 pub use fcgi_proto;

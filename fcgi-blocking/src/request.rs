@@ -6,7 +6,7 @@ use std::io::Read;
 use bytes::Bytes;
 use fcgi_proto::{Params, ParamsBuilder};
 
-use crate::error::Error;
+use fcgi_proto::ClientError as Error;
 
 pub(crate) enum Body {
     Empty,

@@ -5,7 +5,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use crate::address::Address;
+use fcgi_proto::Address;
 
 #[derive(Debug)]
 pub(crate) enum Stream {

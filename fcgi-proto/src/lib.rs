@@ -76,12 +76,14 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`address`] | server addresses (`HOST:PORT`, `unix:/path`) as the adapters take them |
 //! | [`record`] | record types, roles, flags, protocol statuses, the header, the record decoder |
 //! | [`nv`] | name-value pair encoding and decoding |
 //! | [`params`] | the ordered param set, the builder from HTTP input, the header policy, path splitting |
 //! | [`response`] | the CGI response head and its incremental parser |
 //! | [`values`] | management variables (`GET_VALUES`) |
 //! | [`connection`] | the client connection state machine and its events |
+//! | [`client_error`] | the error every adapter returns, shared so that they behave alike |
 //! | [`config`] | limits with documented defaults |
 //! | [`error`] | errors by who is at fault |
 //!
@@ -93,6 +95,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod address;
+pub mod client_error;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -104,6 +108,8 @@ pub mod record;
 pub mod response;
 pub mod values;
 
+pub use address::{Address, AddressError};
+pub use client_error::{ClientError, LimitKind, Phase};
 pub use config::Config;
 pub use connection::{Connection, End, Event, RequestId};
 pub use error::{

@@ -1,10 +1,9 @@
-//! Where a FastCGI server listens: a TCP host and port, or a unix socket.
+//! Where a FastCGI server listens: a TCP host and port, or a unix socket. Parsing only;
+//! the adapters connect.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-
-use crate::error::Error;
 
 /// A FastCGI server's address.
 ///
@@ -12,7 +11,7 @@ use crate::error::Error;
 /// `/` or `./`.
 ///
 /// ```
-/// use fcgi_blocking::Address;
+/// use fcgi_proto::Address;
 ///
 /// assert_eq!("127.0.0.1:9000".parse::<Address>().unwrap(), Address::Tcp("127.0.0.1:9000".into()));
 /// assert_eq!("[::1]:9000".parse::<Address>().unwrap(), Address::Tcp("[::1]:9000".into()));
@@ -21,7 +20,6 @@ use crate::error::Error;
 /// assert!("php.sock".parse::<Address>().is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Address {
     /// `HOST:PORT` or `[V6]:PORT`; the host is resolved at each connect.
     Tcp(String),
@@ -30,12 +28,12 @@ pub enum Address {
 }
 
 impl FromStr for Address {
-    type Err = Error;
+    type Err = AddressError;
 
-    fn from_str(s: &str) -> Result<Self, Error> {
+    fn from_str(s: &str) -> Result<Self, AddressError> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err(Error::InvalidAddress(s.to_owned()));
+                return Err(AddressError(s.to_owned()));
             }
             return Ok(Address::Unix(path.into()));
         }
@@ -51,7 +49,7 @@ impl FromStr for Address {
             None => false,
         };
         if !valid_tcp {
-            return Err(Error::InvalidAddress(s.to_owned()));
+            return Err(AddressError(s.to_owned()));
         }
         Ok(Address::Tcp(s.to_owned()))
     }
@@ -73,9 +71,25 @@ impl From<std::net::SocketAddr> for Address {
 }
 
 impl TryFrom<&str> for Address {
-    type Error = Error;
+    type Error = AddressError;
 
-    fn try_from(s: &str) -> Result<Self, Error> {
+    fn try_from(s: &str) -> Result<Self, AddressError> {
         s.parse()
     }
 }
+
+/// A string that is not a FastCGI address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressError(pub String);
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid FastCGI address {:?} (want HOST:PORT, [V6]:PORT, unix:/path or a path starting with / or ./)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for AddressError {}

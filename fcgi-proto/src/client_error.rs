@@ -1,14 +1,16 @@
-//! The one error type of the blocking client.
+//! The error type every adapter (blocking, tokio, futures-io) returns, so that the same
+//! failure has the same name and message whichever runtime drives the connection.
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use fcgi_proto::{HeadError, ParamError, ProtocolError, ProtocolStatus};
+use crate::address::AddressError;
+use crate::error::{HeadError, ParamError, ProtocolError};
+use crate::record::ProtocolStatus;
 
 /// What the client was doing when a timeout fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Phase {
     /// Opening the connection.
     Connect,
@@ -32,7 +34,7 @@ impl fmt::Display for Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LimitKind {
-    /// [`Options::max_body_bytes`](crate::Options::max_body_bytes) of a buffered response.
+    /// A client's `max_body_bytes`: the largest response body it collects in memory.
     ResponseBody,
 }
 
@@ -41,9 +43,9 @@ pub enum LimitKind {
 /// Every message names the server's address and says what happened.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ClientError {
     /// The address could not be parsed.
-    InvalidAddress(String),
+    InvalidAddress(AddressError),
     /// The connection could not be opened.
     Connect {
         /// The server's address.
@@ -100,33 +102,34 @@ pub enum Error {
     },
     /// The request's params are invalid (a NUL byte, a pair too large, ...).
     Params(ParamError),
-    /// The request is inconsistent (a body reader shorter or longer than its length).
+    /// The request is inconsistent (a body shorter or longer than its length).
     Usage(String),
+    /// The request body's stream or reader failed.
+    Body(io::Error),
+    /// No upstream address was given to the client.
+    NoUpstream,
 }
 
-impl Error {
+impl ClientError {
     /// Whether this is a timeout.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(self, ClientError::Timeout { .. })
     }
 
     /// Whether the connection could not be opened.
     pub fn is_connect(&self) -> bool {
-        matches!(self, Error::Connect { .. })
+        matches!(self, ClientError::Connect { .. })
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidAddress(a) => write!(
-                f,
-                "invalid FastCGI address {a:?} (want HOST:PORT, [V6]:PORT, unix:/path or a path starting with / or ./)"
-            ),
-            Error::Connect { address, source } => {
+            ClientError::InvalidAddress(e) => e.fmt(f),
+            ClientError::Connect { address, source } => {
                 write!(f, "cannot connect to FastCGI server {address}: {source}")
             }
-            Error::Timeout {
+            ClientError::Timeout {
                 address,
                 phase,
                 after,
@@ -135,19 +138,19 @@ impl fmt::Display for Error {
                 "timed out after {:.3}s {phase} (FastCGI server {address})",
                 after.as_secs_f64()
             ),
-            Error::Io { address, source } => {
+            ClientError::Io { address, source } => {
                 write!(f, "I/O error with FastCGI server {address}: {source}")
             }
-            Error::Protocol { address, source } => {
+            ClientError::Protocol { address, source } => {
                 write!(f, "FastCGI server {address} broke the protocol: {source}")
             }
-            Error::BadResponse { address, source } => {
+            ClientError::BadResponse { address, source } => {
                 write!(f, "bad response from FastCGI server {address}: {source}")
             }
-            Error::Refused { address, status } => {
+            ClientError::Refused { address, status } => {
                 write!(f, "FastCGI server {address} refused the request: {status}")
             }
-            Error::Limit {
+            ClientError::Limit {
                 address,
                 kind: LimitKind::ResponseBody,
                 limit,
@@ -155,26 +158,36 @@ impl fmt::Display for Error {
                 f,
                 "response body from FastCGI server {address} is larger than the limit of {limit} bytes"
             ),
-            Error::Params(e) => write!(f, "invalid request: {e}"),
-            Error::Usage(e) => write!(f, "invalid request: {e}"),
+            ClientError::Params(e) => write!(f, "invalid request: {e}"),
+            ClientError::Usage(e) => write!(f, "invalid request: {e}"),
+            ClientError::Body(e) => write!(f, "reading the request body failed: {e}"),
+            ClientError::NoUpstream => f.write_str("the client has no upstream address"),
         }
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect { source, .. } | Error::Io { source, .. } => Some(source),
-            Error::Protocol { source, .. } => Some(source),
-            Error::BadResponse { source, .. } => Some(source),
-            Error::Params(e) => Some(e),
+            ClientError::Connect { source, .. }
+            | ClientError::Io { source, .. }
+            | ClientError::Body(source) => Some(source),
+            ClientError::Protocol { source, .. } => Some(source),
+            ClientError::BadResponse { source, .. } => Some(source),
+            ClientError::Params(e) => Some(e),
             _ => None,
         }
     }
 }
 
-impl From<ParamError> for Error {
+impl From<AddressError> for ClientError {
+    fn from(e: AddressError) -> Self {
+        ClientError::InvalidAddress(e)
+    }
+}
+
+impl From<ParamError> for ClientError {
     fn from(e: ParamError) -> Self {
-        Error::Params(e)
+        ClientError::Params(e)
     }
 }
