@@ -1,0 +1,701 @@
+//! The shared client: a pool of connections per upstream, requests, responses.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fcgi_proto::{
+    Address, ClientError as Error, Config, Connection, End, Event, LimitKind, Params, Phase,
+    ResponseHead, ServerValues,
+};
+use futures_core::Stream;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::exchange::{Conn, Exchange, OpenGuard, Timeouts};
+use crate::io::connect;
+
+/// Settings of a [`Client`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Bound on opening a connection, waiting for a free pool slot included (default
+    /// 10 s).
+    pub connect_timeout: Option<Duration>,
+    /// Bound on each wait for the server to send more, once the request is sent (default
+    /// 60 s, as nginx's `fastcgi_read_timeout`).
+    pub read_timeout: Option<Duration>,
+    /// Bound on each wait for the server to take more of the request (default 60 s, as
+    /// nginx's `fastcgi_send_timeout`).
+    pub write_timeout: Option<Duration>,
+    /// Bound on a whole request until its response head (default none). A streamed body
+    /// read afterwards is bounded by `read_timeout` between reads.
+    pub total_timeout: Option<Duration>,
+    /// Most connections open to each upstream, busy and idle together (default 8).
+    ///
+    /// Each open connection to php-fpm pins one worker: keep this below the pool's
+    /// `pm.max_children`, or other clients of that pool starve.
+    pub max_connections: usize,
+    /// Most idle connections kept per upstream (default 8).
+    pub max_idle: usize,
+    /// Idle connections older than this are closed instead of reused (default 30 s).
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection after this many requests (default none).
+    pub max_requests_per_connection: Option<u64>,
+    /// Largest body [`Client::request`] collects in memory (default 64 MiB).
+    pub max_body_bytes: u64,
+    /// The protocol core's limits.
+    pub config: Config,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(60)),
+            total_timeout: None,
+            max_connections: 8,
+            max_idle: 8,
+            idle_timeout: Some(Duration::from_secs(30)),
+            max_requests_per_connection: None,
+            max_body_bytes: 64 * 1024 * 1024,
+            config: Config::default(),
+        }
+    }
+}
+
+type StderrCallback = Box<dyn FnMut(&[u8]) + Send>;
+
+/// One request: params, a body, and where its stderr goes.
+///
+/// The client sets `CONTENT_LENGTH` from the body, so what is declared always equals
+/// what is sent.
+pub struct Request {
+    params: Params,
+    body: Body,
+    on_stderr: Option<StderrCallback>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("params", &self.params)
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// A request with these params and no body.
+    pub fn new(params: Params) -> Self {
+        Self {
+            params,
+            body: Body::empty(),
+            on_stderr: None,
+        }
+    }
+
+    /// The params.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The params, to change.
+    pub fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Hands the application's `STDERR` to `callback` as it arrives, instead of keeping
+    /// it with the response.
+    pub fn on_stderr(mut self, callback: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        self.on_stderr = Some(Box::new(callback));
+        self
+    }
+}
+
+struct Upstream {
+    address: Address,
+    text: Arc<str>,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+struct Inner {
+    upstreams: Vec<Upstream>,
+    options: Options,
+    next: AtomicUsize,
+    opened: AtomicU64,
+    open: Arc<AtomicUsize>,
+}
+
+/// A FastCGI client shared by many tasks: `Clone + Send + Sync`, with a pool of
+/// connections to one or more upstream addresses.
+///
+/// Connections are kept when the server allows (`FCGI_KEEP_CONN`) and reused most
+/// recently used first; at most [`Options::max_connections`] are open per upstream.
+/// Requests go to the upstreams in turn; one that cannot connect passes to the next, as
+/// nginx's `fastcgi_next_upstream error` does. A request that fails on a reused
+/// connection before any byte of its response arrived is sent once more on a fresh
+/// connection, when its body is in memory. Dropping a request's future or its response
+/// stream at any point closes its connection; nothing half-read is ever reused.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), fcgi_tokio::Error> {
+/// use fcgi_tokio::{Client, Request};
+/// use fcgi_proto::ParamsBuilder;
+///
+/// let client = Client::new("unix:/run/php/php-fpm.sock")?;
+/// let params = ParamsBuilder::new("GET", "/index.php")
+///     .script("/index.php", "/srv/www/index.php")
+///     .build()?;
+/// let response = client.request(Request::new(params)).await?;
+/// println!("{} {}", response.status, String::from_utf8_lossy(&response.body));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field(
+                "upstreams",
+                &self
+                    .inner
+                    .upstreams
+                    .iter()
+                    .map(|u| &u.text)
+                    .collect::<Vec<_>>(),
+            )
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+/// A response read into memory.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Response {
+    /// The HTTP status (from `Status`, else 302 with `Location`, else 200).
+    pub status: u16,
+    /// The response head: status, reason and every header in order.
+    pub head: ResponseHead,
+    /// The body, byte-exact.
+    pub body: Bytes,
+    /// The application's `STDERR` (empty with an [`on_stderr`](Request::on_stderr)
+    /// callback).
+    pub stderr: Vec<u8>,
+    /// How the request ended.
+    pub end: End,
+}
+
+impl Response {
+    /// Every value of a header, by case-insensitive name, in order.
+    pub fn headers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.head.get_all(name)
+    }
+
+    /// The first value of a header as text, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+impl Client {
+    /// A client for one address with default [`Options`]. It connects at the first
+    /// request.
+    pub fn new<A>(address: A) -> Result<Self, Error>
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        Self::with_upstreams([address.try_into()?], Options::default())
+    }
+
+    /// A client for several upstream addresses (round robin, failover on connect
+    /// errors).
+    pub fn with_upstreams(
+        addresses: impl IntoIterator<Item = Address>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let upstreams: Vec<Upstream> = addresses
+            .into_iter()
+            .map(|address| Upstream {
+                text: address.to_string().into(),
+                address,
+                permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+                idle: Mutex::new(Vec::new()),
+            })
+            .collect();
+        if upstreams.is_empty() {
+            return Err(Error::NoUpstream);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                upstreams,
+                options,
+                next: AtomicUsize::new(0),
+                opened: AtomicU64::new(0),
+                open: Arc::new(AtomicUsize::new(0)),
+            }),
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Connections opened so far, over the client's life.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.opened.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now, busy and idle, over all upstreams.
+    pub fn open_connections(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections kept now, over all upstreams.
+    pub fn idle_connections(&self) -> usize {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|u| lock(&u.idle).len())
+            .sum()
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            read: self.inner.options.read_timeout,
+            write: self.inner.options.write_timeout,
+        }
+    }
+
+    /// A connection to an upstream, starting with `first`: an idle one, or a new one.
+    /// Answers whether it was reused.
+    async fn checkout(
+        &self,
+        first: usize,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<(Conn, bool, OwnedSemaphorePermit), Error> {
+        let ups = &self.inner.upstreams;
+        let options = &self.inner.options;
+        let mut last_error = None;
+        for k in 0..ups.len() {
+            let index = (first + k) % ups.len();
+            let up = &ups[index];
+            let bound = match (options.connect_timeout, deadline) {
+                (t, None) => t,
+                (None, Some((at, _))) => Some(at.saturating_duration_since(Instant::now())),
+                (Some(t), Some((at, _))) => {
+                    Some(t.min(at.saturating_duration_since(Instant::now())))
+                }
+            };
+            let timeout = || Error::Timeout {
+                address: up.text.to_string(),
+                phase: Phase::Connect,
+                after: bound.unwrap_or_default(),
+            };
+            let started = Instant::now();
+            let acquire = up.permits.clone().acquire_owned();
+            let permit = match bound {
+                Some(b) => tokio::time::timeout(b, acquire)
+                    .await
+                    .map_err(|_| timeout())?,
+                None => acquire.await,
+            }
+            .expect("the pool's semaphore is never closed");
+            while let Some(mut conn) = lock(&up.idle).pop() {
+                let fresh = options
+                    .idle_timeout
+                    .is_none_or(|t| conn.idle_since.elapsed() < t);
+                if fresh && conn.is_alive() {
+                    return Ok((conn, true, permit));
+                }
+            }
+            let left = bound.map(|b| b.saturating_sub(started.elapsed()));
+            match connect(&up.address, left).await {
+                Ok(io) => {
+                    self.inner.opened.fetch_add(1, Ordering::Relaxed);
+                    let conn = Conn {
+                        io,
+                        proto: Connection::new(options.config.clone()),
+                        address: up.text.clone(),
+                        upstream: index,
+                        received: 0,
+                        requests: 0,
+                        idle_since: std::time::Instant::now(),
+                        _open: OpenGuard::new(&self.inner.open),
+                    };
+                    return Ok((conn, false, permit));
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timeout()),
+                Err(source) => {
+                    tracing::debug!(address = %up.text, error = %source, "FastCGI connect failed");
+                    last_error = Some(Error::Connect {
+                        address: up.text.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(last_error.expect("a client has at least one upstream"))
+    }
+
+    /// Puts a connection whose request ended back in its pool, or closes it.
+    fn check_in(&self, mut conn: Conn) {
+        let options = &self.inner.options;
+        let worn_out = options
+            .max_requests_per_connection
+            .is_some_and(|max| conn.requests >= max);
+        if !conn.proto.is_reusable() || worn_out {
+            return;
+        }
+        conn.idle_since = std::time::Instant::now();
+        let mut idle = lock(&self.inner.upstreams[conn.upstream].idle);
+        if idle.len() < options.max_idle {
+            idle.push(conn);
+        }
+    }
+
+    /// Sends a request and reads its whole response into memory (bounded by
+    /// [`Options::max_body_bytes`]).
+    pub async fn request(&self, request: Request) -> Result<Response, Error> {
+        let mut stream = self.request_streaming(request).await?;
+        let max = self.inner.options.max_body_bytes;
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.chunk().await? {
+            total += chunk.len() as u64;
+            if total > max {
+                return Err(Error::Limit {
+                    address: stream.address().to_string(),
+                    kind: LimitKind::ResponseBody,
+                    limit: max,
+                });
+            }
+            chunks.push(chunk);
+        }
+        let body = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().expect("one chunk"),
+            _ => {
+                let mut all = Vec::with_capacity(total as usize);
+                chunks.iter().for_each(|c| all.extend_from_slice(c));
+                all.into()
+            }
+        };
+        let end = stream
+            .end
+            .expect("chunk() answered None: the request ended");
+        Ok(Response {
+            status: stream.head.status(),
+            head: stream.head.clone(),
+            body,
+            stderr: stream.take_stderr(),
+            end,
+        })
+    }
+
+    /// Sends a request and returns once the response head has arrived; the body then
+    /// streams from the returned [`ResponseStream`], while the rest of the request body
+    /// is still being written if need be (full duplex).
+    pub async fn request_streaming(&self, request: Request) -> Result<ResponseStream, Error> {
+        let Request {
+            mut params,
+            body,
+            mut on_stderr,
+        } = request;
+        match body.len() {
+            Some(len) => params.insert("CONTENT_LENGTH", len.to_string())?,
+            None if params.contains("CONTENT_LENGTH") => params.insert("CONTENT_LENGTH", "0")?,
+            None => {}
+        }
+        let deadline = self
+            .inner
+            .options
+            .total_timeout
+            .map(|t| (Instant::now() + t, t));
+        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
+        let mut replay = body.try_clone();
+        let mut body = Some(body);
+        let mut stderr = Vec::new();
+        loop {
+            let (conn, reused, permit) = self.checkout(first, deadline).await?;
+            let received_before = conn.received;
+            let this_body = match body.take() {
+                Some(b) => b,
+                None => replay.take().expect("a retry has a replayable body"),
+            };
+            let mut exchange =
+                Exchange::start(conn, &params, this_body, self.timeouts(), deadline)?;
+            let result = read_head(&mut exchange, &mut stderr, &mut on_stderr).await;
+            match result {
+                Ok(Ok(head)) => {
+                    return Ok(ResponseStream {
+                        address: exchange.conn.address.clone(),
+                        exchange: Some(exchange),
+                        permit: Some(permit),
+                        client: self.clone(),
+                        head,
+                        end: None,
+                        stderr,
+                        stderr_taken: false,
+                        on_stderr,
+                        pending: Bytes::new(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    // The request ended with a refusal or a bad head; the connection is fine.
+                    self.check_in(exchange.conn);
+                    drop(permit);
+                    return Err(e);
+                }
+                Err(e) => {
+                    let stale = matches!(e, Error::Io { .. } | Error::Protocol { .. });
+                    let nothing_received = exchange.conn.received == received_before;
+                    drop(exchange);
+                    drop(permit);
+                    if reused && stale && nothing_received && replay.is_some() {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Asks an upstream for management variables (`GET_VALUES`), such as
+    /// `FCGI_MPXS_CONNS`, on a connection of its own (php-fpm closes it after
+    /// answering).
+    pub async fn get_values(&self, names: &[&str]) -> Result<ServerValues, Error> {
+        let deadline = self
+            .inner
+            .options
+            .total_timeout
+            .map(|t| (Instant::now() + t, t));
+        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
+        let (mut conn, _, _permit) = self.checkout(first, deadline).await?;
+        if conn.proto.in_flight() > 0 || !conn.proto.is_reusable() {
+            return Err(Error::Usage("connection not idle".into()));
+        }
+        conn.proto
+            .get_values(names)
+            .map_err(|e| conn.proto_error(e))?;
+        let mut exchange = Exchange::management(conn, self.timeouts(), deadline);
+        loop {
+            match poll_fn(|cx| exchange.poll_event(cx)).await? {
+                Event::Values(values) => return Ok(values),
+                _ => continue,
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a plain Vec of connections, still valid.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn deliver_stderr(kept: &mut Vec<u8>, callback: &mut Option<StderrCallback>, data: &[u8]) {
+    match callback {
+        Some(f) => f(data),
+        None => kept.extend_from_slice(data),
+    }
+}
+
+/// Reads until the response head. `Ok(Err(..))` is a request that ended without a
+/// usable head (refused, or a malformed head) on a connection still in step.
+async fn read_head(
+    exchange: &mut Exchange,
+    stderr: &mut Vec<u8>,
+    on_stderr: &mut Option<StderrCallback>,
+) -> Result<Result<ResponseHead, Error>, Error> {
+    let mut head_error = None;
+    loop {
+        match poll_fn(|cx| exchange.poll_event(cx)).await? {
+            Event::Head { head, .. } => return Ok(Ok(head)),
+            Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
+            Event::HeadError { error, .. } => head_error = Some(error),
+            Event::End { end, .. } => {
+                let address = exchange.conn.address.to_string();
+                let error = match head_error.take() {
+                    Some(source) => Error::BadResponse { address, source },
+                    None => Error::Refused {
+                        address,
+                        status: end.protocol_status,
+                    },
+                };
+                return Ok(Err(error));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A response whose head has arrived; its body streams as a [`Stream`] of [`Bytes`]
+/// (no copy) or through [`AsyncRead`].
+///
+/// Dropping it before the end of the body closes the connection.
+pub struct ResponseStream {
+    address: Arc<str>,
+    exchange: Option<Exchange>,
+    permit: Option<OwnedSemaphorePermit>,
+    client: Client,
+    head: ResponseHead,
+    end: Option<End>,
+    stderr: Vec<u8>,
+    stderr_taken: bool,
+    on_stderr: Option<StderrCallback>,
+    pending: Bytes,
+}
+
+impl fmt::Debug for ResponseStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("address", &self.address)
+            .field("head", &self.head)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseStream {
+    /// The response head.
+    pub fn head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.head.status()
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// How the request ended, once the body is read to its end.
+    pub fn end(&self) -> Option<&End> {
+        self.end.as_ref()
+    }
+
+    /// `STDERR` received so far (empty with an `on_stderr` callback).
+    pub fn stderr(&self) -> &[u8] {
+        &self.stderr
+    }
+
+    /// Takes the `STDERR` received so far. Stderr never taken is logged through
+    /// `tracing` (target `fcgi_tokio`, level warn) when the stream is dropped.
+    pub fn take_stderr(&mut self) -> Vec<u8> {
+        self.stderr_taken = true;
+        std::mem::take(&mut self.stderr)
+    }
+
+    /// The next piece of the body, or `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// Polls for the next piece of the body.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
+        if !self.pending.is_empty() {
+            return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
+        }
+        loop {
+            let Some(exchange) = self.exchange.as_mut() else {
+                return Poll::Ready(Ok(None));
+            };
+            match exchange.poll_event(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    self.exchange = None;
+                    self.permit = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(Event::Body { data, .. })) => return Poll::Ready(Ok(Some(data))),
+                Poll::Ready(Ok(Event::Stderr { data, .. })) => {
+                    deliver_stderr(&mut self.stderr, &mut self.on_stderr, &data)
+                }
+                Poll::Ready(Ok(Event::End { end, .. })) => {
+                    self.end = Some(end);
+                    if let Some(exchange) = self.exchange.take() {
+                        self.client.check_in(exchange.conn);
+                    }
+                    self.permit = None;
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+impl Stream for ResponseStream {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_chunk(cx).map(Result::transpose)
+    }
+}
+
+impl AsyncRead for ResponseStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pending.is_empty() {
+            match this.poll_chunk(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(Some(chunk))) => this.pending = chunk,
+                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(e)) => {
+                    let kind = if e.is_timeout() {
+                        io::ErrorKind::TimedOut
+                    } else {
+                        io::ErrorKind::Other
+                    };
+                    return Poll::Ready(Err(io::Error::new(kind, e)));
+                }
+            }
+        }
+        let n = buf.remaining().min(this.pending.len());
+        buf.put_slice(&this.pending.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for ResponseStream {
+    fn drop(&mut self) {
+        if !self.stderr_taken && !self.stderr.is_empty() {
+            tracing::warn!(
+                target: "fcgi_tokio",
+                address = %self.address,
+                "FastCGI stderr: {}",
+                String::from_utf8_lossy(&self.stderr)
+            );
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The socket under a connection: TCP or a unix socket.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fcgi_proto::Address;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+#[derive(Debug)]
+pub(crate) enum Io {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// Opens a connection within `timeout`: a TCP host is resolved and each of its addresses
+/// tried in turn.
+pub(crate) async fn connect(address: &Address, timeout: Option<Duration>) -> io::Result<Io> {
+    let attempt = async {
+        match address {
+            Address::Unix(path) => Ok(Io::Unix(UnixStream::connect(path).await?)),
+            Address::Tcp(hostport) => {
+                let stream = TcpStream::connect(hostport.as_str()).await?;
+                stream.set_nodelay(true)?;
+                Ok(Io::Tcp(stream))
+            }
+        }
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, attempt)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        None => attempt.await,
+    }
+}
+
+impl Io {
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        let result = match self {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, &mut buf),
+            Io::Unix(s) => Pin::new(s).poll_read(cx, &mut buf),
+        };
+        result.map_ok(|()| buf.filled().len())
+    }
+
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    /// A read that never waits: `Ok(0)` is end of input, `WouldBlock` nothing yet.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(s) => s.try_read(buf),
+            Io::Unix(s) => s.try_read(buf),
+        }
+    }
+}
