@@ -59,9 +59,10 @@ pub struct End {
 /// What happened on the connection; drained with [`Connection::poll_event`].
 ///
 /// For each request, in order: any number of `Stderr`; then either `Head` followed by
-/// any number of `Body` and `Stderr`, or `HeadError`; then `End`. A request refused by
-/// the server (a protocol status other than `REQUEST_COMPLETE`, before any output) has
-/// only `End`. An aborted request has only `End`.
+/// any number of `Body` and `Stderr`, or `HeadError` followed by any number of
+/// `Stderr`; then `End`. A request refused by the server (a protocol status other than
+/// `REQUEST_COMPLETE`, before any output) has only `End`. An aborted request has only
+/// `End`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -86,8 +87,9 @@ pub enum Event {
         /// The bytes.
         data: Bytes,
     },
-    /// The response head is malformed: the request has failed. Its further output is
-    /// discarded; its `End` still follows, after which the connection is reusable.
+    /// The response head is malformed: the request has failed. Its further `STDOUT` is
+    /// discarded (`STDERR` is still delivered); its `End` still follows, after which the
+    /// connection is reusable.
     HeadError {
         /// The request.
         id: RequestId,
@@ -135,8 +137,8 @@ const INPUT_BUFFER_LEN: usize = 64 * 1024;
 /// Below this much free room, [`Connection::input_buffer`] starts a fresh buffer rather
 /// than offer a short read.
 const MIN_INPUT_ROOM: usize = 8 * 1024;
-/// Body chunks up to this size are copied next to their record header so that a small
-/// request leaves as one contiguous buffer; larger ones are sent as they are.
+/// Body chunks below this size are copied next to their record header, so that a small
+/// request is one contiguous buffer (one write); larger ones are sent as they are.
 const COPY_BODY_BELOW: usize = 4 * 1024;
 
 /// The client side of one FastCGI connection.
@@ -174,7 +176,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("in_flight", &self.requests.len())
-            .field("transmit_len", &self.output_len)
+            .field("transmit_len", &self.transmit_len())
             .field("events", &self.events.len())
             .field("error", &self.error)
             .field("eof", &self.eof)
@@ -335,7 +337,6 @@ impl Connection {
             self.patch_length(start);
         }
         put_header(&mut self.scratch, RecordType::PARAMS, id, 0);
-        self.flush_scratch();
         self.requests.push(Request {
             id,
             declared_len,
@@ -407,7 +408,6 @@ impl Connection {
         }
         req.stdin_finished = true;
         put_header(&mut self.scratch, RecordType::STDIN, id.0, 0);
-        self.flush_scratch();
         Ok(())
     }
 
@@ -428,7 +428,6 @@ impl Connection {
         }
         req.data_finished = true;
         put_header(&mut self.scratch, RecordType::DATA, id.0, 0);
-        self.flush_scratch();
         Ok(())
     }
 
@@ -444,7 +443,6 @@ impl Connection {
                 self.push_output(chunk);
             }
         }
-        self.flush_scratch();
     }
 
     /// Asks the server to abort a request (`ABORT_REQUEST`). Its later output is
@@ -461,7 +459,6 @@ impl Connection {
         req.data_finished = true;
         req.head = HeadState::Discard;
         put_header(&mut self.scratch, RecordType::ABORT_REQUEST, id.0, 0);
-        self.flush_scratch();
         // Drop what was queued for this request but not delivered.
         self.events.retain(|e| match e {
             Event::Head { id: i, .. } | Event::HeadError { id: i, .. } => *i != id,
@@ -479,7 +476,9 @@ impl Connection {
     /// Asks for management variables (`GET_VALUES`), such as
     /// [`FCGI_MPXS_CONNS`](crate::values::FCGI_MPXS_CONNS); the answer comes as
     /// [`Event::Values`]. php-fpm answers and then closes the connection, and does not
-    /// answer while all its workers are busy.
+    /// answer while all its workers are busy. A server that does not implement
+    /// `GET_VALUES` answers [`Event::UnknownType`] with
+    /// [`RecordType::GET_VALUES`] instead, which also ends the wait.
     pub fn get_values(&mut self, names: &[&str]) -> Result<(), Error> {
         self.check_open()?;
         let size: usize = names
@@ -500,7 +499,6 @@ impl Connection {
             nv::encode_pair(&mut self.scratch, name.as_bytes(), b"")
                 .expect("names fit in one record, checked above");
         }
-        self.flush_scratch();
         self.values_pending += 1;
         Ok(())
     }
@@ -521,15 +519,16 @@ impl Connection {
 
     /// Bytes queued to write.
     pub fn transmit_len(&self) -> usize {
-        self.output_len
+        self.output_len + self.scratch.len()
     }
 
     /// Fills `slices` with the queued output, in order, for one vectored write; returns
     /// how many slices were filled. Call [`consume_transmit`](Self::consume_transmit)
-    /// with the number of bytes written.
+    /// with the number of bytes written. A request with a small body (under 4 KiB) is
+    /// one slice: one write.
     pub fn transmit<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (slot, chunk) in slices.iter_mut().zip(&self.output) {
+        for (slot, chunk) in slices.iter_mut().zip(self.transmit_chunks()) {
             *slot = IoSlice::new(chunk);
             n += 1;
         }
@@ -538,7 +537,8 @@ impl Connection {
 
     /// The queued output as chunks, in order (for writers without vectored writes).
     pub fn transmit_chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.output.iter().map(|c| &c[..])
+        let tail = (!self.scratch.is_empty()).then_some(&self.scratch[..]);
+        self.output.iter().map(|c| &c[..]).chain(tail)
     }
 
     /// Marks `n` bytes of the queued output as written.
@@ -547,18 +547,22 @@ impl Connection {
     /// When `n` is more than [`transmit_len`](Self::transmit_len): a bug in the caller.
     pub fn consume_transmit(&mut self, mut n: usize) {
         assert!(
-            n <= self.output_len,
+            n <= self.transmit_len(),
             "consumed more than was queued to transmit"
         );
-        self.output_len -= n;
         while n > 0 {
-            // `n <= output_len` guarantees a chunk remains while `n > 0`.
-            let front = self.output.front_mut().expect("output holds n more bytes");
+            let Some(front) = self.output.front_mut() else {
+                // What is left of `n` lies in the unqueued tail (checked above).
+                self.scratch.advance(n);
+                return;
+            };
             if n < front.len() {
                 front.advance(n);
+                self.output_len -= n;
                 return;
             }
             n -= front.len();
+            self.output_len -= front.len();
             self.output.pop_front();
         }
     }
@@ -579,6 +583,10 @@ impl Connection {
     }
 
     /// Processes `n` bytes the caller read into [`input_buffer`](Self::input_buffer).
+    ///
+    /// When it answers [`Limit::BufferedInput`] (events were not drained), nothing was
+    /// taken: drain [`poll_event`](Self::poll_event), then call `input_written(n)` again
+    /// with the same `n`, without reading into the buffer in between.
     ///
     /// # Panics
     /// When `n` is larger than the slice `input_buffer` gave: a bug in the caller.
@@ -800,7 +808,12 @@ impl Connection {
                 if data.len() != 8 {
                     return Err(ProtocolError::BadUnknownTypeLength(data.len()));
                 }
-                self.push_event(Event::UnknownType(RecordType(data[0])));
+                let record_type = RecordType(data[0]);
+                // A server without GET_VALUES answers it this way: no result will come.
+                if record_type == RecordType::GET_VALUES && self.values_pending > 0 {
+                    self.values_pending -= 1;
+                }
+                self.push_event(Event::UnknownType(record_type));
             }
             record_type => {
                 return Err(ProtocolError::UnexpectedRecordType {
@@ -833,4 +846,110 @@ impl Connection {
 
 fn put_header(out: &mut BytesMut, record_type: RecordType, id: u16, len: u16) {
     out.put_slice(&RecordHeader::new(record_type, id, len).encode());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::ParamsBuilder;
+
+    fn record(t: RecordType, id: u16, content: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        crate::record::encode_record(&mut out, t, id, content);
+        out.to_vec()
+    }
+
+    fn started(max: u16) -> Connection {
+        let mut conn = Connection::new(Config {
+            max_concurrent_requests: max,
+            ..Config::default()
+        });
+        let params = ParamsBuilder::new("GET", "/").build().unwrap();
+        for _ in 0..max {
+            let id = conn.start_request(&params).unwrap();
+            conn.finish_stdin(id).unwrap();
+        }
+        let n = conn.transmit_len();
+        conn.consume_transmit(n);
+        conn
+    }
+
+    #[test]
+    fn event_bytes_follow_queued_body_and_stderr() {
+        let mut conn = started(2);
+        let mut input = record(RecordType::STDOUT, 1, b"\nbody-1");
+        input.extend(record(RecordType::STDERR, 2, b"err-2"));
+        input.extend(record(RecordType::STDOUT, 2, b"\nbody-2!"));
+        input.extend(record(RecordType::STDERR, 1, b"e1"));
+        conn.receive(&input).unwrap();
+        assert_eq!(conn.event_bytes, 6 + 5 + 7 + 2);
+        conn.abort(RequestId(1)).unwrap();
+        assert_eq!(conn.event_bytes, 5 + 7);
+        // Stderr of the aborted request no longer counts or queues.
+        conn.receive(&record(RecordType::STDERR, 1, b"more"))
+            .unwrap();
+        assert_eq!(conn.event_bytes, 5 + 7);
+        let mut n = 0;
+        while let Some(e) = conn.poll_event() {
+            assert!(!matches!(
+                e,
+                Event::Body {
+                    id: RequestId(1),
+                    ..
+                }
+            ));
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert_eq!(conn.event_bytes, 0);
+    }
+
+    #[test]
+    fn partial_non_stream_record_survives_a_fresh_input_buffer() {
+        let mut conn = Connection::default();
+        conn.get_values(&["X"]).unwrap();
+        let n = conn.transmit_len();
+        conn.consume_transmit(n);
+        let mut content = Vec::new();
+        nv::encode_pair(&mut content, b"X", &[b'v'; 60_000]).unwrap();
+        let wire = record(RecordType::GET_VALUES_RESULT, 0, &content);
+        // Most of the record: not decodable yet, held at the front of the buffer.
+        let first = 59_000;
+        let room = conn.input_buffer();
+        room[..first].copy_from_slice(&wire[..first]);
+        conn.input_written(first).unwrap();
+        assert_eq!(conn.filled, first);
+        assert!(conn.poll_event().is_none());
+        // Less than 8 KiB of room is left: a fresh buffer keeps the partial record.
+        let room = conn.input_buffer();
+        assert!(room.len() >= MIN_INPUT_ROOM);
+        assert_eq!(&conn.input[..first], &wire[..first]);
+        let rest = wire.len() - first;
+        conn.input_buffer()[..rest].copy_from_slice(&wire[first..]);
+        conn.input_written(rest).unwrap();
+        assert_eq!(conn.filled, 0);
+        match conn.poll_event() {
+            Some(Event::Values(v)) => assert_eq!(v.get("X"), Some(&[b'v'; 60_000][..])),
+            other => panic!("{other:?}"),
+        }
+        assert!(conn.is_reusable());
+    }
+
+    #[test]
+    fn body_events_are_slices_of_the_input_buffer() {
+        let mut conn = started(1);
+        let wire = record(RecordType::STDOUT, 1, b"A: 1\r\n\r\nhello");
+        let room = conn.input_buffer();
+        room[..wire.len()].copy_from_slice(&wire);
+        let start = room.as_ptr() as usize;
+        conn.input_written(wire.len()).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Head { .. })));
+        match conn.poll_event() {
+            Some(Event::Body { data, .. }) => {
+                assert_eq!(&data[..], b"hello");
+                assert_eq!(data.as_ptr() as usize, start + wire.len() - 5, "copied");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -122,7 +122,9 @@ impl<'a> Iterator for Pairs<'a> {
 mod tests {
     use super::*;
 
-    fn decode(input: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NvError> {
+    type OwnedPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn decode(input: &[u8]) -> Result<OwnedPairs, NvError> {
         decode_pairs(input)
             .map(|r| r.map(|(n, v)| (n.to_vec(), v.to_vec())))
             .collect()

@@ -197,7 +197,10 @@ impl Params {
             return self.insert(name, value);
         };
         let e = self.entries[i];
-        let size = nv::encoded_len(name, &[]) + 4 + e.value_len + separator.len() + value.len();
+        let joined = e.value_len + separator.len() + value.len();
+        // The name with its length byte(s), the joined value with its own length.
+        let value_len_len = if joined < 128 { 1 } else { 4 };
+        let size = nv::encoded_len(name, &[]) - 1 + value_len_len + joined;
         if size > MAX_CONTENT_LEN {
             return Err(ParamError::PairTooLarge {
                 name: String::from_utf8_lossy(name).into_owned(),
@@ -250,13 +253,17 @@ impl Params {
     }
 }
 
-/// Parses ASCII decimal digits (no sign, no spaces) into a `u64`.
+/// Parses ASCII decimal digits (no sign, no spaces) into a `u64`; `None` when it does
+/// not fit.
 pub(crate) fn parse_decimal(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
+    if v.is_empty() {
         return None;
     }
     v.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
     })
 }
 
@@ -356,11 +363,10 @@ pub struct ParamsBuilder<'a> {
     error: Option<ParamError>,
 }
 
-fn fold_header_name(name: &[u8], out: &mut [u8; 256]) -> Option<usize> {
+/// Writes `HTTP_` and the folded name into `out`, which holds at least `5 + name.len()`
+/// bytes; returns the length written.
+fn fold_header_name(name: &[u8], out: &mut [u8]) -> usize {
     let len = 5 + name.len();
-    if len > out.len() {
-        return None;
-    }
     out[..5].copy_from_slice(b"HTTP_");
     for (o, &b) in out[5..len].iter_mut().zip(name) {
         *o = match b {
@@ -368,7 +374,7 @@ fn fold_header_name(name: &[u8], out: &mut [u8; 256]) -> Option<usize> {
             b => b.to_ascii_uppercase(),
         };
     }
-    Some(len)
+    len
 }
 
 impl<'a> ParamsBuilder<'a> {
@@ -528,20 +534,22 @@ impl<'a> ParamsBuilder<'a> {
             }
             return;
         }
-        let mut folded = [0u8; 256];
-        let Some(len) = fold_header_name(name, &mut folded) else {
-            let size = nv::encoded_len(name, value) + 5;
-            return self.fail(ParamError::PairTooLarge {
-                name: String::from_utf8_lossy(&name[..64]).into_owned() + "...",
-                size,
-            });
+        // Usual names fold on the stack; a long one (legal, if rare) on the heap.
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let out: &mut [u8] = if 5 + name.len() <= stack.len() {
+            &mut stack
+        } else {
+            heap.resize(5 + name.len(), 0);
+            &mut heap
         };
+        let len = fold_header_name(name, out);
         let separator: &[u8] = if name.eq_ignore_ascii_case(b"cookie") {
             b"; "
         } else {
             b", "
         };
-        if let Err(e) = self.headers.append_joined(&folded[..len], value, separator) {
+        if let Err(e) = self.headers.append_joined(&out[..len], value, separator) {
             self.fail(e);
         }
     }
@@ -749,4 +757,147 @@ pub fn split_path<'p>(
         }));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_decimal_accepts_exactly_the_u64_range() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"0042"), Some(42));
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_decimal(b"000000000000000000000000007"), Some(7));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"99999999999999999999",
+            b"-1",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"1_000",
+            b"\xd9\xa1", // ARABIC-INDIC DIGIT ONE
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn strip_port_cases() {
+        for (host, stripped) in [
+            (&b"example.com"[..], &b"example.com"[..]),
+            (b"example.com:80", b"example.com"),
+            (b"example.com:", b"example.com:"),
+            (b"example.com:8o", b"example.com:8o"),
+            (b"[::1]", b"[::1]"),
+            (b"[::1]:443", b"[::1]"),
+            (b"[fe80::1%25eth0]:8080", b"[fe80::1%25eth0]"),
+            // A bare IPv6 address (no brackets) is not split at its last group.
+            (b"::1", b"::1"),
+            (b"2001:db8::1", b"2001:db8::1"),
+            // A bracket that is not closed before the port: left whole.
+            (b"[::1:80", b"[::1:80"),
+            (b"", b""),
+        ] {
+            assert_eq!(
+                strip_port(host),
+                stripped,
+                "{}",
+                String::from_utf8_lossy(host)
+            );
+        }
+    }
+
+    #[test]
+    fn fold_header_name_and_its_buffers() {
+        let mut out = [0u8; 256];
+        let n = fold_header_name(b"x-Forwarded-for9", &mut out);
+        assert_eq!(&out[..n], b"HTTP_X_FORWARDED_FOR9");
+        // 251 bytes is the longest name folded on the stack, 252 the shortest on the heap;
+        // both fold the same way.
+        for len in [250, 251, 252, 1000] {
+            let name = "a-".repeat(len / 2) + &"b".repeat(len % 2);
+            let built = ParamsBuilder::new("GET", "/")
+                .header(&name, "v")
+                .build()
+                .unwrap();
+            let expected = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+            assert_eq!(built.get(&expected), Some(&b"v"[..]), "length {len}");
+        }
+    }
+
+    #[test]
+    fn format_into_holds_the_longest_values() {
+        let mut buf = [0u8; 64];
+        let v6: std::net::Ipv6Addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        let text = v6.to_string();
+        assert_eq!(format_into(&mut buf, format_args!("{v6}")), text.as_bytes());
+        assert_eq!(
+            format_into(&mut buf, format_args!("{}", u64::MAX)),
+            b"18446744073709551615"
+        );
+        let mapped: std::net::Ipv6Addr = "::ffff:255.255.255.255".parse().unwrap();
+        assert_eq!(
+            format_into(&mut buf, format_args!("{mapped}")),
+            b"::ffff:255.255.255.255"
+        );
+    }
+
+    #[test]
+    fn replacing_in_place_leaves_other_entries_alone() {
+        let mut p = Params::new();
+        p.insert("A", "aaaa").unwrap();
+        p.insert("B", "bbbb").unwrap();
+        p.insert("A", "x").unwrap(); // shorter: overwritten in place
+        p.insert("B", "longer value").unwrap(); // longer: moved to the end of the buffer
+        p.insert("A", "yy").unwrap();
+        assert_eq!(p.get("A"), Some(&b"yy"[..]));
+        assert_eq!(p.get("B"), Some(&b"longer value"[..]));
+        assert_eq!(p.encoded_len(), (2 + 1 + 2) + (2 + 1 + 12));
+        // A clone is independent.
+        let q = p.clone();
+        p.insert("A", "z").unwrap();
+        assert_eq!(q.get("A"), Some(&b"yy"[..]));
+    }
+
+    #[test]
+    fn append_joined_counts_the_pair_exactly() {
+        let mut p = Params::new();
+        // Short values keep one-byte lengths.
+        p.append_joined(b"N", b"a", b", ").unwrap();
+        p.append_joined(b"N", b"b", b", ").unwrap();
+        assert_eq!(p.get("N"), Some(&b"a, b"[..]));
+        assert_eq!(p.encoded_len(), 1 + 1 + 1 + 4);
+        // 1 + 4 + 1 + 65529 = 65535: fits exactly.
+        let mut p = Params::new();
+        p.append_joined(b"N", &[b'x'; 65_000], b"; ").unwrap();
+        p.append_joined(b"N", &[b'y'; 527], b"; ").unwrap();
+        assert_eq!(p.encoded_len(), MAX_CONTENT_LEN);
+        assert_eq!(
+            p.append_joined(b"N", b"", b""),
+            Ok(()),
+            "joining nothing keeps the size"
+        );
+        assert_eq!(
+            p.append_joined(b"N", b"z", b""),
+            Err(ParamError::PairTooLarge {
+                name: "N".into(),
+                size: MAX_CONTENT_LEN + 1
+            })
+        );
+        assert_eq!(
+            p.encoded_len(),
+            MAX_CONTENT_LEN,
+            "a failed join changes nothing"
+        );
+        // Crossing from one-byte to four-byte value length.
+        let mut p = Params::new();
+        p.append_joined(b"N", &[b'x'; 100], b", ").unwrap();
+        p.append_joined(b"N", &[b'y'; 100], b", ").unwrap();
+        assert_eq!(p.encoded_len(), 1 + 4 + 1 + 202);
+    }
 }

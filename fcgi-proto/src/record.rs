@@ -337,8 +337,6 @@ impl RecordDecoder {
                         };
                     } else {
                         if buf.len() < HEADER_LEN + content {
-                            // Make room for the whole record once, not piece by piece.
-                            buf.reserve(HEADER_LEN + content - buf.len());
                             return Ok(None);
                         }
                         buf.advance(HEADER_LEN);
@@ -425,7 +423,7 @@ mod tests {
         h.padding_length = padding;
         let mut v = h.encode().to_vec();
         v.extend_from_slice(content);
-        v.extend(std::iter::repeat(0xAA).take(padding as usize));
+        v.resize(v.len() + padding as usize, 0xAA);
         v
     }
 
