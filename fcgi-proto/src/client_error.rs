@@ -180,6 +180,12 @@ impl std::error::Error for ClientError {
     }
 }
 
+impl From<std::convert::Infallible> for ClientError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl From<AddressError> for ClientError {
     fn from(e: AddressError) -> Self {
         ClientError::InvalidAddress(e)

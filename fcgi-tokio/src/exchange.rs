@@ -222,6 +222,7 @@ impl Exchange {
             }
 
             // 2. Write what is queued.
+            let mut wrote = false;
             while self.conn.proto.transmit_len() > 0 {
                 let Conn { io, proto, .. } = &mut self.conn;
                 let mut slices = [IoSlice::new(&[]); 64];
@@ -234,12 +235,17 @@ impl Exchange {
                     }
                     Poll::Ready(Ok(written)) => {
                         proto.consume_transmit(written);
+                        wrote = true;
                         if let Some(idle) = &mut self.write_idle {
                             idle.progress();
                         }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(self.conn.io_error(e))),
                 }
+            }
+            if wrote && !self.body_done && self.conn.proto.transmit_len() < MAX_QUEUED_OUTPUT {
+                // Room again: take more of the body before waiting on anything.
+                continue;
             }
             let sent = self.body_done && self.conn.proto.transmit_len() == 0;
             if sent && !self.read_armed {

@@ -1,0 +1,78 @@
+//! The deterministic body of `large.php`.
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The first `len` bytes of the body that `large.php?bytes=N` sends (for `N >= len`).
+///
+/// The body is a sequence of 16-byte lines: line `L` (bytes `16 * L .. 16 * L + 16`) is
+/// `L` written as 15 lower-case hexadecimal digits followed by `\n`, so it starts
+/// `000000000000000\n000000000000001\n000000000000002\n...` and every byte depends on
+/// its position: lost, repeated or reordered data never compares equal.
+///
+/// ```
+/// assert_eq!(fcgi_testkit::large_body(20), b"000000000000000\n0000");
+/// ```
+pub fn large_body(len: usize) -> Vec<u8> {
+    let mut body = vec![0; len];
+    fill_large_body(0, &mut body);
+    body
+}
+
+/// Fills `buf` with the bytes of the `large.php` body (see [`large_body`]) that start
+/// at byte `offset`: lets a test check a long streamed body piece by piece without
+/// holding all of it.
+///
+/// ```
+/// let mut piece = [0u8; 5];
+/// fcgi_testkit::fill_large_body(30, &mut piece);
+/// assert_eq!(&piece, b"1\n000");
+/// ```
+pub fn fill_large_body(offset: u64, buf: &mut [u8]) {
+    let mut pos = offset;
+    let mut filled = 0;
+    while filled < buf.len() {
+        let line = line(pos / 16);
+        let within = (pos % 16) as usize;
+        let n = (16 - within).min(buf.len() - filled);
+        buf[filled..filled + n].copy_from_slice(&line[within..within + n]);
+        filled += n;
+        pos += n as u64;
+    }
+}
+
+fn line(number: u64) -> [u8; 16] {
+    let mut out = [b'\n'; 16];
+    let mut rest = number;
+    for digit in out[..15].iter_mut().rev() {
+        *digit = HEX[(rest & 15) as usize];
+        rest >>= 4;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_count_in_hex() {
+        let body = large_body(16 * 4098);
+        assert_eq!(&body[..16], b"000000000000000\n");
+        assert_eq!(&body[16 * 4095..16 * 4096], b"000000000000fff\n");
+        assert_eq!(&body[16 * 4096..16 * 4097], b"000000000001000\n");
+        assert_eq!(&body[16 * 4097..], b"000000000001001\n");
+    }
+
+    #[test]
+    fn fill_at_any_offset_matches_the_whole() {
+        let whole = large_body(1000);
+        for offset in [0usize, 1, 15, 16, 17, 500, 999] {
+            let mut piece = vec![0; 1000 - offset];
+            fill_large_body(offset as u64, &mut piece);
+            assert_eq!(piece, whole[offset..]);
+        }
+        let mut far = [0u8; 16];
+        fill_large_body(16 * 0xabc_def0_1234, &mut far);
+        assert_eq!(&far, b"0000abcdef01234\n");
+    }
+}
