@@ -396,11 +396,7 @@ impl Client {
                     let n = match reader.read(&mut buf[..]) {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            return Err(Error::Usage(format!(
-                                "reading the request body failed: {e}"
-                            )))
-                        }
+                        Err(e) => return Err(Error::Body(e)),
                     };
                     if n == 0 {
                         return Err(Error::Usage(format!(
