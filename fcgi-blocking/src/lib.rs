@@ -5,6 +5,11 @@
 //! [`Response`] or a streaming [`ResponseReader`]. Every protocol decision (records,
 //! params, CGI header parsing, keep-alive) is the core's.
 //!
+//! The request, body included, is written before the response is read. php-fpm reads
+//! a POST body whole before the script runs, so this never blocks there; an application
+//! that writes more output than the socket buffers hold before it reads its input makes
+//! the write wait until the write timeout. `fcgi-tokio` reads and writes at once.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use fcgi_blocking::{Client, Request};
