@@ -226,21 +226,23 @@ fn header_block_larger_than_one_record() {
 #[test]
 fn location_only_gives_302() {
     let fpm = PhpFpm::shared();
-    let mut client = Client::new(Address::Unix(fpm.unix_socket().to_path_buf())).unwrap();
-    let response = client
-        .request(get(fpm, "redirect.php", "to=https://example.com/next"))
-        .unwrap();
-    assert_eq!(response.status, 302);
-    assert_eq!(
-        response.header("location"),
-        Some("https://example.com/next")
-    );
-    assert!(!response.head.is_local_redirect());
-    let response = client
-        .request(get(fpm, "redirect.php", "to=/local/path"))
-        .unwrap();
-    assert_eq!(response.status, 302);
-    assert!(response.head.is_local_redirect());
+    for address in addresses(fpm) {
+        let mut client = Client::with_options(address, Options::default());
+        let response = client
+            .request(get(fpm, "redirect.php", "to=https://example.com/next"))
+            .unwrap();
+        assert_eq!(response.status, 302);
+        assert_eq!(
+            response.header("location"),
+            Some("https://example.com/next")
+        );
+        assert!(!response.head.is_local_redirect());
+        let response = client
+            .request(get(fpm, "redirect.php", "to=/local/path"))
+            .unwrap();
+        assert_eq!(response.status, 302);
+        assert!(response.head.is_local_redirect());
+    }
 }
 
 #[test]

@@ -15,10 +15,19 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn a_256_mib_response_streams_in_bounded_memory() {
+    let fpm = PhpFpm::shared();
+    for address in [
+        Address::Unix(fpm.unix_socket().to_path_buf()),
+        Address::from(fpm.tcp_addr()),
+    ] {
+        stream_256_mib(fpm, address);
+    }
+}
+
+fn stream_256_mib(fpm: &PhpFpm, address: Address) {
     const LEN: u64 = 256 * 1024 * 1024;
     const BOUND_KIB: u64 = 16 * 1024;
-    let fpm = PhpFpm::shared();
-    let mut client = Client::new(Address::Unix(fpm.unix_socket().to_path_buf())).unwrap();
+    let mut client = Client::with_options(address.clone(), fcgi_blocking::Options::default());
     let script = fpm.script("large.php");
     let warm = client
         .request(Request::get(script.to_str().unwrap(), "/large.php?bytes=1000000").unwrap())
@@ -52,6 +61,6 @@ fn a_256_mib_response_streams_in_bounded_memory() {
     let growth = peak.saturating_sub(baseline);
     assert!(
         growth < BOUND_KIB,
-        "resident memory grew by {growth} KiB while streaming 256 MiB (bound {BOUND_KIB} KiB)"
+        "{address}: resident memory grew by {growth} KiB while streaming 256 MiB (bound {BOUND_KIB} KiB)"
     );
 }
