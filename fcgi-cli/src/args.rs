@@ -5,6 +5,9 @@
 //! next argument. A value is taken as is, even when it starts with `-`. `--` ends the
 //! options. A single-value option given twice keeps the last value; `-H` and `-p`
 //! repeat; `-d` may be given once.
+//!
+//! `-n` or `-c` turns on load mode ([`Load`]); `--connections`, `--multiplex` and
+//! `--expect-sha256` belong to it alone.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -65,7 +68,28 @@ pub(crate) struct Args {
     pub(crate) output: Option<PathBuf>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) fail: bool,
+    /// Load mode (`-n`, `-c`): many requests, checked and summed up, none printed.
+    pub(crate) load: Option<Load>,
 }
+
+/// Load mode's settings, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Load {
+    /// `-n`: requests in all.
+    pub(crate) requests: u64,
+    /// `-c`: requests in flight at once.
+    pub(crate) concurrency: usize,
+    /// `--connections`: the pool's bound on open connections.
+    pub(crate) connections: usize,
+    /// `--multiplex`.
+    pub(crate) multiplex: bool,
+    /// `--expect-sha256`: the sha256 every response body must have.
+    pub(crate) expect_sha256: Option<[u8; 32]>,
+}
+
+/// The largest `-c` and `--connections`: far above what one machine's descriptors
+/// allow, and a bound that keeps the pool's semaphore in its range.
+pub(crate) const MAX_CONCURRENCY: usize = 100_000;
 
 /// A usage error: the message, without the `fcgi: ` prefix.
 pub(crate) type UsageError = String;
@@ -85,6 +109,11 @@ enum Opt {
     Ping,
     Help,
     Version,
+    Requests,
+    Concurrency,
+    Connections,
+    Multiplex,
+    ExpectSha256,
 }
 
 impl Opt {
@@ -97,6 +126,8 @@ impl Opt {
             b'd' => Opt::Data,
             b'i' => Opt::Include,
             b'o' => Opt::Output,
+            b'n' => Opt::Requests,
+            b'c' => Opt::Concurrency,
             _ => return None,
         })
     }
@@ -116,6 +147,11 @@ impl Opt {
             b"ping" => Opt::Ping,
             b"help" => Opt::Help,
             b"version" => Opt::Version,
+            b"requests" => Opt::Requests,
+            b"concurrency" => Opt::Concurrency,
+            b"connections" => Opt::Connections,
+            b"multiplex" => Opt::Multiplex,
+            b"expect-sha256" => Opt::ExpectSha256,
             _ => return None,
         })
     }
@@ -131,6 +167,10 @@ impl Opt {
                 | Opt::Data
                 | Opt::Output
                 | Opt::Timeout
+                | Opt::Requests
+                | Opt::Concurrency
+                | Opt::Connections
+                | Opt::ExpectSha256
         )
     }
 
@@ -150,6 +190,11 @@ impl Opt {
             Opt::Ping => "--ping",
             Opt::Help => "--help",
             Opt::Version => "--version",
+            Opt::Requests => "-n/--requests",
+            Opt::Concurrency => "-c/--concurrency",
+            Opt::Connections => "--connections",
+            Opt::Multiplex => "--multiplex",
+            Opt::ExpectSha256 => "--expect-sha256",
         }
     }
 
@@ -164,6 +209,18 @@ impl Opt {
                 | Opt::Data
                 | Opt::Include
                 | Opt::Fail
+        )
+    }
+
+    /// Whether the option belongs to load mode alone (`-n` and `-c` turn it on).
+    fn is_load_option(self) -> bool {
+        matches!(
+            self,
+            Opt::Requests
+                | Opt::Concurrency
+                | Opt::Connections
+                | Opt::Multiplex
+                | Opt::ExpectSha256
         )
     }
 }
@@ -187,6 +244,15 @@ struct Seen {
     ping_path_was_separate: bool,
     /// The first option given that only a request uses.
     first_request_option: Option<Opt>,
+    /// `-n`.
+    requests: Option<u64>,
+    /// `-c`.
+    concurrency: Option<usize>,
+    connections: Option<usize>,
+    multiplex: bool,
+    expect_sha256: Option<[u8; 32]>,
+    /// The first option given that only load mode uses.
+    first_load_option: Option<Opt>,
     positionals: Vec<OsString>,
 }
 
@@ -244,6 +310,51 @@ fn parse_timeout(value: OsString) -> Result<Duration, UsageError> {
         .ok_or_else(|| format!("bad --timeout {text:?}: want a number of seconds above 0"))
 }
 
+/// A count for `-n`, `-c` or `--connections`: a whole number from 1 to `max`.
+fn parse_count(value: OsString, opt: Opt, max: u64) -> Result<u64, UsageError> {
+    let text = utf8(value, &format!("the value of {}", opt.name()))?;
+    let trimmed = text.trim();
+    trimmed
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| trimmed.parse::<u64>().ok())
+        .flatten()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "bad {} {text:?}: want a whole number from 1 to {max}",
+                opt.name()
+            )
+        })
+}
+
+/// `--expect-sha256`: 64 hex digits, either case.
+fn parse_sha256(value: OsString) -> Result<[u8; 32], UsageError> {
+    let text = utf8(value, "the value of --expect-sha256")?;
+    decode_sha256(text.trim().as_bytes())
+        .ok_or_else(|| format!("bad --expect-sha256 {text:?}: want 64 hex digits"))
+}
+
+/// A sha256 written as 64 hex digits, either case.
+pub(crate) fn decode_sha256(hex: &[u8]) -> Option<[u8; 32]> {
+    fn digit(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
 fn check_ping_path(path: String) -> Result<String, UsageError> {
     if path.starts_with('/') {
         Ok(path)
@@ -289,7 +400,21 @@ impl Seen {
                 self.output = Some(PathBuf::from(value));
             }
             Opt::Timeout => self.timeout = Some(parse_timeout(value)?),
-            Opt::Include | Opt::Fail | Opt::Values | Opt::Ping | Opt::Help | Opt::Version => {} // flags: handled by `flag`, never passed here
+            Opt::Requests => self.requests = Some(parse_count(value, opt, u64::MAX)?),
+            Opt::Concurrency => {
+                self.concurrency = Some(parse_count(value, opt, MAX_CONCURRENCY as u64)? as usize)
+            }
+            Opt::Connections => {
+                self.connections = Some(parse_count(value, opt, MAX_CONCURRENCY as u64)? as usize)
+            }
+            Opt::ExpectSha256 => self.expect_sha256 = Some(parse_sha256(value)?),
+            Opt::Include
+            | Opt::Fail
+            | Opt::Values
+            | Opt::Ping
+            | Opt::Help
+            | Opt::Version
+            | Opt::Multiplex => {} // flags: handled by `flag`, never passed here
         }
         Ok(())
     }
@@ -300,6 +425,7 @@ impl Seen {
             Opt::Include => self.include = true,
             Opt::Fail => self.fail = true,
             Opt::Values => self.values = true,
+            Opt::Multiplex => self.multiplex = true,
             Opt::Help => return Some(Command::Help),
             Opt::Version => return Some(Command::Version),
             _ => {}
@@ -311,6 +437,48 @@ impl Seen {
         if opt.is_request_option() && self.first_request_option.is_none() {
             self.first_request_option = Some(opt);
         }
+        if opt.is_load_option() && self.first_load_option.is_none() {
+            self.first_load_option = Some(opt);
+        }
+    }
+
+    /// Load mode's settings when `-n` or `-c` was given; a usage error for a load option
+    /// without them, or for an option that prints one response.
+    fn load(&self) -> Result<Option<Load>, UsageError> {
+        if self.requests.is_none() && self.concurrency.is_none() {
+            return match self.first_load_option {
+                Some(opt) => Err(format!(
+                    "{} belongs to load mode: give -n/--requests or -c/--concurrency too",
+                    opt.name()
+                )),
+                None => Ok(None),
+            };
+        }
+        let conflict = if self.values {
+            Some("--values")
+        } else if self.ping.is_some() {
+            Some("--ping")
+        } else if self.include {
+            Some("-i/--include")
+        } else if self.output.is_some() {
+            Some("-o/--output")
+        } else {
+            None
+        };
+        if let Some(name) = conflict {
+            return Err(format!(
+                "{name} cannot be used in load mode (-n/-c): it checks the responses, \
+                 prints none"
+            ));
+        }
+        let concurrency = self.concurrency.unwrap_or(1);
+        Ok(Some(Load {
+            requests: self.requests.unwrap_or(concurrency as u64),
+            concurrency,
+            connections: self.connections.unwrap_or(concurrency),
+            multiplex: self.multiplex,
+            expect_sha256: self.expect_sha256,
+        }))
     }
 }
 
@@ -405,6 +573,7 @@ fn finish(mut seen: Seen) -> Result<Args, UsageError> {
             seen.ping = Some(None);
         }
     }
+    let load = seen.load()?;
     let mut positionals = std::mem::take(&mut seen.positionals).into_iter();
     let Some(address) = positionals.next() else {
         return Err("missing ADDRESS".into());
@@ -466,6 +635,7 @@ fn finish(mut seen: Seen) -> Result<Args, UsageError> {
         output: seen.output,
         timeout: seen.timeout,
         fail: seen.fail,
+        load,
     })
 }
 
@@ -627,6 +797,60 @@ mod tests {
             &["/s", "-X"],
             &["/s"],
             &["/s", ""],
+        ] {
+            assert!(parse_strs(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn load_mode() {
+        assert_eq!(run(&["/s", "/x"]).load, None);
+        let load = |args: &[&str]| run(args).load.expect("load mode");
+        assert_eq!(
+            load(&["-n", "100", "-c8", "/s", "/x"]),
+            Load {
+                requests: 100,
+                concurrency: 8,
+                connections: 8,
+                multiplex: false,
+                expect_sha256: None,
+            }
+        );
+        let l = load(&["--requests=5", "/s", "/x"]);
+        assert_eq!((l.requests, l.concurrency, l.connections), (5, 1, 1));
+        let l = load(&["--concurrency", "4", "/s", "/x"]);
+        assert_eq!((l.requests, l.concurrency, l.connections), (4, 4, 4));
+        let hex = "00ff".repeat(16);
+        let l = load(&[
+            "-c3",
+            "--connections=2",
+            "--multiplex",
+            "--expect-sha256",
+            &hex.to_ascii_uppercase(),
+            "/s",
+            "/x",
+        ]);
+        assert_eq!((l.connections, l.multiplex), (2, true));
+        assert_eq!(
+            l.expect_sha256,
+            Some([[0x00, 0xff]; 16].concat().try_into().unwrap())
+        );
+        for bad in [
+            &["--connections", "2", "/s", "/x"][..],
+            &["--multiplex", "/s", "/x"],
+            &["--expect-sha256", &hex, "/s", "/x"],
+            &["-n", "5", "-i", "/s", "/x"],
+            &["-n", "5", "-o", "f", "/s", "/x"],
+            &["-n", "5", "--values", "/s"],
+            &["-c", "5", "--ping", "/s"],
+            &["-n", "0", "/s", "/x"],
+            &["-n", "+5", "/s", "/x"],
+            &["-n", "99999999999999999999", "/s", "/x"],
+            &["-c", "100001", "/s", "/x"],
+            &["-c", "2", "--connections", "0", "/s", "/x"],
+            &["-c", "2", "--expect-sha256", "abc", "/s", "/x"],
+            &["-c", "2", "--expect-sha256", &"g".repeat(64), "/s", "/x"],
+            &["-n", "5", "/s"],
         ] {
             assert!(parse_strs(bad).is_err(), "{bad:?}");
         }

@@ -1,5 +1,6 @@
 //! `fcgi`: send one request to a FastCGI server (php-fpm, ...) and print the
-//! response, like `curl` for FastCGI.
+//! response, like `curl` for FastCGI; or, in load mode (`-n`, `-c`), many requests,
+//! checked and summed up, to tune a pool without a web server in front.
 //!
 //! ```text
 //! fcgi [OPTIONS] <ADDRESS> [SCRIPT_FILENAME]
@@ -11,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod load;
 mod reason;
 
 use std::fs::File;
@@ -27,7 +29,8 @@ use fcgi_proto::{HeaderPolicy, Params, ParamsBuilder, ResponseHead};
 use crate::args::{Args, Command, Data, Mode};
 
 const USAGE: &str = "\
-fcgi - send one request to a FastCGI server (php-fpm, ...), print the response
+fcgi - send one request to a FastCGI server (php-fpm, ...), print the response;
+or send many (-n, -c) and print a summary
 
 Usage: fcgi [OPTIONS] <ADDRESS> [SCRIPT_FILENAME]
 
@@ -55,12 +58,33 @@ Options:
                           request (default: 10 s to connect, 60 s for each
                           wait for the server)
       --fail              print nothing and exit 22 when the status is >= 400
+                          (load mode: count such a response as an error)
       --values            ask FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS
                           (GET_VALUES); print the answer as NAME=VALUE lines
       --ping [PATH]       php-fpm ping: request PATH (default /ping); exit 0
                           when the body is pong, 1 otherwise
       --help              print this help and exit
       --version           print the version and exit
+
+Load mode (on with -n or -c): the request is sent N times, C at once, and each
+response is checked and counted, not printed. -X -q -H -p -d --timeout --fail
+apply to every request (-d is read once, --timeout bounds each request);
+-i -o --values --ping cannot be used.
+  -n, --requests N        send N requests in all (default: C)
+  -c, --concurrency C     keep C requests in flight (default 1)
+      --connections K     keep at most K connections open (default: C); each
+                          kept connection pins one php-fpm worker, so keep K
+                          at most the pool's pm.max_children
+      --multiplex         send requests side by side on a connection when
+                          the server offers it (FCGI_MPXS_CONNS=1)
+      --expect-sha256 HEX every response body must have this sha256
+A request is an error, by kind: connect; timeout; protocol (bad records, an
+early close, a bad head); refused (END_REQUEST overloaded, ...); bad status
+(>= 400, with --fail only); checksum (the body's sha256 is not --expect-sha256,
+or not its X-Body-Sha256 header, which with -d must also be the sha256 of the
+body sent). The summary goes to standard output: requests, requests/s,
+latency p50/p90/p99/max, body bytes, statuses, errors by kind, connections
+opened; a progress line to standard error when that is a terminal.
 
 Params sent (-p overrides any of them):
   GATEWAY_INTERFACE=CGI/1.1  SERVER_PROTOCOL=HTTP/1.1  REQUEST_METHOD
@@ -73,13 +97,16 @@ Params sent (-p overrides any of them):
   With --ping, SCRIPT_FILENAME, SCRIPT_NAME and REQUEST_URI are PATH.
 
 The body goes to standard output byte for byte as it arrives; the application's
-FCGI_STDERR goes to standard error as it arrives.
+FCGI_STDERR goes to standard error as it arrives (load mode: the first one, at
+the end, with the count of responses that had one).
 
 Exit status:
   0  success               1  no pong (--ping), or a local file error
   2  usage error           3  cannot connect
   4  timeout               5  the server broke the protocol or closed early
   22 status 400 or more with --fail
+  Load mode: 0 without errors; when every error gives the same status above
+  (3, 4, 5 or 22), that one; otherwise 1 (checksum errors, mixed kinds).
 ";
 
 /// `SERVER_SOFTWARE`.
@@ -241,6 +268,9 @@ impl Output {
 }
 
 fn run(args: Args) -> Result<u8, Failure> {
+    if let Some(load) = &args.load {
+        return load::run(&args, load);
+    }
     let mut options = Options::default();
     if let Some(t) = args.timeout {
         options.connect_timeout = Some(t);

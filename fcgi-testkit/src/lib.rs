@@ -18,6 +18,9 @@
 //!
 //! This crate depends on std only; it knows nothing of FastCGI itself.
 //!
+//! It also runs a private [`Flup`] (Python's flup), a server that multiplexes requests on
+//! one connection, with routes that mirror the PHP scripts: see the [`flup`] module.
+//!
 //! # Finding php-fpm
 //!
 //! [`find_php_fpm`] takes, in this order: the path in the environment variable
@@ -151,6 +154,7 @@
 //! reaps orphans slowly: that is a zombie waiting, not php-fpm.)
 
 mod body;
+pub mod flup;
 mod process;
 mod scripts;
 
@@ -167,6 +171,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use body::{fill_large_body, large_body};
+pub use flup::{flup_venv, Flup, FlupBuilder};
 
 /// Workers per pool when [`Builder::max_children`] is not called.
 pub const DEFAULT_MAX_CHILDREN: u32 = 4;

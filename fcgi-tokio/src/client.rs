@@ -5,7 +5,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +22,18 @@ use tokio::time::Instant;
 use crate::body::Body;
 use crate::exchange::{Conn, Exchange, OpenGuard, Timeouts};
 use crate::io::connect;
+use crate::mux::{self, MuxPool, MuxRequest, Outcome};
+
+/// Requests per multiplexed connection when the server does not say (`FCGI_MAX_REQS`).
+const DEFAULT_MUX_REQUESTS: u16 = 100;
+
+/// Bound on the `GET_VALUES` exchange of [`Options::multiplex`] when there is no
+/// [`Options::connect_timeout`].
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a `GET_VALUES` exchange failed, requests use one connection each for this long
+/// before the client asks again.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
 /// Settings of a [`Client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +66,44 @@ pub struct Options {
     pub max_body_bytes: u64,
     /// The protocol core's limits.
     pub config: Config,
+    /// Multiplex requests on shared connections when the server can (default `false`).
+    ///
+    /// When set, before the first request to an upstream the client asks it
+    /// `GET_VALUES` (`FCGI_MPXS_CONNS`, `FCGI_MAX_REQS`, `FCGI_MAX_CONNS`) on a short-lived
+    /// connection of its own (within [`connect_timeout`](Self::connect_timeout), 10 s
+    /// without one; it takes a pool slot while it lasts and is not counted by
+    /// [`Client::connections_opened`]), and keeps the answer for the client's life.
+    ///
+    /// - A server that does not multiplex (php-fpm answers `FCGI_MPXS_CONNS=0`; a server
+    ///   without `GET_VALUES` answers `UNKNOWN_TYPE`) is served exactly as without this
+    ///   option: one request per connection at a time.
+    /// - A server that multiplexes (`FCGI_MPXS_CONNS=1`, such as flup) gets up to
+    ///   `FCGI_MAX_REQS` requests at once on each connection (100 when it does not say;
+    ///   [`Config::max_concurrent_requests`] caps it when set above 1). A request takes
+    ///   the first connection with room; another connection opens only when all are
+    ///   full, up to [`max_connections`](Self::max_connections) (and `FCGI_MAX_CONNS`).
+    /// - When the `GET_VALUES` exchange fails (php-fpm does not answer while all its
+    ///   workers are busy), requests use one connection each and the client asks again
+    ///   5 s later.
+    ///
+    /// On a multiplexed connection, a task of its own (`tokio::spawn`) owns the socket
+    /// and writes every request's records and body while it reads every response, so
+    /// one request never waits for another; timeouts and errors are those of the
+    /// one-request path. Dropping a request or its [`ResponseStream`] sends
+    /// `ABORT_REQUEST` for that request alone; the connection and the other requests on
+    /// it carry on. FastCGI has no flow control per request: a response stream that is
+    /// not read holds up to 512 KiB, then holds back the other responses on its
+    /// connection until it is read or dropped. A connection idle for
+    /// [`idle_timeout`](Self::idle_timeout) closes, and so does every connection once
+    /// the client and all its streams are dropped. Multiplexed connections always ask
+    /// `FCGI_KEEP_CONN`; [`max_idle`](Self::max_idle) does not apply to them, and
+    /// [`max_requests_per_connection`](Self::max_requests_per_connection) does.
+    ///
+    /// An aborted request keeps its id until the server ends it. flup, for one, ignores
+    /// `ABORT_REQUEST` and runs the request to its end; a request dropped while its body
+    /// was still being sent waits there for the rest of the body forever and keeps its
+    /// id (one slot of the connection) until the connection closes.
+    pub multiplex: bool,
 }
 
 impl Default for Options {
@@ -69,6 +119,7 @@ impl Default for Options {
             max_requests_per_connection: None,
             max_body_bytes: 64 * 1024 * 1024,
             config: Config::default(),
+            multiplex: false,
         }
     }
 }
@@ -133,13 +184,19 @@ struct Upstream {
     text: Arc<str>,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Conn>>,
+    /// With [`Options::multiplex`]: what `GET_VALUES` said, once it answered. `None`
+    /// inside: the server does not multiplex.
+    mode: OnceLock<Option<mux::Settings>>,
+    /// Held while asking `GET_VALUES`; after a failed exchange, when to ask again.
+    discovery: tokio::sync::Mutex<Option<Instant>>,
+    mux: MuxPool,
 }
 
 struct Inner {
     upstreams: Vec<Upstream>,
     options: Options,
     next: AtomicUsize,
-    opened: AtomicU64,
+    opened: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
 }
 
@@ -152,7 +209,9 @@ struct Inner {
 /// nginx's `fastcgi_next_upstream error` does. A request that fails on a reused
 /// connection before any byte of its response arrived is sent once more on a fresh
 /// connection, when its body is in memory. Dropping a request's future or its response
-/// stream at any point closes its connection; nothing half-read is ever reused.
+/// stream at any point closes its connection; nothing half-read is ever reused. With
+/// [`Options::multiplex`] and a server that multiplexes, requests share connections
+/// instead, and a dropped request is aborted alone (see there).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), fcgi_tokio::Error> {
@@ -244,6 +303,9 @@ impl Client {
                 address,
                 permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
                 idle: Mutex::new(Vec::new()),
+                mode: OnceLock::new(),
+                discovery: tokio::sync::Mutex::new(None),
+                mux: MuxPool::default(),
             })
             .collect();
         if upstreams.is_empty() {
@@ -254,7 +316,7 @@ impl Client {
                 upstreams,
                 options,
                 next: AtomicUsize::new(0),
-                opened: AtomicU64::new(0),
+                opened: Arc::new(AtomicU64::new(0)),
                 open: Arc::new(AtomicUsize::new(0)),
             }),
         })
@@ -265,7 +327,8 @@ impl Client {
         &self.inner.options
     }
 
-    /// Connections opened so far, over the client's life.
+    /// Connections opened so far for requests, over the client's life (the short-lived
+    /// `GET_VALUES` connection of [`Options::multiplex`] is not counted).
     pub fn connections_opened(&self) -> u64 {
         self.inner.opened.load(Ordering::Relaxed)
     }
@@ -284,10 +347,33 @@ impl Client {
             .sum()
     }
 
+    /// With [`Options::multiplex`], whether the upstream at `index` (in the order given
+    /// to [`with_upstreams`](Self::with_upstreams)) multiplexes requests on its
+    /// connections: `None` until it answered `GET_VALUES` (and always without the
+    /// option).
+    pub fn upstream_multiplexes(&self, index: usize) -> Option<bool> {
+        self.inner
+            .upstreams
+            .get(index)?
+            .mode
+            .get()
+            .map(Option::is_some)
+    }
+
     fn timeouts(&self) -> Timeouts {
         Timeouts {
             read: self.inner.options.read_timeout,
             write: self.inner.options.write_timeout,
+        }
+    }
+
+    /// How long a request may wait for a connection: the connect timeout, and what is
+    /// left of its total timeout.
+    fn connect_bound(&self, deadline: Option<(Instant, Duration)>) -> Option<Duration> {
+        match (self.inner.options.connect_timeout, deadline) {
+            (t, None) => t,
+            (None, Some((at, _))) => Some(at.saturating_duration_since(Instant::now())),
+            (Some(t), Some((at, _))) => Some(t.min(at.saturating_duration_since(Instant::now()))),
         }
     }
 
@@ -304,13 +390,7 @@ impl Client {
         for k in 0..ups.len() {
             let index = (first + k) % ups.len();
             let up = &ups[index];
-            let bound = match (options.connect_timeout, deadline) {
-                (t, None) => t,
-                (None, Some((at, _))) => Some(at.saturating_duration_since(Instant::now())),
-                (Some(t), Some((at, _))) => {
-                    Some(t.min(at.saturating_duration_since(Instant::now())))
-                }
-            };
+            let bound = self.connect_bound(deadline);
             let timeout = || Error::Timeout {
                 address: up.text.to_string(),
                 phase: Phase::Connect,
@@ -440,6 +520,35 @@ impl Client {
         let mut replay = body.try_clone();
         let mut body = Some(body);
         let mut stderr = Vec::new();
+        if self.inner.options.multiplex {
+            let mut attempt = MuxAttempt {
+                params: &params,
+                body: &mut body,
+                replay: &mut replay,
+                deadline,
+                stderr: &mut stderr,
+                on_stderr: &mut on_stderr,
+            };
+            match self.request_mux(first, &mut attempt).await {
+                None => {}
+                Some(Err(e)) => return Err(e),
+                Some(Ok((request, head))) => {
+                    return Ok(ResponseStream {
+                        address: request.address.clone(),
+                        exchange: None,
+                        mux: Some(request),
+                        permit: None,
+                        client: self.clone(),
+                        head,
+                        end: None,
+                        stderr,
+                        stderr_taken: false,
+                        on_stderr,
+                        pending: Bytes::new(),
+                    });
+                }
+            }
+        }
         loop {
             let (conn, reused, permit) = self.checkout(first, deadline).await?;
             let received_before = conn.received;
@@ -455,6 +564,7 @@ impl Client {
                     return Ok(ResponseStream {
                         address: exchange.conn.address.clone(),
                         exchange: Some(exchange),
+                        mux: None,
                         permit: Some(permit),
                         client: self.clone(),
                         head,
@@ -512,6 +622,225 @@ impl Client {
     }
 }
 
+/// A request on its way through the multiplexed path: what a new attempt needs.
+struct MuxAttempt<'a> {
+    params: &'a Params,
+    /// The body, while no attempt has consumed it (or one handed it back unsent).
+    body: &'a mut Option<Body>,
+    /// A copy of an in-memory body, to send again after a failed attempt.
+    replay: &'a mut Option<Body>,
+    deadline: Option<(Instant, Duration)>,
+    stderr: &'a mut Vec<u8>,
+    on_stderr: &'a mut Option<StderrCallback>,
+}
+
+impl Client {
+    /// Asks an upstream `GET_VALUES` on a connection of its own (never pooled), bounded
+    /// by the connect timeout. `None`: the server does not know `GET_VALUES`.
+    async fn discover(&self, index: usize) -> Result<Option<ServerValues>, Error> {
+        use fcgi_proto::values::{FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS};
+        let up = &self.inner.upstreams[index];
+        let options = &self.inner.options;
+        let bound = options.connect_timeout.unwrap_or(DISCOVERY_TIMEOUT);
+        let work = async {
+            let _permit = up
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the pool's semaphore is never closed");
+            let io = connect(&up.address, None)
+                .await
+                .map_err(|source| Error::Connect {
+                    address: up.text.to_string(),
+                    source,
+                })?;
+            let mut conn = Conn {
+                io,
+                proto: Connection::new(options.config.clone()),
+                address: up.text.clone(),
+                upstream: index,
+                received: 0,
+                requests: 0,
+                idle_since: std::time::Instant::now(),
+                _open: OpenGuard::new(&self.inner.open),
+            };
+            conn.proto
+                .get_values(&[FCGI_MPXS_CONNS, FCGI_MAX_REQS, FCGI_MAX_CONNS])
+                .map_err(|e| conn.proto_error(e))?;
+            let mut exchange = Exchange::management(conn, self.timeouts(), None);
+            loop {
+                match poll_fn(|cx| exchange.poll_event(cx)).await? {
+                    Event::Values(values) => return Ok(Some(values)),
+                    Event::UnknownType(_) => return Ok(None),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(bound, work).await.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                address: up.text.to_string(),
+                phase: Phase::Connect,
+                after: bound,
+            })
+        })
+    }
+
+    /// How the upstream at `index` is served: `Some` settings when it multiplexes.
+    /// Asks `GET_VALUES` once; while another request asks, waits for its answer.
+    async fn mux_settings(&self, index: usize) -> Option<&mux::Settings> {
+        let up = &self.inner.upstreams[index];
+        if let Some(mode) = up.mode.get() {
+            return mode.as_ref();
+        }
+        let mut retry_at = up.discovery.lock().await;
+        if let Some(mode) = up.mode.get() {
+            return mode.as_ref();
+        }
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        let values = match self.discover(index).await {
+            Ok(values) => values,
+            Err(e) => {
+                tracing::debug!(address = %up.text, error = %e, "FastCGI GET_VALUES failed; not multiplexing for now");
+                *retry_at = Some(Instant::now() + DISCOVERY_RETRY);
+                return None;
+            }
+        };
+        let options = &self.inner.options;
+        let cap = options.config.max_concurrent_requests;
+        let settings = values.as_ref().and_then(|values| {
+            let fallback = if cap > 1 { cap } else { DEFAULT_MUX_REQUESTS };
+            let mut per_connection = values.max_concurrent_requests(fallback);
+            if cap > 1 {
+                per_connection = per_connection.min(cap);
+            }
+            if per_connection < 2 {
+                return None;
+            }
+            let server_max = values
+                .max_connections()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(usize::MAX);
+            Some(mux::Settings {
+                address: up.address.clone(),
+                text: up.text.clone(),
+                config: options.config.clone(),
+                per_connection,
+                max_connections: options.max_connections.max(1).min(server_max),
+                connect_timeout: options.connect_timeout,
+                write_timeout: options.write_timeout,
+                idle_timeout: options.idle_timeout,
+                max_requests_per_connection: options.max_requests_per_connection,
+                opened: self.inner.opened.clone(),
+                open: self.inner.open.clone(),
+            })
+        });
+        tracing::debug!(address = %up.text, ?values, multiplexed = settings.is_some(), "FastCGI GET_VALUES");
+        *retry_at = None;
+        up.mode.get_or_init(|| settings).as_ref()
+    }
+
+    /// Sends a request on a multiplexed connection, trying the upstreams from `first`
+    /// while they cannot be connected; returns once the response head arrived. `None`
+    /// when an upstream does not multiplex: the caller takes the one-request path.
+    async fn request_mux(
+        &self,
+        first: usize,
+        attempt: &mut MuxAttempt<'_>,
+    ) -> Option<Result<(MuxRequest, ResponseHead), Error>> {
+        let ups = &self.inner.upstreams;
+        let mut last_error = None;
+        for k in 0..ups.len() {
+            let index = (first + k) % ups.len();
+            let up = &ups[index];
+            let settings = self.mux_settings(index).await?;
+            let mut unsent_retries = 0;
+            let mut replayed = false;
+            loop {
+                let bound = self.connect_bound(attempt.deadline);
+                let (conn, reused) = match up.mux.reserve(&up.permits, settings, bound).await {
+                    Ok(reserved) => reserved,
+                    Err(e) => return Some(Err(e)),
+                };
+                let Some(body) = attempt.body.take().or_else(|| attempt.replay.take()) else {
+                    unreachable!("an attempt starts only with a body at hand");
+                };
+                let mut request = conn.start(
+                    attempt.params.clone(),
+                    body,
+                    self.inner.options.read_timeout,
+                    attempt.deadline,
+                );
+                let error = match read_head(&mut request, attempt.stderr, attempt.on_stderr).await {
+                    Ok(Ok(head)) => return Some(Ok((request, head))),
+                    Ok(Err(e)) => return Some(Err(e)),
+                    Err(e) => e,
+                };
+                if let Some(body) = request.take_returned_body() {
+                    *attempt.body = Some(body);
+                }
+                let (outcome, received) = (request.outcome, request.received);
+                drop(request);
+                let can_send = attempt.body.is_some() || attempt.replay.is_some();
+                if error.is_connect() && can_send {
+                    last_error = Some(error);
+                    break;
+                }
+                let retry = match outcome {
+                    // The connection closed before the request went out: nothing was sent.
+                    Outcome::NotStarted => {
+                        unsent_retries += 1;
+                        unsent_retries <= 3
+                    }
+                    // A kept connection broke before any of the response came: once more
+                    // on another connection, as on the one-request path.
+                    Outcome::ConnectionFailed => {
+                        let again = reused && !received && !replayed;
+                        replayed = true;
+                        again
+                    }
+                    _ => false,
+                };
+                if !(retry && can_send) {
+                    return Some(Err(error));
+                }
+            }
+        }
+        Some(Err(
+            last_error.expect("the loop ends early unless a connect failed")
+        ))
+    }
+}
+
+/// Where a request's events come from: its own connection, or a multiplexed one.
+trait EventSource {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>>;
+    fn address(&self) -> &str;
+}
+
+impl EventSource for Exchange {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
+        Exchange::poll_event(self, cx)
+    }
+
+    fn address(&self) -> &str {
+        &self.conn.address
+    }
+}
+
+impl EventSource for MuxRequest {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
+        MuxRequest::poll_event(self, cx)
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves a plain Vec of connections, still valid.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -527,7 +856,7 @@ fn deliver_stderr(kept: &mut Vec<u8>, callback: &mut Option<StderrCallback>, dat
 /// Reads until the response head. `Ok(Err(..))` is a request that ended without a
 /// usable head (refused, or a malformed head) on a connection still in step.
 async fn read_head(
-    exchange: &mut Exchange,
+    exchange: &mut impl EventSource,
     stderr: &mut Vec<u8>,
     on_stderr: &mut Option<StderrCallback>,
 ) -> Result<Result<ResponseHead, Error>, Error> {
@@ -538,7 +867,7 @@ async fn read_head(
             Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
             Event::HeadError { error, .. } => head_error = Some(error),
             Event::End { end, .. } => {
-                let address = exchange.conn.address.to_string();
+                let address = exchange.address().to_string();
                 let error = match head_error.take() {
                     Some(source) => Error::BadResponse { address, source },
                     None => Error::Refused {
@@ -556,10 +885,12 @@ async fn read_head(
 /// A response whose head has arrived; its body streams as a [`Stream`] of [`Bytes`]
 /// (no copy) or through [`AsyncRead`].
 ///
-/// Dropping it before the end of the body closes the connection.
+/// Dropping it before the end of the body closes the connection (on a multiplexed
+/// connection: aborts the request alone, see [`Options::multiplex`]).
 pub struct ResponseStream {
     address: Arc<str>,
     exchange: Option<Exchange>,
+    mux: Option<MuxRequest>,
     permit: Option<OwnedSemaphorePermit>,
     client: Client,
     head: ResponseHead,
@@ -624,13 +955,18 @@ impl ResponseStream {
             return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
         }
         loop {
-            let Some(exchange) = self.exchange.as_mut() else {
+            let polled = if let Some(request) = self.mux.as_mut() {
+                request.poll_event(cx)
+            } else if let Some(exchange) = self.exchange.as_mut() {
+                exchange.poll_event(cx)
+            } else {
                 return Poll::Ready(Ok(None));
             };
-            match exchange.poll_event(cx) {
+            match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
                     self.exchange = None;
+                    self.mux = None;
                     self.permit = None;
                     return Poll::Ready(Err(e));
                 }
@@ -643,6 +979,7 @@ impl ResponseStream {
                     if let Some(exchange) = self.exchange.take() {
                         self.client.check_in(exchange.conn);
                     }
+                    self.mux = None;
                     self.permit = None;
                 }
                 Poll::Ready(Ok(_)) => {}

@@ -81,14 +81,14 @@ impl Conn {
 }
 
 /// A timeout between two steps of progress: it fires when `limit` passes without one.
-struct Idle {
-    limit: Duration,
+pub(crate) struct Idle {
+    pub(crate) limit: Duration,
     last: Instant,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Idle {
-    fn new(limit: Duration) -> Self {
+    pub(crate) fn new(limit: Duration) -> Self {
         Self {
             limit,
             last: Instant::now(),
@@ -96,12 +96,12 @@ impl Idle {
         }
     }
 
-    fn progress(&mut self) {
+    pub(crate) fn progress(&mut self) {
         self.last = Instant::now();
     }
 
     /// Ready when the limit has passed since the last progress.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let due = self.last + self.limit;
             let timer = self

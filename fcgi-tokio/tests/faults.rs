@@ -1,7 +1,7 @@
 //! Faults: each timeout fires within its bound and names its phase, a restarted php-fpm
 //! fails only the requests in flight, and the pool recovers every time.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use fcgi_proto::ParamsBuilder;
 use fcgi_testkit::PhpFpm;
 use fcgi_tokio::{Address, Client, Error, Options, Phase, Request};
 
-fn request(script: &PathBuf, method: &str, query: &str) -> Request {
+fn request(script: &Path, method: &str, query: &str) -> Request {
     let name = format!("/{}", script.file_name().unwrap().to_str().unwrap());
     let uri = format!("{name}?{query}");
     let params = ParamsBuilder::new(method, &uri)

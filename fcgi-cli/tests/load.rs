@@ -1,0 +1,557 @@
+//! Load mode of the `fcgi` binary (`-n`, `-c`) against a real php-fpm with 8 workers
+//! per pool: the summary it prints, the checks it makes and its exit statuses.
+//!
+//! One run at a time: each kept connection pins a php-fpm worker until its `fcgi`
+//! exits, so two runs side by side with more connections than workers together would
+//! each wait, with requests in php-fpm's listen queue, for the other to finish.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use fcgi_testkit::PhpFpm;
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fcgi");
+
+/// What one run of the binary gave.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit status; stdout {:?}, stderr {:?}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// The summary line `name:`, without its name.
+    #[track_caller]
+    fn line(&self, name: &str) -> &str {
+        let prefix = format!("{name}:");
+        self.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {prefix} line in the summary {:?}", self.stdout))
+    }
+
+    /// The number that starts summary line `name:`.
+    #[track_caller]
+    fn number(&self, name: &str) -> u64 {
+        let line = self.line(name);
+        line.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {line:?} starts with no number"))
+    }
+
+    fn requests(&self) -> u64 {
+        self.number("requests")
+    }
+
+    fn errors(&self) -> u64 {
+        self.number("errors")
+    }
+
+    fn opened(&self) -> u64 {
+        self.number("connections")
+    }
+
+    /// The count of errors of one kind, from `errors: 7 (connect 3, timeout 4)`.
+    #[track_caller]
+    fn errors_of(&self, kind: &str) -> u64 {
+        let line = self.line("errors");
+        let Some(kinds) = line
+            .split_once('(')
+            .and_then(|(_, rest)| rest.strip_suffix(')'))
+        else {
+            return 0;
+        };
+        kinds
+            .split(", ")
+            .find_map(|part| part.strip_prefix(kind)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn fcgi(args: &[&str]) -> Run {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let output = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the fcgi binary runs");
+    Run {
+        code: output
+            .status
+            .code()
+            .expect("fcgi exits, not killed by a signal"),
+        stdout: String::from_utf8(output.stdout).expect("the summary is text"),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The php-fpm of this test binary: 8 workers, so that 8 requests in flight never wait.
+fn fpm() -> &'static PhpFpm {
+    static FPM: OnceLock<PhpFpm> = OnceLock::new();
+    FPM.get_or_init(|| PhpFpm::builder().max_children(8).start())
+}
+
+fn sock() -> String {
+    path_str(fpm().unix_socket())
+}
+
+fn script(name: &str) -> String {
+    path_str(&fpm().script(name))
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_str().expect("temp paths are UTF-8").to_owned()
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "fcgi-load-test-{}-{}-{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+#[test]
+fn many_requests_over_a_few_connections() {
+    let run = fcgi(&["-n", "200", "-c", "8", &sock(), &script("hello.php")]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 200);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.line("statuses"), "200 x 200");
+    assert_eq!(run.number("received"), 200 * 13);
+    let opened = run.opened();
+    assert!((1..=8).contains(&opened), "{opened} connections opened");
+    assert!(
+        run.line("connections").ends_with("at most 8"),
+        "{}",
+        run.stdout
+    );
+    let latency = run.line("latency");
+    for part in ["p50 ", "p90 ", "p99 ", "max "] {
+        assert!(latency.contains(part), "{latency}");
+    }
+    assert!(run.number("requests/s") > 0, "{}", run.stdout);
+    // Nothing on standard error: not a terminal, no progress line; no errors.
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn connections_option_caps_the_pool() {
+    let run = fcgi(&[
+        "--requests=100",
+        "--concurrency=8",
+        "--connections",
+        "2",
+        &sock(),
+        &script("hello.php"),
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 100);
+    assert_eq!(run.errors(), 0);
+    let opened = run.opened();
+    assert!((1..=2).contains(&opened), "{opened} connections opened");
+}
+
+#[test]
+fn defaults_one_in_flight_and_n_from_c() {
+    // -n alone: one at a time, one connection kept for all of them.
+    let run = fcgi(&["-n", "20", &sock(), &script("hello.php")]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 20);
+    assert_eq!(run.opened(), 1);
+    assert!(
+        run.line("requests").ends_with(", 1 in flight"),
+        "{}",
+        run.stdout
+    );
+    // -c alone: that many requests, all at once.
+    let run = fcgi(&["-c4", &fpm().tcp_addr().to_string(), &script("hello.php")]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 4);
+    assert_eq!(run.errors(), 0);
+}
+
+#[test]
+fn echo_body_is_checked_against_x_body_sha256() {
+    let run = fcgi(&[
+        "-n",
+        "40",
+        "-c",
+        "4",
+        "-d",
+        "name=World&n=1",
+        &sock(),
+        &script("echo.php"),
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.number("received"), 40 * 14);
+
+    // A file is read once and sent with every request.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let path = temp_path("body.bin");
+    std::fs::write(&path, &body).expect("write the body file");
+    let run = fcgi(&[
+        "-n",
+        "10",
+        "-c",
+        "4",
+        "-d",
+        &format!("@{}", path_str(&path)),
+        "--expect-sha256",
+        &hex_sha256(&body),
+        &sock(),
+        &script("echo.php"),
+    ]);
+    let _ = std::fs::remove_file(&path);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.number("received"), 10 * body.len() as u64);
+
+    // A header that names another body: every response is a checksum error.
+    let liar = fpm().write_script(
+        "liar.php",
+        "<?php header('X-Body-Sha256: ' . hash('sha256', 'something else')); \
+         echo file_get_contents('php://input');",
+    );
+    let run = fcgi(&["-n", "12", "-c", "3", "-d", "x", &sock(), &path_str(&liar)]);
+    run.expect_code(1);
+    assert_eq!(run.errors(), 12);
+    assert_eq!(run.errors_of("checksum"), 12);
+    assert!(
+        run.stderr
+            .contains("fcgi: 12 checksum errors, the first: X-Body-Sha256 is "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn expect_sha256_mismatch_is_an_error() {
+    let hello = hex_sha256(b"Hello, World!");
+    let run = fcgi(&[
+        "-n",
+        "30",
+        "-c",
+        "5",
+        "--expect-sha256",
+        &hello.to_ascii_uppercase(),
+        &sock(),
+        &script("hello.php"),
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+
+    let wrong = hex_sha256(b"Goodbye");
+    let run = fcgi(&[
+        "-n",
+        "30",
+        "-c",
+        "5",
+        "--expect-sha256",
+        &wrong,
+        &sock(),
+        &script("hello.php"),
+    ]);
+    run.expect_code(1);
+    assert_eq!(run.requests(), 30);
+    assert_eq!(run.errors(), 30);
+    assert_eq!(run.errors_of("checksum"), 30);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "fcgi: 30 checksum errors, the first: the body's sha256 is {hello}, not {wrong}"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_status_counts_only_with_fail() {
+    let args = ["-n", "200", "-c", "8", "-q", "code=500"];
+    let mut with_fail = args.to_vec();
+    let (socket, status) = (sock(), script("status.php"));
+    with_fail.extend(["--fail", &socket, &status]);
+    let run = fcgi(&with_fail);
+    run.expect_code(22);
+    assert_eq!(run.requests(), 200);
+    assert_eq!(run.errors(), 200);
+    assert_eq!(run.errors_of("bad status"), 200);
+    assert_eq!(run.line("statuses"), "500 x 200");
+    assert!(
+        run.stderr
+            .contains("fcgi: 200 bad status errors, the first: the server answered 500"),
+        "{}",
+        run.stderr
+    );
+
+    // Without --fail a complete response is no error, whatever its status.
+    let mut without = args.to_vec();
+    without.extend([socket.as_str(), &status]);
+    let run = fcgi(&without);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.line("statuses"), "500 x 200");
+}
+
+#[test]
+fn application_stderr_is_counted_not_passed_on() {
+    let run = fcgi(&["-n", "10", "-c", "2", &sock(), &script("missing.php")]);
+    run.expect_code(0);
+    assert_eq!(run.line("statuses"), "404 x 10");
+    assert_eq!(
+        run.stderr,
+        "fcgi: 10 responses came with FCGI_STDERR, the first: Primary script unknown\n"
+    );
+}
+
+#[test]
+fn missing_socket_is_connect_errors_exit_3() {
+    let missing = temp_path("no.sock");
+    let run = fcgi(&["-n", "50", "-c", "5", &path_str(&missing), "/srv/x.php"]);
+    run.expect_code(3);
+    assert_eq!(run.requests(), 50);
+    assert_eq!(run.errors(), 50);
+    assert_eq!(run.errors_of("connect"), 50);
+    assert_eq!(run.opened(), 0);
+    assert_eq!(run.line("latency"), "none (no response arrived whole)");
+    assert!(
+        run.stderr
+            .starts_with("fcgi: 50 connect errors, the first: cannot connect"),
+        "{}",
+        run.stderr
+    );
+
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("its address").port()
+    };
+    let run = fcgi(&["-c", "3", &format!("127.0.0.1:{port}"), "/srv/x.php"]);
+    run.expect_code(3);
+    assert_eq!(run.errors_of("connect"), 3);
+}
+
+#[test]
+fn timeout_bounds_each_request() {
+    let started = Instant::now();
+    let run = fcgi(&[
+        "-n",
+        "4",
+        "-c",
+        "2",
+        "--timeout",
+        "0.2",
+        "-q",
+        "ms=700",
+        &sock(),
+        &script("sleep.php"),
+    ]);
+    let took = started.elapsed();
+    run.expect_code(4);
+    assert_eq!(run.errors(), 4);
+    assert_eq!(run.errors_of("timeout"), 4);
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(
+        run.stderr
+            .starts_with("fcgi: 4 timeout errors, the first: timed out after 0.200s"),
+        "{}",
+        run.stderr
+    );
+
+    // A bound long enough changes nothing.
+    let run = fcgi(&[
+        "-n",
+        "4",
+        "-c",
+        "2",
+        "--timeout=5",
+        "-q",
+        "ms=20",
+        &sock(),
+        &script("sleep.php"),
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+}
+
+#[test]
+fn mixed_errors_are_exit_1() {
+    // Half the requests time out, half answer 500: two kinds, exit 1.
+    let script = fpm().write_script(
+        "half.php",
+        "<?php if (getmypid() % 2) { usleep(600000); } header('Status: 500'); echo 'x';",
+    );
+    // Which workers sleep is up to php-fpm; retry until both kinds showed up.
+    for _ in 0..5 {
+        let run = fcgi(&[
+            "-n",
+            "8",
+            "-c",
+            "8",
+            "--fail",
+            "--timeout",
+            "0.3",
+            &sock(),
+            &path_str(&script),
+        ]);
+        if run.errors_of("timeout") > 0 && run.errors_of("bad status") > 0 {
+            run.expect_code(1);
+            assert_eq!(run.errors(), 8);
+            return;
+        }
+        assert!([4, 22].contains(&run.code), "{}", run.stdout);
+    }
+    panic!("never both kinds of errors in one run");
+}
+
+#[test]
+fn usage_conflicts_are_exit_2() {
+    let socket = sock();
+    let hello = script("hello.php");
+    for (args, message) in [
+        (
+            &["-n", "5", "-i"][..],
+            "-i/--include cannot be used in load mode",
+        ),
+        (
+            &["-c", "2", "-o", "out"],
+            "-o/--output cannot be used in load mode",
+        ),
+        (
+            &["-n", "5", "--values"],
+            "--values cannot be used in load mode",
+        ),
+        (&["-c", "5", "--ping"], "--ping cannot be used in load mode"),
+        (
+            &["--connections", "2"],
+            "--connections belongs to load mode",
+        ),
+        (&["--multiplex"], "--multiplex belongs to load mode"),
+        (&["--expect-sha256", "00"], "bad --expect-sha256"),
+        (&["-n", "0"], "bad -n/--requests \"0\""),
+        (&["-n", "-3"], "bad -n/--requests"),
+        (&["-n", "lots"], "bad -n/--requests"),
+        (&["-c", "0"], "bad -c/--concurrency"),
+        (&["-c", "100001"], "bad -c/--concurrency"),
+        (&["-n", "5", "--connections=0"], "bad --connections"),
+        (&["-n", "5", "--expect-sha256", "xyz"], "want 64 hex digits"),
+    ] {
+        let mut all = args.to_vec();
+        all.extend([socket.as_str(), &hello]);
+        let run = fcgi(&all);
+        assert_eq!(run.code, 2, "{all:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("fcgi: ") && run.stderr.contains(message),
+            "{all:?}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{all:?}");
+    }
+    let run = fcgi(&[&socket, &hello, "-n"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("option -n/--requests needs a value"),
+        "{}",
+        run.stderr
+    );
+    // Load mode needs a SCRIPT_FILENAME too.
+    let run = fcgi(&["-n", "5", &socket]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("missing SCRIPT_FILENAME"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn help_lists_the_load_options() {
+    let run = fcgi(&["--help"]);
+    run.expect_code(0);
+    for option in [
+        "-n, --requests N",
+        "-c, --concurrency C",
+        "--connections K",
+        "--multiplex",
+        "--expect-sha256 HEX",
+        "pins one php-fpm worker",
+    ] {
+        assert!(run.stdout.contains(option), "{option} not in the help");
+    }
+}
+
+#[test]
+fn multiplex_shares_one_connection_with_flup() {
+    let flup = fcgi_testkit::Flup::shared();
+    let socket = path_str(flup.unix_socket());
+    let run = fcgi(&[
+        "-n",
+        "100",
+        "-c",
+        "20",
+        "--multiplex",
+        &socket,
+        "/srv/hello.php",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 100);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.line("statuses"), "200 x 100");
+    assert_eq!(run.line("connections"), "1 opened, at most 20, multiplexed");
+
+    // Bodies and their X-Body-Sha256 checked on the shared connection too.
+    let run = fcgi(&[
+        "-n",
+        "60",
+        "-c",
+        "20",
+        "--multiplex",
+        "-d",
+        "side by side",
+        &socket,
+        "/srv/echo.php",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.opened(), 1);
+    assert_eq!(run.number("received"), 60 * 12);
+
+    // Without --multiplex: one connection per request in flight. (Only 4: flup's thread
+    // pool starts with 5 threads, one per kept connection, and a burst of more
+    // connections than that waits for threads it does not start.)
+    let run = fcgi(&["-n", "40", "-c", "4", &socket, "/srv/hello.php"]);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+    let opened = run.opened();
+    assert!((2..=4).contains(&opened), "{opened} connections opened");
+}

@@ -1,0 +1,501 @@
+//! fcgi-tokio against flup, a server that multiplexes requests on one connection
+//! (`Options::multiplex`), and against php-fpm with the same option (which must keep
+//! one request per connection).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fcgi_proto::{Params, ParamsBuilder};
+use fcgi_testkit::{Flup, PhpFpm};
+use fcgi_tokio::{Address, Body, Client, Error, Options, Phase, Request};
+use sha2::{Digest, Sha256};
+
+fn mux_options() -> Options {
+    let mut options = Options::default();
+    options.multiplex = true;
+    options
+}
+
+fn client(socket: &std::path::Path, options: Options) -> Client {
+    Client::with_upstreams([Address::Unix(socket.to_path_buf())], options).unwrap()
+}
+
+/// Params for a flup route (`/hello`, `/echo`, `/sleep?ms=N`, ...).
+fn params(method: &str, uri: &str) -> Params {
+    let path = uri.split('?').next().unwrap();
+    ParamsBuilder::new(method, uri)
+        .script(path, path)
+        .server_name("localhost")
+        .server_addr("127.0.0.1:80".parse().unwrap())
+        .build()
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request {
+    Request::new(params("GET", uri))
+}
+
+fn echo(body: impl Into<Body>) -> Request {
+    Request::new(params("POST", "/echo")).body(body)
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::test]
+async fn get_values_says_flup_multiplexes() {
+    let flup = Flup::shared();
+    let client = client(flup.unix_socket(), Options::default());
+    let values = client
+        .get_values(&["FCGI_MPXS_CONNS", "FCGI_MAX_REQS", "FCGI_MAX_CONNS"])
+        .await
+        .unwrap();
+    assert!(values.multiplexes(), "{values:?}");
+    assert_eq!(values.get("FCGI_MPXS_CONNS"), Some(&b"1"[..]));
+    assert_eq!(values.max_requests(), Some(flup.max_reqs()));
+    assert_eq!(values.max_connections(), Some(flup.max_conns()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_echoes_share_one_connection() {
+    let flup = Flup::shared();
+    let client = client(flup.unix_socket(), mux_options());
+    // One request first: discovery and the connection are then out of the timing.
+    let hello = client.request(get("/hello")).await.unwrap();
+    assert_eq!(&hello.body[..], b"Hello, World!");
+    assert_eq!(client.upstream_multiplexes(0), Some(true));
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..100u64 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            // Sizes from empty to 200 KiB, each body its own bytes.
+            let body = random_bytes((i as usize * 2053) % (200 * 1024), i + 1);
+            let response = client.request(echo(body.clone())).await.unwrap();
+            assert_eq!(response.status, 200);
+            assert_eq!(
+                response.header("x-body-sha256"),
+                Some(hex_sha256(&body).as_str()),
+                "request {i}"
+            );
+            assert_eq!(response.body.len(), body.len(), "request {i}");
+            assert!(
+                response.body[..] == body[..],
+                "request {i} got another body"
+            );
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    eprintln!(
+        "100 concurrent echo requests (0-200 KiB) over one multiplexed connection: {elapsed:?}"
+    );
+    assert_eq!(client.connections_opened(), 1);
+    assert_eq!(client.open_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_responses_interleave() {
+    let flup = Flup::shared();
+    let client = client(flup.unix_socket(), mux_options());
+    // Four 64 KiB pieces each, with 20 ms between pieces (flup's threads take turns).
+    const LEN: usize = 256 * 1024;
+    // The order in which body pieces and ends arrived: (request, piece or end).
+    let log: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..100usize {
+        let client = client.clone();
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = client
+                .request_streaming(get(&format!("/large?bytes={LEN}&pause_ms=20")))
+                .await
+                .unwrap();
+            let mut offset = 0u64;
+            let mut expected = Vec::new();
+            while let Some(chunk) = stream.chunk().await.unwrap() {
+                log.lock().unwrap().push((i, false));
+                expected.resize(chunk.len(), 0);
+                fcgi_testkit::fill_large_body(offset, &mut expected);
+                assert!(chunk[..] == expected[..], "request {i} at {offset}");
+                offset += chunk.len() as u64;
+            }
+            log.lock().unwrap().push((i, true));
+            assert_eq!(offset, LEN as u64);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    eprintln!(
+        "100 concurrent 256 KiB responses (4 pieces, 20 ms apart) over one multiplexed connection: {:?}",
+        start.elapsed()
+    );
+    let log = log.lock().unwrap();
+    // Most responses in progress (some body, no end yet) at one time.
+    let mut in_progress = std::collections::HashSet::new();
+    let mut most = 0;
+    for &(i, end) in log.iter() {
+        if end {
+            in_progress.remove(&i);
+        } else {
+            in_progress.insert(i);
+        }
+        most = most.max(in_progress.len());
+    }
+    eprintln!("at most {most} responses were in progress at once");
+    let first_end = log.iter().position(|&(_, end)| end).unwrap();
+    let mut started: Vec<usize> = log[..first_end].iter().map(|&(i, _)| i).collect();
+    started.sort_unstable();
+    started.dedup();
+    eprintln!(
+        "{} requests had body bytes before the first one ended",
+        started.len()
+    );
+    assert!(
+        started.len() > 1,
+        "responses did not interleave: {:?}",
+        &log[..first_end]
+    );
+    assert_eq!(client.connections_opened(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_does_not_hold_back_a_fast_one() {
+    let flup = Flup::shared();
+    let client = client(flup.unix_socket(), mux_options());
+    client.request(get("/hello")).await.unwrap();
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let response = client.request(get("/sleep?ms=2000")).await.unwrap();
+            (response, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let fast = client.request(get("/hello")).await.unwrap();
+    let fast_time = start.elapsed();
+    assert_eq!(&fast.body[..], b"Hello, World!");
+    assert!(!slow.is_finished(), "the slow request is still in flight");
+    assert!(fast_time < Duration::from_millis(500), "{fast_time:?}");
+    let (slow, slow_time) = slow.await.unwrap();
+    assert_eq!(&slow.body[..], b"slept 2000");
+    assert!(slow_time >= Duration::from_millis(2000));
+    eprintln!("fast request beside a 2 s one: {fast_time:?}");
+    assert_eq!(client.connections_opened(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_requests_abort_alone_and_the_connection_carries_on() {
+    let flup = Flup::shared();
+    let client = client(flup.unix_socket(), mux_options());
+    client.request(get("/hello")).await.unwrap();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut drops = Vec::new();
+    for i in 0..50u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let client = client.clone();
+        let cut = Duration::from_micros(seed % 20_000);
+        let kind = seed % 4;
+        drops.push(tokio::spawn(async move {
+            match kind {
+                // Drop the future before the head (the server sleeps first).
+                0 => {
+                    let request = get(&format!("/sleep?ms={}", 50 + i));
+                    let r = tokio::time::timeout(cut, client.request(request)).await;
+                    assert!(r.is_err(), "the sleep cannot be done yet");
+                }
+                // Drop a large response after some of its body.
+                1 => {
+                    let mut stream = client
+                        .request_streaming(get("/large?bytes=1048576"))
+                        .await
+                        .unwrap();
+                    let pieces = 1 + seed % 5;
+                    for _ in 0..pieces {
+                        stream.chunk().await.unwrap().unwrap();
+                    }
+                }
+                // Drop an echo at a random point, maybe while its body is on the way.
+                2 => {
+                    let body = random_bytes(100_000 + i as usize, i);
+                    let _ = tokio::time::timeout(cut, client.request(echo(body))).await;
+                }
+                // Drop right after the first poll.
+                _ => {
+                    let mut future = Box::pin(client.request(get("/large?bytes=100000")));
+                    let _ = futures_util::poll!(future.as_mut());
+                }
+            }
+        }));
+    }
+    for task in drops {
+        task.await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..100u64 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = format!("normal request {i}").repeat(1 + i as usize * 10);
+            let response = client.request(echo(body.clone())).await.unwrap();
+            assert_eq!(response.body, Bytes::from(body), "request {i}");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        client.connections_opened(),
+        1,
+        "aborts broke the connection"
+    );
+    assert_eq!(client.open_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_body_and_stderr_on_a_multiplexed_connection() {
+    let flup = Flup::shared();
+    let client = client(flup.unix_socket(), mux_options());
+    // A body from a stream, 64 pieces of 16 KiB: taken in turn while responses flow.
+    let whole = random_bytes(64 * 16 * 1024, 99);
+    let pieces: Vec<std::io::Result<Bytes>> = whole
+        .chunks(16 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let body = Body::from_stream(futures_util::stream::iter(pieces), whole.len() as u64);
+    let (echoed, stderr) = tokio::join!(client.request(echo(body)), client.request(get("/stderr")));
+    let echoed = echoed.unwrap();
+    assert_eq!(
+        echoed.header("x-body-sha256"),
+        Some(hex_sha256(&whole).as_str())
+    );
+    assert!(echoed.body[..] == whole[..]);
+    let stderr = stderr.unwrap();
+    assert_eq!(&stderr.body[..], b"one\ntwo\n");
+    let text = String::from_utf8_lossy(&stderr.stderr);
+    assert!(text.contains("first message\n"), "{text:?}");
+    assert!(text.contains("second message\n"), "{text:?}");
+    assert_eq!(client.connections_opened(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_fail_one_request_and_spare_the_others() {
+    let flup = Flup::shared();
+    let mut options = mux_options();
+    options.read_timeout = Some(Duration::from_millis(300));
+    let client = client(flup.unix_socket(), options);
+    client.request(get("/hello")).await.unwrap();
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { client.request(get("/sleep?ms=1500")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..5 {
+        let response = client.request(get("/hello")).await.unwrap();
+        assert_eq!(&response.body[..], b"Hello, World!");
+    }
+    let err = slow.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                phase: Phase::Read,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // The total timeout too, on a client of its own.
+    let mut options = mux_options();
+    options.total_timeout = Some(Duration::from_millis(300));
+    let bounded =
+        Client::with_upstreams([Address::Unix(flup.unix_socket().to_path_buf())], options).unwrap();
+    bounded.request(get("/hello")).await.unwrap();
+    let start = Instant::now();
+    let err = bounded.request(get("/sleep?ms=1500")).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(start.elapsed() < Duration::from_millis(1000));
+
+    // Both connections carry on.
+    for client in [&client, &bounded] {
+        let response = client.request(get("/hello")).await.unwrap();
+        assert_eq!(&response.body[..], b"Hello, World!");
+        assert_eq!(client.connections_opened(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_connection_spills_onto_another() {
+    // FCGI_MAX_REQS=10: at most 10 requests per connection, 8 connections (the default
+    // max_connections) for 100 requests; the rest wait for a free slot.
+    let flup = Flup::builder().max_reqs(10).start();
+    let client = client(flup.unix_socket(), mux_options());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let response = client.request(get("/sleep?ms=100")).await.unwrap();
+            assert_eq!(&response.body[..], b"slept 100");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    eprintln!(
+        "100 sleeps of 100 ms, 10 per connection: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(client.connections_opened(), 8);
+
+    // Sequential requests all fit on the first connection.
+    let sequential = Client::with_upstreams(
+        [Address::Unix(flup.unix_socket().to_path_buf())],
+        mux_options(),
+    )
+    .unwrap();
+    for _ in 0..20 {
+        sequential.request(get("/hello")).await.unwrap();
+    }
+    assert_eq!(sequential.connections_opened(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_fails_every_request_on_it() {
+    let mut flup = Flup::start();
+    let client = client(flup.unix_socket(), mux_options());
+    client.request(get("/hello")).await.unwrap();
+    let broken = |err: &Error| matches!(err, Error::Io { .. } | Error::Protocol { .. });
+    // Requests waiting for their head, with bodies that cannot be sent again.
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let client = client.clone();
+        let body = Body::from_stream(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]),
+            1,
+        );
+        waiting.push(tokio::spawn(async move {
+            client
+                .request(get("/sleep?ms=5000").body(body))
+                .await
+                .unwrap_err()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Responses being read (a stream left unread would hold back the connection).
+    let mut reading = Vec::new();
+    for _ in 0..3 {
+        let mut stream = client
+            .request_streaming(get("/large?bytes=100000000"))
+            .await
+            .unwrap();
+        reading.push(tokio::spawn(async move {
+            let mut got = 0;
+            loop {
+                match stream.chunk().await {
+                    Ok(Some(chunk)) => got += chunk.len(),
+                    Ok(None) => panic!("a 100 MB body ended early"),
+                    Err(e) => return (e, got),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(client.connections_opened(), 1);
+    let start = Instant::now();
+    tokio::task::spawn_blocking(move || flup.stop())
+        .await
+        .unwrap();
+    for task in waiting {
+        let err = task.await.unwrap();
+        assert!(broken(&err), "{err}");
+        eprintln!("waiting for its head: {err}");
+    }
+    for task in reading {
+        let (err, got) = task.await.unwrap();
+        assert!(broken(&err), "{err}");
+        assert!(got > 0);
+        eprintln!("reading its body, after {got} bytes: {err}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(3));
+    // The broken connection left the pool (the count drops right after the errors);
+    // a new request finds the server gone.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while client.open_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(client.open_connections(), 0);
+    let err = client.request(get("/hello")).await.unwrap_err();
+    assert!(err.is_connect(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_fpm_with_multiplex_keeps_one_request_per_connection() {
+    let fpm = PhpFpm::shared();
+    let mut options = mux_options();
+    options.max_connections = 3;
+    let client = client(fpm.unix_socket(), options);
+    let script = fpm.script("hello.php");
+    let hello = || {
+        Request::new(
+            ParamsBuilder::new("GET", "/hello.php")
+                .script("/hello.php", script.to_str().unwrap())
+                .build()
+                .unwrap(),
+        )
+    };
+    for _ in 0..5 {
+        let response = client.request(hello()).await.unwrap();
+        assert_eq!(&response.body[..], b"Hello, World!");
+    }
+    assert_eq!(client.upstream_multiplexes(0), Some(false));
+    // As without the option: sequential requests reuse one kept connection.
+    assert_eq!(client.connections_opened(), 1);
+
+    // Concurrent requests take a connection each, within max_connections.
+    let sleep = fpm.script("sleep.php");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let client = client.clone();
+        let params = ParamsBuilder::new("GET", "/sleep.php?ms=200")
+            .script("/sleep.php", sleep.to_str().unwrap())
+            .build()
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            client.request(Request::new(params)).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(&task.await.unwrap().body[..], b"slept 200");
+    }
+    assert_eq!(client.connections_opened(), 3);
+    assert!(client.open_connections() <= 3);
+}
