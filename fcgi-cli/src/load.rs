@@ -384,6 +384,9 @@ async fn worker(client: Client, plan: Arc<Plan>, progress: Arc<Progress>, share:
         }
         progress.done.fetch_add(1, Ordering::Relaxed);
     }
+    // Out of work: idle kept connections would pin php-fpm workers that requests still
+    // queued behind them (more connections than free workers) are waiting for.
+    client.close_idle();
     tally
 }
 

@@ -184,6 +184,8 @@ struct Upstream {
     text: Arc<str>,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Conn>>,
+    /// Requests waiting for a pool slot or taking an idle connection right now.
+    waiting: AtomicUsize,
     /// With [`Options::multiplex`]: what `GET_VALUES` said, once it answered. `None`
     /// inside: the server does not multiplex.
     mode: OnceLock<Option<mux::Settings>>,
@@ -303,6 +305,7 @@ impl Client {
                 address,
                 permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
                 idle: Mutex::new(Vec::new()),
+                waiting: AtomicUsize::new(0),
                 mode: OnceLock::new(),
                 discovery: tokio::sync::Mutex::new(None),
                 mux: MuxPool::default(),
@@ -344,6 +347,22 @@ impl Client {
             .upstreams
             .iter()
             .map(|u| lock(&u.idle).len())
+            .sum()
+    }
+
+    /// Closes every idle kept connection now; answers how many. Each idle connection to
+    /// php-fpm pins a worker: a caller that has finished its burst can free them at once
+    /// rather than after [`Options::idle_timeout`]. Busy and multiplexed connections are
+    /// left alone.
+    ///
+    /// An upstream with requests waiting for a connection keeps its idle ones: a waiting
+    /// request is about to take one.
+    pub fn close_idle(&self) -> usize {
+        self.inner
+            .upstreams
+            .iter()
+            .filter(|u| u.waiting.load(Ordering::Acquire) == 0)
+            .map(|u| std::mem::take(&mut *lock(&u.idle)).len())
             .sum()
     }
 
@@ -397,6 +416,7 @@ impl Client {
                 after: bound.unwrap_or_default(),
             };
             let started = Instant::now();
+            let _waiting = Waiting::enter(&up.waiting);
             let acquire = up.permits.clone().acquire_owned();
             let permit = match bound {
                 Some(b) => tokio::time::timeout(b, acquire)
@@ -838,6 +858,22 @@ impl EventSource for MuxRequest {
 
     fn address(&self) -> &str {
         &self.address
+    }
+}
+
+/// Counts a request as waiting for a connection while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

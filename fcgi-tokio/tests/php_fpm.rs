@@ -481,3 +481,29 @@ async fn dropped_requests_never_corrupt_the_pool() {
     }
     assert!(client.open_connections() <= 3);
 }
+
+#[tokio::test]
+async fn close_idle_frees_the_kept_connections() {
+    let fpm = PhpFpm::shared();
+    let client = unix_client(fpm);
+    let (a, b) = tokio::join!(
+        client.request(get(fpm, "hello.php", "")),
+        client.request(get(fpm, "hello.php", ""))
+    );
+    assert_eq!((a.unwrap().status, b.unwrap().status), (200, 200));
+    assert_eq!(client.idle_connections(), 2);
+    assert_eq!(client.close_idle(), 2);
+    assert_eq!(
+        (client.idle_connections(), client.open_connections()),
+        (0, 0)
+    );
+    assert_eq!(
+        client
+            .request(get(fpm, "hello.php", ""))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(client.connections_opened(), 3);
+}
