@@ -168,13 +168,15 @@ async fn three_set_cookie_in_order_with_404() {
 #[tokio::test]
 async fn stderr_apart_from_stdout() {
     let fpm = PhpFpm::shared();
-    let client = unix_client(fpm);
-    let response = client.request(get(fpm, "stderr.php", "")).await.unwrap();
-    assert_eq!(&response.body[..], b"one\ntwo\nthree\n");
-    let stderr = String::from_utf8(response.stderr).unwrap();
-    let first = stderr.find("first message").expect(&stderr);
-    let second = stderr.find("second message").expect(&stderr);
-    assert!(first < second);
+    for address in addresses(fpm) {
+        let client = client(address, Options::default());
+        let response = client.request(get(fpm, "stderr.php", "")).await.unwrap();
+        assert_eq!(&response.body[..], b"one\ntwo\nthree\n");
+        let stderr = String::from_utf8(response.stderr).unwrap();
+        let first = stderr.find("first message").expect(&stderr);
+        let second = stderr.find("second message").expect(&stderr);
+        assert!(first < second);
+    }
 }
 
 #[tokio::test]
@@ -182,33 +184,45 @@ async fn header_block_larger_than_one_record() {
     let fpm = PhpFpm::shared();
     let mut options = Options::default();
     options.config.max_head_bytes = 1024 * 1024;
-    let client = client(Address::Unix(fpm.unix_socket().to_path_buf()), options);
-    let response = client
-        .request(get(fpm, "bigheaders.php", "count=40&size=2000"))
-        .await
-        .unwrap();
-    for i in 0..40 {
-        assert_eq!(response.header(&format!("x-big-{i}")).unwrap().len(), 2000);
+    for address in addresses(fpm) {
+        let client = client(address, options.clone());
+        let response = client
+            .request(get(fpm, "bigheaders.php", "count=40&size=2000"))
+            .await
+            .unwrap();
+        for i in 0..40 {
+            assert_eq!(response.header(&format!("x-big-{i}")).unwrap().len(), 2000);
+        }
+        assert_eq!(&response.body[..], b"ok");
     }
-    assert_eq!(&response.body[..], b"ok");
 }
 
 #[tokio::test]
 async fn location_only_gives_302_and_missing_script_404() {
     let fpm = PhpFpm::shared();
-    let client = unix_client(fpm);
-    let response = client
-        .request(get(fpm, "redirect.php", "to=https://example.com/next"))
-        .await
-        .unwrap();
-    assert_eq!(response.status, 302);
-    assert_eq!(
-        response.header("location"),
-        Some("https://example.com/next")
-    );
-    let response = client.request(get(fpm, "nope.php", "")).await.unwrap();
-    assert_eq!(response.status, 404);
-    assert!(String::from_utf8_lossy(&response.stderr).contains("Primary script unknown"));
+    for address in addresses(fpm) {
+        let client = client(address, Options::default());
+        let response = client
+            .request(get(fpm, "redirect.php", "to=https://example.com/next"))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 302);
+        assert_eq!(
+            response.header("location"),
+            Some("https://example.com/next")
+        );
+        assert!(!response.head.is_local_redirect());
+        let response = client
+            .request(get(fpm, "redirect.php", "to=/local"))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 302);
+        assert!(response.head.is_local_redirect());
+        let response = client.request(get(fpm, "nope.php", "")).await.unwrap();
+        assert_eq!(response.status, 404);
+        assert_eq!(&response.body[..], b"File not found.\n");
+        assert!(String::from_utf8_lossy(&response.stderr).contains("Primary script unknown"));
+    }
 }
 
 #[tokio::test]
@@ -251,40 +265,43 @@ async fn read_timeout_fires_in_time_and_the_pool_recovers() {
     let fpm = PhpFpm::shared();
     let mut options = Options::default();
     options.read_timeout = Some(Duration::from_millis(300));
-    let client = client(Address::Unix(fpm.unix_socket().to_path_buf()), options);
-    let start = Instant::now();
-    let err = client
-        .request(get(fpm, "sleep.php", "ms=3000"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Read,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let elapsed = start.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
-        "{elapsed:?}"
-    );
-    assert_eq!(
-        client.open_connections(),
-        0,
-        "the timed-out connection is closed"
-    );
-    assert_eq!(
-        client
-            .request(get(fpm, "hello.php", ""))
+    for address in addresses(fpm) {
+        let client = client(address.clone(), options.clone());
+        let start = Instant::now();
+        let err = client
+            .request(get(fpm, "sleep.php", "ms=3000"))
             .await
-            .unwrap()
-            .status,
-        200
-    );
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    phase: Phase::Read,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&address.to_string()), "{err}");
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+        assert_eq!(
+            client.open_connections(),
+            0,
+            "the timed-out connection is closed"
+        );
+        assert_eq!(
+            client
+                .request(get(fpm, "hello.php", ""))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
 }
 
 #[tokio::test]
