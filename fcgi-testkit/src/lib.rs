@@ -16,7 +16,7 @@
 //! drop(own); // SIGTERM to the master, waits for it, removes the temporary directory
 //! ```
 //!
-//! This crate depends on std only; it knows nothing of FastCGI itself.
+//! It depends on std, and on fcgi-proto only to build the hostile server's records.
 //!
 //! It also runs a private [`Flup`] (Python's flup), a server that multiplexes requests on
 //! one connection, with routes that mirror the PHP scripts: see the [`flup`] module.
@@ -155,6 +155,7 @@
 
 mod body;
 pub mod flup;
+pub mod hostile;
 mod process;
 mod scripts;
 

@@ -396,12 +396,13 @@ impl Client {
         }
     }
 
-    /// A connection to an upstream, starting with `first`: an idle one, or a new one.
-    /// Answers whether it was reused.
+    /// A connection to an upstream, starting with `first`: an idle one (unless
+    /// `fresh_only`), or a new one. Answers whether it was reused.
     async fn checkout(
         &self,
         first: usize,
         deadline: Option<(Instant, Duration)>,
+        fresh_only: bool,
     ) -> Result<(Conn, bool, OwnedSemaphorePermit), Error> {
         let ups = &self.inner.upstreams;
         let options = &self.inner.options;
@@ -425,7 +426,7 @@ impl Client {
                 None => acquire.await,
             }
             .expect("the pool's semaphore is never closed");
-            while let Some(mut conn) = lock(&up.idle).pop() {
+            while let Some(mut conn) = (!fresh_only).then(|| lock(&up.idle).pop()).flatten() {
                 let fresh = options
                     .idle_timeout
                     .is_none_or(|t| conn.idle_since.elapsed() < t);
@@ -569,8 +570,11 @@ impl Client {
                 }
             }
         }
+        let mut retry = false;
         loop {
-            let (conn, reused, permit) = self.checkout(first, deadline).await?;
+            // A retry goes to a new connection: the next idle one may be as stale as the
+            // last (php-fpm workers recycled by pm.max_requests close theirs together).
+            let (conn, reused, permit) = self.checkout(first, deadline, retry).await?;
             let received_before = conn.received;
             let this_body = match body.take() {
                 Some(b) => b,
@@ -607,6 +611,7 @@ impl Client {
                     drop(exchange);
                     drop(permit);
                     if reused && stale && nothing_received && replay.is_some() {
+                        retry = true;
                         continue;
                     }
                     return Err(e);
@@ -625,7 +630,7 @@ impl Client {
             .total_timeout
             .map(|t| (Instant::now() + t, t));
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
-        let (mut conn, _, _permit) = self.checkout(first, deadline).await?;
+        let (mut conn, _, _permit) = self.checkout(first, deadline, false).await?;
         if conn.proto.in_flight() > 0 || !conn.proto.is_reusable() {
             return Err(Error::Usage("connection not idle".into()));
         }
