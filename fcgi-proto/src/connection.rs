@@ -619,7 +619,8 @@ impl Connection {
     }
 
     fn check_buffered(&self) -> Result<(), Error> {
-        if self.event_bytes >= self.config.max_buffered_input {
+        // Nothing undrained is never too much, whatever the limit (even 0).
+        if self.event_bytes > 0 && self.event_bytes >= self.config.max_buffered_input {
             return Err(LimitExceeded {
                 limit: Limit::BufferedInput,
                 max: self.config.max_buffered_input,
