@@ -1,6 +1,7 @@
 //! The `fcgi` binary against a real php-fpm (from fcgi-testkit) and against scripted
 //! fake servers: every option and every exit status.
 
+use fcgi_testkit::{hex_sha256, random_bytes};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
@@ -11,7 +12,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fcgi_testkit::PhpFpm;
-use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcgi");
 
@@ -97,27 +97,6 @@ fn script(name: &str) -> String {
 
 fn path_str(path: &Path) -> String {
     path.to_str().expect("temp paths are UTF-8").to_owned()
-}
-
-fn hex_sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A fresh path in the temporary directory.

@@ -5,6 +5,7 @@
 //! exits, so two runs side by side with more connections than workers together would
 //! each wait, with requests in php-fpm's listen queue, for the other to finish.
 
+use fcgi_testkit::hex_sha256;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,7 +14,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use fcgi_testkit::PhpFpm;
-use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcgi");
 
@@ -123,13 +123,6 @@ fn script(name: &str) -> String {
 
 fn path_str(path: &Path) -> String {
     path.to_str().expect("temp paths are UTF-8").to_owned()
-}
-
-fn hex_sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn temp_path(name: &str) -> std::path::PathBuf {

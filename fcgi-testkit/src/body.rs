@@ -50,6 +50,42 @@ fn line(number: u64) -> [u8; 16] {
     out
 }
 
+/// `len` deterministic pseudo-random bytes (xorshift64*) for request bodies: the same
+/// `seed` gives the same bytes, so a failing size is easy to replay.
+///
+/// ```
+/// assert_eq!(fcgi_testkit::random_bytes(5, 7), fcgi_testkit::random_bytes(5, 7));
+/// assert_ne!(fcgi_testkit::random_bytes(64, 1), fcgi_testkit::random_bytes(64, 2));
+/// ```
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The sha256 of `data` in lower-case hex, as `echo.php` sends it in `X-Body-Sha256`.
+///
+/// ```
+/// assert_eq!(
+///     fcgi_testkit::hex_sha256(b""),
+///     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/// );
+/// ```
+pub fn hex_sha256(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

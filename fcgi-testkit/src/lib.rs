@@ -171,7 +171,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use body::{fill_large_body, large_body};
+pub use body::{fill_large_body, hex_sha256, large_body, random_bytes};
 pub use flup::{flup_venv, Flup, FlupBuilder};
 
 /// Workers per pool when [`Builder::max_children`] is not called.

@@ -2,6 +2,7 @@
 //! (`Options::multiplex`), and against php-fpm with the same option (which must keep
 //! one request per connection).
 
+use fcgi_testkit::{hex_sha256, random_bytes};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,6 @@ use bytes::Bytes;
 use fcgi_proto::{Params, ParamsBuilder};
 use fcgi_testkit::{Flup, PhpFpm};
 use fcgi_tokio::{Address, Body, Client, Error, Options, Phase, Request};
-use sha2::{Digest, Sha256};
 
 fn mux_options() -> Options {
     let mut options = Options::default();
@@ -38,27 +38,6 @@ fn get(uri: &str) -> Request {
 
 fn echo(body: impl Into<Body>) -> Request {
     Request::new(params("POST", "/echo")).body(body)
-}
-
-fn hex_sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 #[tokio::test]

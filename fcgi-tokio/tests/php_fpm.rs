@@ -1,5 +1,6 @@
 //! fcgi-tokio against a real php-fpm, over its unix socket and its TCP port.
 
+use fcgi_testkit::{hex_sha256, random_bytes};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,6 @@ use bytes::Bytes;
 use fcgi_proto::{Params, ParamsBuilder};
 use fcgi_testkit::PhpFpm;
 use fcgi_tokio::{Address, Body, Client, Error, Options, Phase, Request};
-use sha2::{Digest, Sha256};
 
 fn addresses(fpm: &PhpFpm) -> [Address; 2] {
     [
@@ -45,27 +45,6 @@ fn params(fpm: &PhpFpm, method: &str, script: &str, query: &str) -> Params {
 
 fn get(fpm: &PhpFpm, script: &str, query: &str) -> Request {
     Request::new(params(fpm, "GET", script, query))
-}
-
-fn hex_sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 #[tokio::test]
