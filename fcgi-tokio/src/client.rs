@@ -396,6 +396,20 @@ impl Client {
         }
     }
 
+    /// A freshly opened connection to the upstream at `index`.
+    fn new_conn(&self, io: crate::io::Io, index: usize) -> Conn {
+        Conn {
+            io,
+            proto: Connection::new(self.inner.options.config.clone()),
+            address: self.inner.upstreams[index].text.clone(),
+            upstream: index,
+            received: 0,
+            requests: 0,
+            idle_since: std::time::Instant::now(),
+            _open: OpenGuard::new(&self.inner.open),
+        }
+    }
+
     /// A connection to an upstream, starting with `first`: an idle one (unless
     /// `fresh_only`), or a new one. Answers whether it was reused.
     async fn checkout(
@@ -438,17 +452,7 @@ impl Client {
             match connect(&up.address, left).await {
                 Ok(io) => {
                     self.inner.opened.fetch_add(1, Ordering::Relaxed);
-                    let conn = Conn {
-                        io,
-                        proto: Connection::new(options.config.clone()),
-                        address: up.text.clone(),
-                        upstream: index,
-                        received: 0,
-                        requests: 0,
-                        idle_since: std::time::Instant::now(),
-                        _open: OpenGuard::new(&self.inner.open),
-                    };
-                    return Ok((conn, false, permit));
+                    return Ok((self.new_conn(io, index), false, permit));
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timeout()),
                 Err(source) => {
@@ -680,16 +684,7 @@ impl Client {
                     address: up.text.to_string(),
                     source,
                 })?;
-            let mut conn = Conn {
-                io,
-                proto: Connection::new(options.config.clone()),
-                address: up.text.clone(),
-                upstream: index,
-                received: 0,
-                requests: 0,
-                idle_since: std::time::Instant::now(),
-                _open: OpenGuard::new(&self.inner.open),
-            };
+            let mut conn = self.new_conn(io, index);
             conn.proto
                 .get_values(&[FCGI_MPXS_CONNS, FCGI_MAX_REQS, FCGI_MAX_CONNS])
                 .map_err(|e| conn.proto_error(e))?;
