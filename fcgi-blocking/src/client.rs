@@ -433,7 +433,7 @@ impl Client {
         let max = self.options.max_body_bytes;
         let mut reader = self.request_streaming(request)?;
         let mut body = Vec::new();
-        while let Some(chunk) = reader.next_chunk()? {
+        while let Some(chunk) = reader.chunk()? {
             if (body.len() + chunk.len()) as u64 > max {
                 return Err(Error::Limit {
                     address: reader.client.address_text.clone(),
@@ -443,9 +443,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let end = reader
-            .end
-            .expect("next_chunk returned None: the request ended");
+        let end = reader.end.expect("chunk returned None: the request ended");
         Ok(Response {
             status: reader.head.status(),
             head: reader.head.clone(),
@@ -585,7 +583,7 @@ fn deliver_stderr(kept: &mut Vec<u8>, callback: &mut Option<StderrCallback>, dat
 
 /// A response whose head has arrived and whose body is read as it comes.
 ///
-/// It implements [`Read`] for the body; [`next_chunk`](Self::next_chunk) gives the body
+/// It implements [`Read`] for the body; [`chunk`](Self::chunk) gives the body
 /// in the pieces received, without a copy. Dropping it before the end closes the
 /// connection (the next request opens a new one).
 pub struct ResponseReader<'c> {
@@ -631,7 +629,7 @@ impl ResponseReader<'_> {
     }
 
     /// The next piece of the body as received, or `None` at its end.
-    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+    pub fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         if !self.pending.is_empty() {
             return Ok(Some(std::mem::take(&mut self.pending)));
         }
@@ -663,10 +661,8 @@ impl ResponseReader<'_> {
 
     /// Reads and discards the rest of the body; answers how the request ended.
     pub fn finish(mut self) -> Result<End, Error> {
-        while self.next_chunk()?.is_some() {}
-        Ok(self
-            .end
-            .expect("next_chunk returned None: the request ended"))
+        while self.chunk()?.is_some() {}
+        Ok(self.end.expect("chunk returned None: the request ended"))
     }
 }
 
@@ -676,7 +672,7 @@ impl Read for ResponseReader<'_> {
             return Ok(0);
         }
         if self.pending.is_empty() {
-            match self.next_chunk() {
+            match self.chunk() {
                 Ok(Some(chunk)) => self.pending = chunk,
                 Ok(None) => return Ok(0),
                 Err(e) => {

@@ -503,7 +503,7 @@ fn request(
         return Ok(0);
     }
     let mut probe = PongProbe::default();
-    while let Some(chunk) = reader.next_chunk().map_err(Failure::client)? {
+    while let Some(chunk) = reader.chunk().map_err(Failure::client)? {
         probe.feed(&chunk);
         if out.write(&chunk)? == Flow::Closed {
             return Ok(0);

@@ -154,6 +154,7 @@
 //! reaps orphans slowly: that is a zombie waiting, not php-fpm.)
 
 mod body;
+pub mod conformance;
 pub mod flup;
 pub mod hostile;
 mod process;
@@ -550,10 +551,15 @@ impl PhpFpm {
 
     /// Kills every worker of both pools with SIGKILL, as if PHP crashed; the master
     /// starts new ones at once. Requests in progress end without END_REQUEST. Returns
-    /// the killed pids.
+    /// the killed pids once each is dead (at most 5 s), so that no connection made
+    /// afterwards can reach a worker still on its way out.
     pub fn kill_workers(&self) -> Vec<u32> {
         let workers = self.worker_pids();
         process::signal("KILL", &workers);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while workers.iter().any(|&pid| process::alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         workers
     }
 

@@ -448,6 +448,13 @@ impl Client {
                     return Ok((conn, true, permit));
                 }
             }
+            // Idle connections count against max_connections too: the oldest give way
+            // to the one about to open (a retry passes over idle ones it deems stale).
+            {
+                let mut idle = lock(&up.idle);
+                let excess = idle.len().saturating_sub(up.permits.available_permits());
+                idle.drain(..excess);
+            }
             let left = bound.map(|b| b.saturating_sub(started.elapsed()));
             match connect(&up.address, left).await {
                 Ok(io) => {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fcgi_proto::{Params, ParamsBuilder};
-use fcgi_testkit::{Flup, PhpFpm};
+use fcgi_testkit::Flup;
 use fcgi_tokio::{Address, Body, Client, Error, Options, Phase, Request};
 
 fn mux_options() -> Options {
@@ -52,47 +52,6 @@ async fn get_values_says_flup_multiplexes() {
     assert_eq!(values.get("FCGI_MPXS_CONNS"), Some(&b"1"[..]));
     assert_eq!(values.max_requests(), Some(flup.max_reqs()));
     assert_eq!(values.max_connections(), Some(flup.max_conns()));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_concurrent_echoes_share_one_connection() {
-    let flup = Flup::shared();
-    let client = client(flup.unix_socket(), mux_options());
-    // One request first: discovery and the connection are then out of the timing.
-    let hello = client.request(get("/hello")).await.unwrap();
-    assert_eq!(&hello.body[..], b"Hello, World!");
-    assert_eq!(client.upstream_multiplexes(0), Some(true));
-
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..100u64 {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            // Sizes from empty to 200 KiB, each body its own bytes.
-            let body = random_bytes((i as usize * 2053) % (200 * 1024), i + 1);
-            let response = client.request(echo(body.clone())).await.unwrap();
-            assert_eq!(response.status, 200);
-            assert_eq!(
-                response.header("x-body-sha256"),
-                Some(hex_sha256(&body).as_str()),
-                "request {i}"
-            );
-            assert_eq!(response.body.len(), body.len(), "request {i}");
-            assert!(
-                response.body[..] == body[..],
-                "request {i} got another body"
-            );
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let elapsed = start.elapsed();
-    eprintln!(
-        "100 concurrent echo requests (0-200 KiB) over one multiplexed connection: {elapsed:?}"
-    );
-    assert_eq!(client.connections_opened(), 1);
-    assert_eq!(client.open_connections(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,102 +119,6 @@ async fn concurrent_large_responses_interleave() {
         &log[..first_end]
     );
     assert_eq!(client.connections_opened(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_request_does_not_hold_back_a_fast_one() {
-    let flup = Flup::shared();
-    let client = client(flup.unix_socket(), mux_options());
-    client.request(get("/hello")).await.unwrap();
-    let slow = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let response = client.request(get("/sleep?ms=2000")).await.unwrap();
-            (response, start.elapsed())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let start = Instant::now();
-    let fast = client.request(get("/hello")).await.unwrap();
-    let fast_time = start.elapsed();
-    assert_eq!(&fast.body[..], b"Hello, World!");
-    assert!(!slow.is_finished(), "the slow request is still in flight");
-    assert!(fast_time < Duration::from_millis(500), "{fast_time:?}");
-    let (slow, slow_time) = slow.await.unwrap();
-    assert_eq!(&slow.body[..], b"slept 2000");
-    assert!(slow_time >= Duration::from_millis(2000));
-    eprintln!("fast request beside a 2 s one: {fast_time:?}");
-    assert_eq!(client.connections_opened(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_requests_abort_alone_and_the_connection_carries_on() {
-    let flup = Flup::shared();
-    let client = client(flup.unix_socket(), mux_options());
-    client.request(get("/hello")).await.unwrap();
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut drops = Vec::new();
-    for i in 0..50u64 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let client = client.clone();
-        let cut = Duration::from_micros(seed % 20_000);
-        let kind = seed % 4;
-        drops.push(tokio::spawn(async move {
-            match kind {
-                // Drop the future before the head (the server sleeps first).
-                0 => {
-                    let request = get(&format!("/sleep?ms={}", 50 + i));
-                    let r = tokio::time::timeout(cut, client.request(request)).await;
-                    assert!(r.is_err(), "the sleep cannot be done yet");
-                }
-                // Drop a large response after some of its body.
-                1 => {
-                    let mut stream = client
-                        .request_streaming(get("/large?bytes=1048576"))
-                        .await
-                        .unwrap();
-                    let pieces = 1 + seed % 5;
-                    for _ in 0..pieces {
-                        stream.chunk().await.unwrap().unwrap();
-                    }
-                }
-                // Drop an echo at a random point, maybe while its body is on the way.
-                2 => {
-                    let body = random_bytes(100_000 + i as usize, i);
-                    let _ = tokio::time::timeout(cut, client.request(echo(body))).await;
-                }
-                // Drop right after the first poll.
-                _ => {
-                    let mut future = Box::pin(client.request(get("/large?bytes=100000")));
-                    let _ = futures_util::poll!(future.as_mut());
-                }
-            }
-        }));
-    }
-    for task in drops {
-        task.await.unwrap();
-    }
-    let mut tasks = Vec::new();
-    for i in 0..100u64 {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let body = format!("normal request {i}").repeat(1 + i as usize * 10);
-            let response = client.request(echo(body.clone())).await.unwrap();
-            assert_eq!(response.body, Bytes::from(body), "request {i}");
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    assert_eq!(
-        client.connections_opened(),
-        1,
-        "aborts broke the connection"
-    );
-    assert_eq!(client.open_connections(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,47 +297,4 @@ async fn a_broken_connection_fails_every_request_on_it() {
     assert_eq!(client.open_connections(), 0);
     let err = client.request(get("/hello")).await.unwrap_err();
     assert!(err.is_connect(), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn php_fpm_with_multiplex_keeps_one_request_per_connection() {
-    let fpm = PhpFpm::shared();
-    let mut options = mux_options();
-    options.max_connections = 3;
-    let client = client(fpm.unix_socket(), options);
-    let script = fpm.script("hello.php");
-    let hello = || {
-        Request::new(
-            ParamsBuilder::new("GET", "/hello.php")
-                .script("/hello.php", script.to_str().unwrap())
-                .build()
-                .unwrap(),
-        )
-    };
-    for _ in 0..5 {
-        let response = client.request(hello()).await.unwrap();
-        assert_eq!(&response.body[..], b"Hello, World!");
-    }
-    assert_eq!(client.upstream_multiplexes(0), Some(false));
-    // As without the option: sequential requests reuse one kept connection.
-    assert_eq!(client.connections_opened(), 1);
-
-    // Concurrent requests take a connection each, within max_connections.
-    let sleep = fpm.script("sleep.php");
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let client = client.clone();
-        let params = ParamsBuilder::new("GET", "/sleep.php?ms=200")
-            .script("/sleep.php", sleep.to_str().unwrap())
-            .build()
-            .unwrap();
-        tasks.push(tokio::spawn(async move {
-            client.request(Request::new(params)).await.unwrap()
-        }));
-    }
-    for task in tasks {
-        assert_eq!(&task.await.unwrap().body[..], b"slept 200");
-    }
-    assert_eq!(client.connections_opened(), 3);
-    assert!(client.open_connections() <= 3);
 }
