@@ -82,12 +82,7 @@ impl Request {
     /// A `GET` for a script file with nginx's default params (see
     /// [`ParamsBuilder`]); `uri` is the request target (path and query).
     pub fn get(script_filename: &str, uri: &str) -> Result<Self, Error> {
-        let path = uri.split('?').next().unwrap_or(uri);
-        Ok(Self::new(
-            ParamsBuilder::new("GET", uri)
-                .script(path, script_filename)
-                .build()?,
-        ))
+        Ok(Self::new(ParamsBuilder::get(script_filename, uri).build()?))
     }
 
     /// The params.

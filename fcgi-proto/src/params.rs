@@ -384,6 +384,21 @@ impl<'a> ParamsBuilder<'a> {
         Self::from_bytes(method.as_bytes(), request_uri.as_bytes())
     }
 
+    /// A `GET` of the script file `script_filename`, with the path of `request_uri`
+    /// (before any `?`) as `SCRIPT_NAME`: a health check or a one-off request.
+    ///
+    /// ```
+    /// let params = fcgi_proto::ParamsBuilder::get("/srv/www/status.php", "/status.php?full")
+    ///     .build()?;
+    /// assert_eq!(params.get("SCRIPT_NAME"), Some(&b"/status.php"[..]));
+    /// assert_eq!(params.get("QUERY_STRING"), Some(&b"full"[..]));
+    /// # Ok::<(), fcgi_proto::ParamError>(())
+    /// ```
+    pub fn get(script_filename: &'a str, request_uri: &'a str) -> Self {
+        let path = request_uri.split('?').next().unwrap_or(request_uri);
+        Self::new("GET", request_uri).script(path, script_filename)
+    }
+
     /// Like [`new`](Self::new) for a request target that is not UTF-8.
     pub fn from_bytes(method: &'a [u8], request_uri: &'a [u8]) -> Self {
         Self {

@@ -155,6 +155,15 @@ impl Request {
         }
     }
 
+    /// A `GET` for a script file with nginx's default params (see
+    /// [`ParamsBuilder::get`](fcgi_proto::ParamsBuilder::get)); `uri` is the request
+    /// target (path and query).
+    pub fn get(script_filename: &str, uri: &str) -> Result<Self, Error> {
+        Ok(Self::new(
+            fcgi_proto::ParamsBuilder::get(script_filename, uri).build()?,
+        ))
+    }
+
     /// The params.
     pub fn params(&self) -> &Params {
         &self.params
