@@ -3,7 +3,6 @@
 //! one request per connection).
 
 use fcgi_testkit::{hex_sha256, random_bytes};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -52,73 +51,6 @@ async fn get_values_says_flup_multiplexes() {
     assert_eq!(values.get("FCGI_MPXS_CONNS"), Some(&b"1"[..]));
     assert_eq!(values.max_requests(), Some(flup.max_reqs()));
     assert_eq!(values.max_connections(), Some(flup.max_conns()));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_large_responses_interleave() {
-    let flup = Flup::shared();
-    let client = client(flup.unix_socket(), mux_options());
-    // Four 64 KiB pieces each, with 20 ms between pieces (flup's threads take turns).
-    const LEN: usize = 256 * 1024;
-    // The order in which body pieces and ends arrived: (request, piece or end).
-    let log: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..100usize {
-        let client = client.clone();
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stream = client
-                .request_streaming(get(&format!("/large?bytes={LEN}&pause_ms=20")))
-                .await
-                .unwrap();
-            let mut offset = 0u64;
-            let mut expected = Vec::new();
-            while let Some(chunk) = stream.chunk().await.unwrap() {
-                log.lock().unwrap().push((i, false));
-                expected.resize(chunk.len(), 0);
-                fcgi_testkit::fill_large_body(offset, &mut expected);
-                assert!(chunk[..] == expected[..], "request {i} at {offset}");
-                offset += chunk.len() as u64;
-            }
-            log.lock().unwrap().push((i, true));
-            assert_eq!(offset, LEN as u64);
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    eprintln!(
-        "100 concurrent 256 KiB responses (4 pieces, 20 ms apart) over one multiplexed connection: {:?}",
-        start.elapsed()
-    );
-    let log = log.lock().unwrap();
-    // Most responses in progress (some body, no end yet) at one time.
-    let mut in_progress = std::collections::HashSet::new();
-    let mut most = 0;
-    for &(i, end) in log.iter() {
-        if end {
-            in_progress.remove(&i);
-        } else {
-            in_progress.insert(i);
-        }
-        most = most.max(in_progress.len());
-    }
-    eprintln!("at most {most} responses were in progress at once");
-    let first_end = log.iter().position(|&(_, end)| end).unwrap();
-    let mut started: Vec<usize> = log[..first_end].iter().map(|&(i, _)| i).collect();
-    started.sort_unstable();
-    started.dedup();
-    eprintln!(
-        "{} requests had body bytes before the first one ended",
-        started.len()
-    );
-    assert!(
-        started.len() > 1,
-        "responses did not interleave: {:?}",
-        &log[..first_end]
-    );
-    assert_eq!(client.connections_opened(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

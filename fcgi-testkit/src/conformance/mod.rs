@@ -356,9 +356,11 @@ macro_rules! conformance_suite {
             sixty_four_tasks_share_eight_connections,
             failover_to_the_next_upstream,
             max_requests_one_under_concurrent_load,
+            php_fpm_killed_and_restarted_during_a_concurrent_run,
             dropped_requests_never_corrupt_the_pool,
             flup_hundred_concurrent_echoes_share_one_connection,
             flup_slow_request_does_not_hold_back_a_fast_one,
+            flup_concurrent_large_responses_interleave,
             flup_dropped_requests_abort_alone,
             php_fpm_with_multiplex_keeps_one_request_per_connection
         );

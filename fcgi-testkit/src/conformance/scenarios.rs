@@ -2,7 +2,7 @@
 //! them: plain requests against php-fpm, memory, the hostile server, fault drills, then
 //! what needs a pool, cancellation, full duplex or multiplexing.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -46,9 +46,11 @@ pub const ALL: &[Scenario] = &[
     sixty_four_tasks_share_eight_connections::SCENARIO,
     failover_to_the_next_upstream::SCENARIO,
     max_requests_one_under_concurrent_load::SCENARIO,
+    php_fpm_killed_and_restarted_during_a_concurrent_run::SCENARIO,
     dropped_requests_never_corrupt_the_pool::SCENARIO,
     flup_hundred_concurrent_echoes_share_one_connection::SCENARIO,
     flup_slow_request_does_not_hold_back_a_fast_one::SCENARIO,
+    flup_concurrent_large_responses_interleave::SCENARIO,
     flup_dropped_requests_abort_alone::SCENARIO,
     php_fpm_with_multiplex_keeps_one_request_per_connection::SCENARIO,
 ];
@@ -905,6 +907,86 @@ scenario!(
 );
 
 scenario!(
+    /// php-fpm killed (master and workers) and restarted while 4 tasks send echoes:
+    /// the requests in flight fail with I/O, protocol or connect errors naming the
+    /// address, every answer that arrives is its own request's, and 100 requests
+    /// succeed after the restart.
+    php_fpm_killed_and_restarted_during_a_concurrent_run, &[Need::SharedPool], Isolation::Shared, |a| {
+        let fpm = PhpFpm::builder().max_children(6).start();
+        let address = unix(&fpm);
+        // The socket and the scripts keep their paths across the restart.
+        let echo_params = params(&fpm, "POST", "echo.php", "");
+        let fpm_slot = RefCell::new(Some(fpm));
+        let fpm_slot = &fpm_slot;
+        let settings = Settings {
+            max_connections: Some(4),
+            connect_timeout: Some(Duration::from_secs(2)),
+            ..Settings::default()
+        };
+        let c = client(a, address.clone(), settings);
+        let (c, address_text) = (&*c, &address.to_string());
+        let (stop, succeeded, failed) = (Cell::new(false), Cell::new(0u64), Cell::new(0u64));
+        let (stop, succeeded, failed) = (&stop, &succeeded, &failed);
+        let echo_request = |body: String| TestRequest::new(echo_params.clone()).body(body);
+        let echo_request = &echo_request;
+        let mut tasks: Vec<LocalFuture<'_, ()>> = (0..4)
+            .map(|task| {
+                Box::pin(async move {
+                    let mut i = 0u64;
+                    while !stop.get() {
+                        i += 1;
+                        let body = format!("task {task} request {i}");
+                        match c.request(echo_request(body.clone())).await {
+                            Ok(r) => {
+                                assert_eq!(r.body, body.as_bytes());
+                                succeeded.set(succeeded.get() + 1);
+                            }
+                            Err(e) => {
+                                assert!(
+                                    matches!(e, ClientError::Io { .. } | ClientError::Protocol { .. } | ClientError::Connect { .. }),
+                                    "unexpected error kind: {e:?}"
+                                );
+                                assert!(e.to_string().contains(address_text), "{e}");
+                                failed.set(failed.get() + 1);
+                                a.sleep(Duration::from_millis(5)).await;
+                            }
+                        }
+                    }
+                }) as LocalFuture<'_, ()>
+            })
+            .collect();
+        tasks.push(Box::pin(async move {
+            a.sleep(Duration::from_millis(300)).await;
+            let before = succeeded.get();
+            assert!(before > 0);
+            // On another thread, so that the requests keep running (and failing) while
+            // php-fpm is down.
+            let mut fpm = fpm_slot.borrow_mut().take().expect("php-fpm");
+            let restarter = std::thread::spawn(move || {
+                fpm.kill_master();
+                std::thread::sleep(Duration::from_millis(200));
+                fpm.restart();
+                fpm
+            });
+            while !restarter.is_finished() {
+                a.sleep(Duration::from_millis(5)).await;
+            }
+            *fpm_slot.borrow_mut() = Some(restarter.join().expect("the restart"));
+            a.sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+            assert!(succeeded.get() > before, "requests succeeded after the restart");
+        }));
+        join_all(tasks).await;
+        assert!(failed.get() > 0, "the kill failed some requests");
+        for i in 0..100 {
+            let body = format!("after {i}");
+            let r = ok(c, echo_request(body.clone()), &body).await;
+            assert_eq!(r.body, body.as_bytes());
+        }
+    }
+);
+
+scenario!(
     /// 1000 requests dropped at random points (future dropped mid-way, stream dropped
     /// half-read, dropped after the first poll), then 1000 normal requests all correct.
     dropped_requests_never_corrupt_the_pool, &[Need::SharedPool, Need::Cancellation], Isolation::Shared, |a| {
@@ -1013,6 +1095,49 @@ scenario!(
         let fast = fast_time.get().expect("the fast request finished");
         assert!(fast < Duration::from_millis(500), "{fast:?}");
         assert!(slow_done.get().expect("the slow one finished") >= Duration::from_millis(2000));
+        assert_eq!(c.connections_opened(), 1);
+    }
+);
+
+scenario!(
+    /// 100 concurrent 256 KiB responses (4 pieces, 20 ms apart) on one multiplexed
+    /// connection: each body is whole and its own, and their records interleave (more
+    /// than one response has body bytes before the first one ends).
+    flup_concurrent_large_responses_interleave, &[Need::Multiplexing], Isolation::Shared, |a| {
+        const LEN: u64 = 256 * 1024;
+        let flup = Flup::shared();
+        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        // The order in which body pieces (false) and ends (true) arrived.
+        let log: RefCell<Vec<(u64, bool)>> = RefCell::default();
+        let (c, log_ref) = (&*c, &log);
+        let tasks: Vec<LocalFuture<'_, ()>> = (0..100u64)
+            .map(|i| {
+                Box::pin(async move {
+                    let mut offset = 0u64;
+                    let mut expected = Vec::new();
+                    let mut check = |chunk: &[u8]| {
+                        log_ref.borrow_mut().push((i, false));
+                        expected.resize(chunk.len(), 0);
+                        fill_large_body(offset, &mut expected);
+                        assert!(chunk == &expected[..], "request {i} at {offset}");
+                        offset += chunk.len() as u64;
+                        Flow::Continue
+                    };
+                    let request = flup_request("GET", &format!("/large?bytes={LEN}&pause_ms=20"));
+                    let s = c.stream(request, &mut check).await.expect("stream");
+                    log_ref.borrow_mut().push((i, true));
+                    assert_eq!(s.body_bytes, LEN);
+                }) as LocalFuture<'_, ()>
+            })
+            .collect();
+        join_all(tasks).await;
+        let log = log.borrow();
+        let first_end = log.iter().position(|&(_, end)| end).expect("an end");
+        let mut started: Vec<u64> = log[..first_end].iter().map(|&(i, _)| i).collect();
+        started.sort_unstable();
+        started.dedup();
+        println!("{} of 100 requests had body bytes before the first one ended", started.len());
+        assert!(started.len() > 1, "responses did not interleave");
         assert_eq!(c.connections_opened(), 1);
     }
 );
