@@ -63,6 +63,8 @@
 mod body;
 mod client;
 mod exchange;
+#[cfg(feature = "http")]
+pub mod http;
 mod io;
 mod mux;
 
