@@ -406,6 +406,29 @@ async fn head_has_no_body_and_keeps_connections() {
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "Hello, World!");
     }
+    // A script that sends its length and its body to a HEAD request: the length is
+    // passed on, the body read and thrown away, and the connection kept.
+    fpm().write_script(
+        "gw_len.php",
+        "<?php header('Content-Length: 5'); echo 'hello'; flush();",
+    );
+    for _ in 0..3 {
+        let request = Request::head(format!("http://{}/gw_len.php", server.addr))
+            .body(empty())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-length"], "5");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty());
+    }
+    let request = Request::get(format!("http://{}/gw_len.php", server.addr))
+        .body(empty())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.headers()["content-length"], "5");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "hello");
     // HTTP/1.1 keep-alive to the client, kept FastCGI connections behind.
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
     assert_eq!(fcgi.connections_opened(), 1);
