@@ -25,6 +25,8 @@ pub(crate) enum Command {
     Version,
     /// Talk to a server.
     Run(Box<Args>),
+    /// `fcgi serve`: an HTTP gateway in front of the server.
+    Serve(crate::serve::ServeCommand),
 }
 
 /// What to do with the server.
@@ -93,6 +95,11 @@ pub(crate) const MAX_CONCURRENCY: usize = 100_000;
 
 /// A usage error: the message, without the `fcgi: ` prefix.
 pub(crate) type UsageError = String;
+
+/// The text of an argument, or a usage error naming `what`.
+pub(crate) fn text(value: OsString, what: &str) -> Result<String, UsageError> {
+    utf8(value, what)
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Opt {
@@ -485,6 +492,10 @@ impl Seen {
 /// Parses the arguments after the program's name.
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
+    // No address is spelled `serve`: the word is free for the subcommand.
+    if args.next_if(|first| first == "serve").is_some() {
+        return crate::serve::parse(args).map(Command::Serve);
+    }
     let mut seen = Seen::default();
     let mut options_done = false;
     while let Some(arg) = args.next() {

@@ -14,6 +14,7 @@
 mod args;
 mod load;
 mod reason;
+mod serve;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -33,6 +34,7 @@ fcgi - send one request to a FastCGI server (php-fpm, ...), print the response;
 or send many (-n, -c) and print a summary
 
 Usage: fcgi [OPTIONS] <ADDRESS> [SCRIPT_FILENAME]
+       fcgi serve --listen ADDR --root DIR <ADDRESS>  (see fcgi serve --help)
 
 Arguments:
   <ADDRESS>          HOST:PORT, [V6]:PORT, unix:/path/to.sock, or a socket path
@@ -169,7 +171,7 @@ fn pass_stderr(data: &[u8]) {
 
 /// Writes a message line to standard error, on a line of its own; a failure to do so
 /// is ignored (there is nowhere left to report it).
-fn say(message: &str) {
+pub(crate) fn say(message: &str) {
     let start = if STDERR_MID_LINE.swap(false, Ordering::Relaxed) {
         "\n"
     } else {
@@ -182,6 +184,8 @@ fn main() -> ExitCode {
     let code = match args::parse(std::env::args_os().skip(1)) {
         Ok(Command::Help) => print_text(USAGE),
         Ok(Command::Version) => print_text(&format!("fcgi {}\n", env!("CARGO_PKG_VERSION"))),
+        Ok(Command::Serve(serve::ServeCommand::Help)) => print_text(serve::USAGE),
+        Ok(Command::Serve(serve::ServeCommand::Run(args))) => serve::run(args),
         Ok(Command::Run(args)) => run(*args).unwrap_or_else(|failure| {
             say(&failure.message);
             failure.code

@@ -4,7 +4,9 @@ use crate::params::ParamsBuilder;
 
 impl<'a> ParamsBuilder<'a> {
     /// Starts from an `http` request head: method, request target (path and query) and
-    /// every header, in order.
+    /// every header, in order, but `Transfer-Encoding`: the application reads its body
+    /// from `STDIN`, framed by `CONTENT_LENGTH` alone, and an `HTTP_TRANSFER_ENCODING`
+    /// of `chunked` beside it would only mislead it.
     ///
     /// ```
     /// let (parts, ()) = http::Request::post("/form.php?x=1")
@@ -28,6 +30,9 @@ impl<'a> ParamsBuilder<'a> {
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut builder = ParamsBuilder::new(parts.method.as_str(), target);
         for (name, value) in &parts.headers {
+            if name == http::header::TRANSFER_ENCODING {
+                continue;
+            }
             builder = builder.header_bytes(name.as_str().as_bytes(), value.as_bytes());
         }
         if parts.version == http::Version::HTTP_10 {

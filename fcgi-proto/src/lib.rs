@@ -90,7 +90,8 @@
 //! # Features
 //!
 //! - `http`: [`ParamsBuilder::from_http`] from `http::request::Parts`, and
-//!   [`ResponseHead::to_http_parts`] to `http::response::Parts`.
+//!   [`ResponseHead::to_http_parts`] and [`ResponseHead::to_gateway_parts`] (hop-by-hop
+//!   headers dropped) to `http::response::Parts`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -118,5 +119,5 @@ pub use error::{
 };
 pub use params::{split_path, HeaderPolicy, Params, ParamsBuilder, SplitPath};
 pub use record::{ProtocolStatus, RecordType, Role};
-pub use response::{HeadParser, HeaderField, ResponseHead};
+pub use response::{is_hop_by_hop, HeadParser, HeaderField, ResponseHead};
 pub use values::ServerValues;

@@ -127,6 +127,45 @@ impl ResponseHead {
                 .is_some_and(|l| l.starts_with(b"/") && !l.starts_with(b"//"))
     }
 
+    /// The headers a gateway passes on to its HTTP client, in order: every header but
+    /// the hop-by-hop ones (see [`is_hop_by_hop`]) and those the application's own
+    /// `Connection` header names, as nginx and RFC 9110 section 7.6.1 ask.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use fcgi_proto::response::HeadParser;
+    ///
+    /// let head = b"Connection: close, X-Internal\r\nX-Internal: 1\r\nKeep-Alive: 5\r\n\
+    ///              Transfer-Encoding: chunked\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n";
+    /// let (head, _) = HeadParser::new(8192).feed(Bytes::from_static(head)).unwrap().unwrap();
+    /// let kept: Vec<_> = head.end_to_end_headers().map(|h| h.name()).collect();
+    /// assert_eq!(kept, ["Set-Cookie", "Set-Cookie"]);
+    /// ```
+    pub fn end_to_end_headers(&self) -> impl Iterator<Item = &HeaderField> + '_ {
+        self.headers.iter().filter(move |h| {
+            !is_hop_by_hop(&h.name)
+                && !self
+                    .get_all("connection")
+                    .flat_map(|v| v.split(|&b| b == b','))
+                    .any(|token| {
+                        let (s, e) = trim(token);
+                        token[s..e].eq_ignore_ascii_case(&h.name)
+                    })
+        })
+    }
+
+    /// The head as `http::response::Parts` for a gateway to send: the status and the
+    /// [`end_to_end_headers`](Self::end_to_end_headers) in order (three `Set-Cookie`
+    /// stay three), HTTP/1.1.
+    #[cfg(feature = "http")]
+    pub fn to_gateway_parts(&self) -> Result<http::response::Parts, http::Error> {
+        let mut builder = http::Response::builder().status(self.status);
+        for h in self.end_to_end_headers() {
+            builder = builder.header(h.name(), http::HeaderValue::from_bytes(h.value())?);
+        }
+        Ok(builder.body(())?.into_parts().0)
+    }
+
     /// The head as `http::response::Parts` (status, every header in order, HTTP/1.1).
     #[cfg(feature = "http")]
     pub fn to_http_parts(&self) -> Result<http::response::Parts, http::Error> {
@@ -136,6 +175,25 @@ impl ResponseHead {
         }
         Ok(builder.body(())?.into_parts().0)
     }
+}
+
+/// Whether a response header is hop-by-hop: it describes one connection, not the
+/// response, so a gateway drops it from the application's head (`Connection`,
+/// `Keep-Alive`, `Transfer-Encoding`, `TE`, `Trailer`, `Upgrade`, `Proxy-Authenticate`,
+/// `Proxy-Authorization`, `Proxy-Connection`; case-insensitive).
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP_BY_HOP: [&[u8]; 9] = [
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+    ];
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// An incremental parser of the response head.
@@ -517,6 +575,29 @@ mod tests {
             .feed(Bytes::from_static(b"A: 0123456789a\n\nbody"))
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_not_end_to_end() {
+        let (head, _) = ok(
+            b"Status: 200\r\nconnection: Close ,x-a\r\nConnection: X-B\r\nX-A: 1\r\n\
+            x-b: 2\r\nX-C: 3\r\nKEEP-ALIVE: t\r\nTE: x\r\nTrailer: y\r\nUpgrade: h2\r\n\
+            Proxy-Authenticate: z\r\nProxy-Authorization: z\r\nProxy-Connection: z\r\n\
+            Transfer-Encoding: chunked\r\nSet-Cookie: 1\r\nSet-Cookie: 2\r\n\r\n",
+        );
+        let kept: Vec<_> = head
+            .end_to_end_headers()
+            .map(|h| (h.name(), h.value()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("X-C", &b"3"[..]),
+                ("Set-Cookie", b"1"),
+                ("Set-Cookie", b"2")
+            ]
+        );
+        assert!(is_hop_by_hop(b"Te") && !is_hop_by_hop(b"Content-Length"));
     }
 
     #[test]

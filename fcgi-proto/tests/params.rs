@@ -834,6 +834,7 @@ mod http_feature {
                 .header("cookie", "l=2")
                 .header("proxy", "http://evil.example/")
                 .header("x_under", "dropped")
+                .header("transfer-encoding", "chunked") // framing: never a param
                 .header("x-bin", http::HeaderValue::from_bytes(b"caf\xe9").unwrap()),
         );
         let params = ParamsBuilder::from_http(&parts)
@@ -937,5 +938,32 @@ mod http_feature {
         assert!(parts.headers.is_empty());
         let parts = parse(b"Status: 599\r\n\r\n").to_http_parts().unwrap();
         assert_eq!(parts.status.as_u16(), 599);
+    }
+
+    #[test]
+    fn response_head_to_gateway_parts() {
+        let head = parse(
+            b"Status: 201 Made\r\nConnection: x-conn\r\nX-Conn: 1\r\nKeep-Alive: timeout=5\r\n\
+              Transfer-Encoding: chunked\r\nUpgrade: websocket\r\nSet-Cookie: a=1\r\n\
+              Set-Cookie: b=2\r\nSet-Cookie: c=3\r\nLocation: /next\r\n\r\n",
+        );
+        let parts = head.to_gateway_parts().unwrap();
+        assert_eq!(parts.status.as_u16(), 201);
+        let names: Vec<_> = parts.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["set-cookie", "location"]);
+        assert_eq!(
+            parts
+                .headers
+                .get_all("set-cookie")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["a=1", "b=2", "c=3"]
+        );
+        // A local redirect without Status is passed on as 302, as nginx does.
+        let parts = parse(b"Location: /login\r\n\r\n")
+            .to_gateway_parts()
+            .unwrap();
+        assert_eq!(parts.status, http::StatusCode::FOUND);
+        assert_eq!(parts.headers["location"], "/login");
     }
 }

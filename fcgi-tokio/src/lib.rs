@@ -58,11 +58,22 @@
 //! The same [`Client::request`], [`Client::request_streaming`] and [`ResponseStream`]
 //! serve both paths.
 
+//!
+//! # HTTP (feature `http`)
+//!
+//! The [`http`] module takes `http::Request`s and answers `http::Response`s whose body
+//! streams: [`http::FastCgiService`], a tower `Service` for axum and hyper, and
+//! [`http::Gateway`], a document root served as nginx serves one in front of php-fpm
+//! (`*.php` through FastCGI, other files static). `examples/php_gateway.rs` and the
+//! `fcgi serve` command are thin server loops around the gateway.
+
 #![forbid(unsafe_code)]
 
 mod body;
 mod client;
 mod exchange;
+#[cfg(feature = "http")]
+pub mod http;
 mod io;
 mod mux;
 

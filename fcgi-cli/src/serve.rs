@@ -1,0 +1,325 @@
+//! `fcgi serve`: an HTTP/1.1 server for a document root, as nginx serves one in front
+//! of php-fpm: `*.php` through FastCGI, other files static, directories to
+//! `index.php`. The work is `fcgi_tokio::http::Gateway`'s; this is the command line,
+//! the server loop and a log of warnings on standard error.
+
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::fmt::{self, Write as _};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use fcgi_proto::Address;
+use fcgi_tokio::http::{Gateway, PeerAddrs, ScriptConfig};
+use fcgi_tokio::{Client, Options};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::args::{text, UsageError};
+use crate::say;
+
+pub(crate) const USAGE: &str = "\
+fcgi serve - an HTTP/1.1 server for a PHP site, as nginx in front of php-fpm:
+*.php through FastCGI, other files static, directories to index.php
+
+Usage: fcgi serve [--listen ADDR] --root DIR [--connections K] <ADDRESS>
+
+Arguments:
+  <ADDRESS>          the FastCGI server: HOST:PORT, [V6]:PORT,
+                     unix:/path/to.sock, or a socket path that starts with /
+                     or ./
+
+Options:
+      --listen ADDR      listen on ADDR, HOST:PORT (default 127.0.0.1:8080;
+                         port 0 takes a free port); the address is printed
+      --root DIR         the document root; the FastCGI server must see the
+                         same files at the same path (sent as SCRIPT_FILENAME)
+      --connections K    keep at most K connections to the FastCGI server
+                         (default 8); each pins one php-fpm worker, so keep it
+                         at most the pool's pm.max_children
+      --help             print this help and exit
+
+Requests with a .php path segment (/a.php, /a.php/more) run that script
+(404 when it is missing); a directory runs its index.php (301 to add the
+trailing /; 403 without index.php); other files are sent as they are, with
+Content-Type, Content-Length and Last-Modified (GET and HEAD only). A path
+that climbs out of DIR, by .. or by a symbolic link, is 403. Request bodies of
+unknown length (chunked) are spooled (1 MiB in memory, the rest in a temporary
+file) and sent with their length; the largest body is 1 GiB (413 above).
+The application cannot be reached: 502; it takes over 60 s to answer: 504.
+Warnings (those errors, the application's FCGI_STDERR) go to standard error.
+";
+
+/// What `fcgi serve ...` asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ServeCommand {
+    /// `fcgi serve --help`.
+    Help,
+    /// Serve.
+    Run(ServeArgs),
+}
+
+/// `fcgi serve`'s settings.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ServeArgs {
+    pub(crate) listen: SocketAddr,
+    pub(crate) root: String,
+    pub(crate) upstream: Address,
+    pub(crate) connections: usize,
+}
+
+/// Parses the arguments after `serve`.
+pub(crate) fn parse(args: impl Iterator<Item = OsString>) -> Result<ServeCommand, UsageError> {
+    let mut listen = None;
+    let mut root = None;
+    let mut connections = None;
+    let mut upstream = None;
+    let mut options_done = false;
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let arg = text(arg, "an argument")?;
+        if options_done || !arg.starts_with("--") {
+            if upstream.is_some() {
+                return Err(format!(
+                    "unexpected argument {arg:?} (fcgi serve takes one ADDRESS)"
+                ));
+            }
+            upstream = Some(arg);
+            continue;
+        }
+        if arg == "--" {
+            options_done = true;
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (arg, None),
+        };
+        if name == "--help" {
+            return Ok(ServeCommand::Help);
+        }
+        let slot = match name.as_str() {
+            "--listen" => &mut listen,
+            "--root" => &mut root,
+            "--connections" => &mut connections,
+            _ => return Err(format!("unknown option {name} for fcgi serve")),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => text(
+                args.next()
+                    .ok_or_else(|| format!("option {name} needs a value"))?,
+                &name,
+            )?,
+        };
+        *slot = Some(value);
+    }
+    let listen = listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("--listen {listen}: not HOST:PORT"))?;
+    let root = root.ok_or("missing --root DIR")?;
+    if root.is_empty() {
+        return Err("empty --root".into());
+    }
+    let connections = match connections {
+        None => 8,
+        Some(k) => k
+            .parse::<usize>()
+            .ok()
+            .filter(|&k| (1..=crate::args::MAX_CONCURRENCY).contains(&k))
+            .ok_or_else(|| format!("--connections {k}: not a number from 1 to 100000"))?,
+    };
+    let upstream = upstream.ok_or("missing ADDRESS (the FastCGI server)")?;
+    let upstream = upstream.parse::<Address>().map_err(|e| format!("{e}"))?;
+    Ok(ServeCommand::Run(ServeArgs {
+        listen,
+        root,
+        upstream,
+        connections,
+    }))
+}
+
+/// Serves until killed; answers the exit status when it cannot start.
+pub(crate) fn run(args: ServeArgs) -> u8 {
+    let _ = tracing::subscriber::set_global_default(StderrLog);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            say(&format!("cannot start the runtime: {e}"));
+            return 1;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> u8 {
+    let mut options = Options::default();
+    options.max_connections = args.connections;
+    options.max_idle = args.connections;
+    let client = match Client::with_upstreams([args.upstream.clone()], options) {
+        Ok(client) => client,
+        Err(e) => {
+            say(&e.to_string());
+            return 2;
+        }
+    };
+    let gateway = match Gateway::new(client, ScriptConfig::new(args.root.as_str())) {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            say(&format!("--root {}: {e}", args.root));
+            return 2;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            say(&format!("cannot listen on {}: {e}", args.listen));
+            return 1;
+        }
+    };
+    let Ok(local) = listener.local_addr() else {
+        say("the listening socket has no address");
+        return 1;
+    };
+    say(&format!(
+        "listening on http://{local}, root {}, FastCGI at {}",
+        gateway.root().display(),
+        args.upstream
+    ));
+    loop {
+        let (socket, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, most likely: give connections time to close.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let local = socket.local_addr().unwrap_or(local);
+        let gateway = gateway.for_connection(PeerAddrs::new(remote, local));
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+            });
+            // HTTP/1.1 keep-alive; a client slower than 30 s to send a head is dropped.
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+        });
+    }
+}
+
+/// Writes `tracing` events of level warn and above to standard error, one line each
+/// (`fcgi: MESSAGE key=value ...`); the rest are never even formatted.
+struct StderrLog;
+
+impl tracing::Subscriber for StderrLog {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = Line::default();
+        event.record(&mut line);
+        say(&format!("{}{}", line.message, line.fields));
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[derive(Default)]
+struct Line {
+    message: String,
+    fields: String,
+}
+
+impl tracing::field::Visit for Line {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<ServeCommand, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(
+            parse_strs(&["--listen", "127.0.0.1:0", "--root", "/srv", "unix:/s"]),
+            Ok(ServeCommand::Run(ServeArgs {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                root: "/srv".into(),
+                upstream: Address::Unix("/s".into()),
+                connections: 8,
+            }))
+        );
+        let Ok(ServeCommand::Run(a)) =
+            parse_strs(&["/run/php.sock", "--root=/srv", "--connections=3"])
+        else {
+            panic!()
+        };
+        assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(a.connections, 3);
+        assert_eq!(a.upstream, Address::Unix("/run/php.sock".into()));
+        assert_eq!(parse_strs(&["--help", "x"]), Ok(ServeCommand::Help));
+        for bad in [
+            &[][..],
+            &["--root", "/srv"],
+            &["unix:/s"],
+            &["--root", "", "unix:/s"],
+            &["--root", "/srv", "nonsense"],
+            &["--root", "/srv", "unix:/s", "unix:/t"],
+            &["--root", "/srv", "--listen", "nowhere", "unix:/s"],
+            &["--root", "/srv", "--connections", "0", "unix:/s"],
+            &["--root", "/srv", "--bogus", "unix:/s"],
+            &["--root"],
+        ] {
+            assert!(parse_strs(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usage_fits_80_columns() {
+        for line in USAGE.lines() {
+            assert!(line.len() < 80, "{line:?}");
+        }
+    }
+}

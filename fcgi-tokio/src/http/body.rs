@@ -1,0 +1,289 @@
+//! Bodies: an `http_body::Body` in becomes a [`Body`] of known length (streamed, or
+//! spooled first when its length is unknown); [`ResponseBody`] out streams from a
+//! [`ResponseStream`], a file, or memory.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream;
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, ReadBuf};
+
+use super::{HttpError, ServiceOptions, UnknownLength};
+use crate::{Body, ResponseStream};
+
+/// Most bytes read from a static file at once.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// The error type of request bodies the service takes.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An `http_body::Body` as a stream of data chunks (trailers are dropped: FastCGI has
+/// no place for them).
+struct DataStream<B> {
+    body: Pin<Box<B>>,
+}
+
+impl<B> Stream for DataStream<B>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            return match self.body.as_mut().poll_frame(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(io::Error::other(e.into())))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => Poll::Ready(Some(Ok(data.copy_to_bytes(data.remaining())))),
+                    Err(_trailers) => continue,
+                },
+            };
+        }
+    }
+}
+
+/// The request body for the FastCGI client, and its length for `CONTENT_LENGTH`.
+///
+/// - A body of known length (`Content-Length`: its size hint is exact) streams through
+///   as it arrives.
+/// - A body of unknown length (`Transfer-Encoding: chunked`) is read first: into memory
+///   up to [`ServiceOptions::spool_memory`], then into an anonymous temporary file;
+///   or refused with 411 when [`ServiceOptions::unknown_length`] says so.
+/// - Either is refused with 413 above [`ServiceOptions::max_body_bytes`].
+pub(crate) async fn request_body<B>(
+    body: B,
+    options: &ServiceOptions,
+) -> Result<(Body, Option<u64>), HttpError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let too_large = |len: u64| options.max_body_bytes.is_some_and(|max| len > max);
+    if body.is_end_stream() {
+        return Ok((Body::empty(), None));
+    }
+    if let Some(len) = body.size_hint().exact() {
+        if too_large(len) {
+            return Err(HttpError::PayloadTooLarge);
+        }
+        if len == 0 {
+            return Ok((Body::empty(), Some(0)));
+        }
+        let stream = DataStream {
+            body: Box::pin(body),
+        };
+        return Ok((Body::from_stream(stream, len), Some(len)));
+    }
+    if options.unknown_length == UnknownLength::Reject {
+        return Err(HttpError::LengthRequired);
+    }
+    let mut body = DataStream {
+        body: Box::pin(body),
+    };
+    let mut memory = BytesMut::new();
+    let mut file: Option<tokio::fs::File> = None;
+    let mut total = 0u64;
+    while let Some(chunk) = poll_fn(|cx| Pin::new(&mut body).poll_next(cx)).await {
+        let chunk = chunk.map_err(HttpError::Body)?;
+        total += chunk.len() as u64;
+        if too_large(total) {
+            return Err(HttpError::PayloadTooLarge);
+        }
+        if file.is_none() && memory.len() + chunk.len() <= options.spool_memory {
+            memory.extend_from_slice(&chunk);
+            continue;
+        }
+        let f = match &mut file {
+            Some(f) => f,
+            None => {
+                let mut f = tokio::fs::File::from_std(
+                    tokio::task::spawn_blocking(tempfile::tempfile)
+                        .await
+                        .map_err(io::Error::other)
+                        .and_then(|r| r)
+                        .map_err(HttpError::Spool)?,
+                );
+                f.write_all(&memory).await.map_err(HttpError::Spool)?;
+                memory = BytesMut::new();
+                file.insert(f)
+            }
+        };
+        f.write_all(&chunk).await.map_err(HttpError::Spool)?;
+    }
+    match file {
+        Some(mut f) => {
+            f.flush().await.map_err(HttpError::Spool)?;
+            f.rewind().await.map_err(HttpError::Spool)?;
+            Ok((Body::from_reader(f, total), Some(total)))
+        }
+        None if total == 0 => Ok((Body::empty(), Some(0))),
+        None => Ok((Body::from(memory.freeze()), Some(total))),
+    }
+}
+
+enum Kind {
+    Empty,
+    Full(Bytes),
+    Stream(Box<ResponseStream>),
+    File {
+        file: tokio::fs::File,
+        remaining: u64,
+    },
+}
+
+/// The body of a response from [`FastCgiService`](super::FastCgiService) or
+/// [`Gateway`](super::Gateway): the application's output as it arrives from FastCGI
+/// (no copy), a static file read in 64 KiB pieces, or bytes in memory.
+///
+/// An upstream failure in the middle of the body is an error of the body (the status
+/// has been sent): hyper then closes the client's connection, which is how the client
+/// learns that the body is cut short.
+pub struct ResponseBody {
+    kind: Kind,
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Empty => "empty",
+            Kind::Full(_) => "full",
+            Kind::Stream(_) => "fastcgi",
+            Kind::File { .. } => "file",
+        };
+        f.debug_struct("ResponseBody")
+            .field("kind", &kind)
+            .field("size_hint", &http_body::Body::size_hint(self))
+            .finish()
+    }
+}
+
+impl Default for ResponseBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl ResponseBody {
+    /// No body.
+    pub fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+
+    /// These bytes.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            kind: Kind::Full(bytes.into()),
+        }
+    }
+
+    /// The rest of a FastCGI response.
+    pub fn stream(stream: ResponseStream) -> Self {
+        Self {
+            kind: Kind::Stream(Box::new(stream)),
+        }
+    }
+
+    /// `len` bytes of a file, from its current position.
+    pub fn file(file: tokio::fs::File, len: u64) -> Self {
+        Self {
+            kind: Kind::File {
+                file,
+                remaining: len,
+            },
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => {
+                let bytes = std::mem::take(bytes);
+                this.kind = Kind::Empty;
+                Poll::Ready((!bytes.is_empty()).then(|| Ok(Frame::data(bytes))))
+            }
+            Kind::Stream(stream) => match stream.poll_chunk(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(Some(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Poll::Ready(Ok(None)) => {
+                    this.kind = Kind::Empty;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::warn!(target: "fcgi_tokio", error = %e, "FastCGI response cut short");
+                    this.kind = Kind::Empty;
+                    let kind = if e.is_timeout() {
+                        io::ErrorKind::TimedOut
+                    } else {
+                        io::ErrorKind::Other
+                    };
+                    Poll::Ready(Some(Err(io::Error::new(kind, e))))
+                }
+            },
+            Kind::File { file, remaining } => {
+                if *remaining == 0 {
+                    this.kind = Kind::Empty;
+                    return Poll::Ready(None);
+                }
+                let want = (*remaining).min(FILE_CHUNK as u64) as usize;
+                let mut buf = BytesMut::zeroed(want);
+                let mut read_buf = ReadBuf::new(&mut buf);
+                match Pin::new(file).poll_read(cx, &mut read_buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        this.kind = Kind::Empty;
+                        Poll::Ready(Some(Err(e)))
+                    }
+                    Poll::Ready(Ok(())) => {
+                        let n = read_buf.filled().len();
+                        if n == 0 {
+                            this.kind = Kind::Empty;
+                            return Poll::Ready(Some(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "the file got shorter while it was sent",
+                            ))));
+                        }
+                        *remaining -= n as u64;
+                        buf.truncate(n);
+                        Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(b) => b.is_empty(),
+            Kind::Stream(_) => false,
+            Kind::File { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(b) => SizeHint::with_exact(b.len() as u64),
+            Kind::Stream(_) => SizeHint::default(),
+            Kind::File { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}

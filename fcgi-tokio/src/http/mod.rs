@@ -1,0 +1,249 @@
+//! HTTP in, FastCGI behind (feature `http`): an `http::Request` goes to the application
+//! and an `http::Response` whose body streams comes back, through a tower [`Service`]
+//! that axum and hyper take as it is.
+//!
+//! | item | what |
+//! |---|---|
+//! | [`FastCgiService`] | every request to one FastCGI application: params from the request ([`fcgi_proto::ParamsBuilder::from_http`]), the script from a [`ScriptConfig`] |
+//! | [`Gateway`] | a document root, as nginx serves one in front of php-fpm: `*.php` through FastCGI, directories to `index.php`, other files static |
+//! | [`ScriptConfig`] | document root, index file, split extension, extra params |
+//! | [`ResponseBody`] | the response body: FastCGI output as it arrives, a file, or bytes |
+//! | [`PeerAddrs`] | the client's and the server's socket addresses, for `REMOTE_ADDR` and `SERVER_ADDR` |
+//!
+//! A server loop with hyper (as `examples/php_gateway.rs` and `fcgi serve` do):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # use std::convert::Infallible;
+//! use fcgi_tokio::http::{Gateway, PeerAddrs, ScriptConfig};
+//! use fcgi_tokio::Client;
+//!
+//! let gateway = Gateway::new(Client::new("unix:/run/php/php-fpm.sock")?, ScriptConfig::new("/srv/www"))?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (socket, remote) = listener.accept().await?;
+//!     let gateway = gateway.for_connection(PeerAddrs::new(remote, socket.local_addr()?));
+//!     // hyper::server::conn::http1::Builder::new().serve_connection(
+//!     //     hyper_util::rt::TokioIo::new(socket),
+//!     //     hyper::service::service_fn(move |request| {
+//!     //         let gateway = gateway.clone();
+//!     //         async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+//!     //     }),
+//!     // )
+//! #   let _ = gateway;
+//! }
+//! # }
+//! ```
+//!
+//! # What reaches the application, and what comes back
+//!
+//! - Params as nginx's `fastcgi_params` (see [`fcgi_proto::ParamsBuilder`]): request
+//!   headers under its policy (`Proxy` and names with `_` dropped), `REMOTE_ADDR`,
+//!   `REMOTE_PORT`, `SERVER_ADDR`, `SERVER_PORT` from [`PeerAddrs`] (a request
+//!   extension, else the service's [`for_connection`](FastCgiService::for_connection)),
+//!   then the [`ScriptConfig`]'s own params, which win.
+//! - `CONTENT_LENGTH` is always the number of body bytes sent. A body of unknown length
+//!   (chunked) is spooled first, to memory then to a temporary file (nginx does the
+//!   same), or refused with 411 ([`UnknownLength`]).
+//! - The response as nginx passes it: `Status` consumed into the status line, a
+//!   `Location` without `Status` is 302, hop-by-hop headers (and those the
+//!   application's `Connection` names) dropped, every `Set-Cookie` kept in order. A
+//!   `HEAD` request, 1xx, 204 and 304 responses have no body (what the application
+//!   wrote is read and discarded, so that its connection is kept).
+//! - Failures answer without detail: 400 for a bad request, 502 when the application
+//!   cannot be reached or answers badly, 504 when it times out; the detail goes to
+//!   `tracing` (target `fcgi_tokio`).
+//!
+//! [`Service`]: tower_service::Service
+
+mod body;
+mod files;
+mod gateway;
+mod script;
+mod service;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use ::http::StatusCode;
+
+pub use body::ResponseBody;
+pub use gateway::Gateway;
+pub use script::{normalize_path, ScriptConfig, ScriptTarget};
+pub use service::FastCgiService;
+
+/// The two ends of the client's connection: `REMOTE_ADDR`/`REMOTE_PORT` and
+/// `SERVER_ADDR`/`SERVER_PORT`. Put it in a request's extensions, or give it to
+/// [`FastCgiService::for_connection`] / [`Gateway::for_connection`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddrs {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+}
+
+impl PeerAddrs {
+    /// The client's address and the local one it reached.
+    pub fn new(remote: SocketAddr, local: SocketAddr) -> Self {
+        Self { remote, local }
+    }
+}
+
+/// What to do with a request body of unknown length (`Transfer-Encoding: chunked`):
+/// FastCGI needs `CONTENT_LENGTH` before the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnknownLength {
+    /// Read it all first, into memory up to [`ServiceOptions::spool_memory`], the rest
+    /// into an anonymous temporary file (gone when closed), then send it with its
+    /// length (nginx's behaviour).
+    Spool,
+    /// Answer 411 Length Required.
+    Reject,
+}
+
+/// Settings of a [`FastCgiService`] or [`Gateway`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceOptions {
+    /// Bodies of unknown length (default [`UnknownLength::Spool`]).
+    pub unknown_length: UnknownLength,
+    /// The most of a spooled body kept in memory (default 1 MiB; nginx's
+    /// `client_body_buffer_size` is 8-16 KiB).
+    pub spool_memory: usize,
+    /// The largest request body: 413 above it (default 1 GiB; nginx's
+    /// `client_max_body_size`, whose default of 1 MiB is too small for uploads).
+    pub max_body_bytes: Option<u64>,
+    /// `HTTPS=on` and `REQUEST_SCHEME=https` (default `false`): set it behind TLS.
+    pub https: bool,
+    /// `SERVER_SOFTWARE` (default `fcgi/VERSION`).
+    pub server_software: String,
+    /// Which request headers become `HTTP_*` params (default: nginx's).
+    pub header_policy: fcgi_proto::HeaderPolicy,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            unknown_length: UnknownLength::Spool,
+            spool_memory: 1024 * 1024,
+            max_body_bytes: Some(1024 * 1024 * 1024),
+            https: false,
+            server_software: concat!("fcgi/", env!("CARGO_PKG_VERSION")).into(),
+            header_policy: fcgi_proto::HeaderPolicy::default(),
+        }
+    }
+}
+
+/// Why a request got no answer from the application. [`status`](Self::status) is the
+/// HTTP status it is answered with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// 400: the request cannot be passed on (a bad path, a header or param FastCGI
+    /// cannot carry).
+    BadRequest(&'static str),
+    /// 403: the path climbs out of the document root, or a file may not be served.
+    Forbidden,
+    /// 404: no such script or file.
+    NotFound,
+    /// 405: a method a static file does not answer.
+    MethodNotAllowed,
+    /// 411: a body of unknown length, with [`UnknownLength::Reject`].
+    LengthRequired,
+    /// 413: a body above [`ServiceOptions::max_body_bytes`].
+    PayloadTooLarge,
+    /// 400: reading the client's body failed.
+    Body(io::Error),
+    /// 500: spooling the body to a temporary file failed.
+    Spool(io::Error),
+    /// 500: reading a static file failed.
+    File(io::Error),
+    /// 502, or 504 for a timeout: the FastCGI exchange failed.
+    Upstream(crate::Error),
+    /// 502: the application's head cannot be an HTTP head (a header value the `http`
+    /// crate refuses).
+    InvalidHead,
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::BadRequest(why) => write!(f, "bad request: {why}"),
+            HttpError::Forbidden => f.write_str("forbidden"),
+            HttpError::NotFound => f.write_str("not found"),
+            HttpError::MethodNotAllowed => f.write_str("method not allowed"),
+            HttpError::LengthRequired => f.write_str("a request body of unknown length"),
+            HttpError::PayloadTooLarge => f.write_str("the request body is too large"),
+            HttpError::Body(e) => write!(f, "reading the request body failed: {e}"),
+            HttpError::Spool(e) => write!(f, "spooling the request body failed: {e}"),
+            HttpError::File(e) => write!(f, "reading the file failed: {e}"),
+            HttpError::Upstream(e) => e.fmt(f),
+            HttpError::InvalidHead => f.write_str("the application's head is not an HTTP head"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HttpError::Body(e) | HttpError::Spool(e) | HttpError::File(e) => Some(e),
+            HttpError::Upstream(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl HttpError {
+    /// The status the request is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::BadRequest(_) | HttpError::Body(_) => StatusCode::BAD_REQUEST,
+            HttpError::Forbidden => StatusCode::FORBIDDEN,
+            HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Spool(_) | HttpError::File(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::InvalidHead => StatusCode::BAD_GATEWAY,
+            HttpError::Upstream(e) => match e {
+                e if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+                crate::Error::Params(_) | crate::Error::Usage(_) | crate::Error::Body(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    /// The response for this error: its status, `Content-Type: text/plain` and the
+    /// status's reason as the body; no detail of the failure. Logs the detail through
+    /// `tracing` (5xx at warn, the rest at debug).
+    pub fn into_response(self) -> ::http::Response<ResponseBody> {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(target: "fcgi_tokio", error = %self, status = status.as_u16(), "gateway error");
+        } else {
+            tracing::debug!(target: "fcgi_tokio", error = %self, status = status.as_u16(), "request refused");
+        }
+        let text = status.canonical_reason().unwrap_or("Error");
+        let mut body = String::with_capacity(text.len() + 1);
+        body.push_str(text);
+        body.push('\n');
+        let mut response = ::http::Response::new(ResponseBody::full(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            ::http::header::CONTENT_TYPE,
+            ::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let HttpError::MethodNotAllowed = self {
+            response.headers_mut().insert(
+                ::http::header::ALLOW,
+                ::http::HeaderValue::from_static("GET, HEAD"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,241 @@
+//! The tower `Service`: an `http::Request` to a FastCGI application, an
+//! `http::Response` back whose body streams.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ::http::{header, Method, Request, Response, StatusCode};
+use fcgi_proto::ParamsBuilder;
+
+use super::body::{request_body, BoxError};
+use super::{HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget, ServiceOptions};
+use crate::{Client, ResponseStream};
+
+/// Most bytes of a response without a body (HEAD, 204, 304) read and thrown away so
+/// that its FastCGI connection can be kept; past it, the connection is closed instead.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+struct Inner {
+    client: Client,
+    script: ScriptConfig,
+    options: ServiceOptions,
+}
+
+/// Sends every request to one FastCGI application and answers with its response: a
+/// tower `Service<http::Request<B>>` (`Clone`, its error [`Infallible`]: failures are
+/// answered with a status, see [`HttpError`]), for any request body `B` that is an
+/// `http_body::Body` (hyper's `Incoming`, axum's `Body`, ...).
+///
+/// The script comes from the request path through the [`ScriptConfig`], without looking
+/// at the file system (the application may be on another machine): `/app/` runs
+/// `DOCUMENT_ROOT/app/index.php`, `/x.php/y` runs `x.php` with `PATH_INFO=/y`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), fcgi_tokio::Error> {
+/// use fcgi_tokio::http::{FastCgiService, ScriptConfig};
+/// use fcgi_tokio::Client;
+///
+/// let service = FastCgiService::new(Client::new("127.0.0.1:9000")?, ScriptConfig::new("/srv/www"));
+/// let request = http::Request::get("/index.php?page=2").body(String::new()).unwrap();
+/// let response = service.handle(request).await;
+/// println!("{}", response.status());
+/// // With axum: Router::new().fallback_service(service)
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct FastCgiService {
+    inner: Arc<Inner>,
+    peer: Option<PeerAddrs>,
+}
+
+impl fmt::Debug for FastCgiService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastCgiService")
+            .field("client", &self.inner.client)
+            .field("script", &self.inner.script)
+            .field("options", &self.inner.options)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl FastCgiService {
+    /// A service for the application behind `client`, with default [`ServiceOptions`].
+    pub fn new(client: Client, script: ScriptConfig) -> Self {
+        Self::with_options(client, script, ServiceOptions::default())
+    }
+
+    /// A service with these options.
+    pub fn with_options(client: Client, script: ScriptConfig, options: ServiceOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                script,
+                options,
+            }),
+            peer: None,
+        }
+    }
+
+    /// A copy for the requests of one client connection: `REMOTE_ADDR`, `SERVER_ADDR`
+    /// and their ports come from `peer` (unless a request carries [`PeerAddrs`] in its
+    /// extensions). Cheap: a reference count and two addresses.
+    pub fn for_connection(&self, peer: PeerAddrs) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            peer: Some(peer),
+        }
+    }
+
+    /// The FastCGI client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The script settings.
+    pub fn script_config(&self) -> &ScriptConfig {
+        &self.inner.script
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.inner.options
+    }
+
+    /// Answers a request: the application's response, or the response for the error
+    /// (see [`HttpError::into_response`]).
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.send(request)
+            .await
+            .unwrap_or_else(HttpError::into_response)
+    }
+
+    /// Sends a request to the script its path names (see [`ScriptConfig::resolve`]).
+    pub async fn send<B>(&self, request: Request<B>) -> Result<Response<ResponseBody>, HttpError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let target = self.inner.script.resolve(request.uri().path())?;
+        self.send_to(request, &target).await
+    }
+
+    /// Sends a request to a script resolved by the caller (a router of its own, the
+    /// [`Gateway`](super::Gateway)).
+    pub async fn send_to<B>(
+        &self,
+        request: Request<B>,
+        target: &ScriptTarget,
+    ) -> Result<Response<ResponseBody>, HttpError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let options = &self.inner.options;
+        let script = &self.inner.script;
+        let (body, len) = request_body(body, options).await?;
+        let mut builder = ParamsBuilder::from_http(&parts)
+            .script(&target.script_name, &target.script_filename)
+            .document_root(script.document_root())
+            .document_uri(&target.document_uri)
+            .server_software(&options.server_software)
+            .https(options.https)
+            .header_policy(options.header_policy);
+        if let Some(len) = len {
+            builder = builder.content_length(len);
+        }
+        if let Some(info) = &target.path_info {
+            builder = builder.path_info(info);
+        }
+        if let Some(peer) = parts.extensions.get::<PeerAddrs>().or(self.peer.as_ref()) {
+            builder = builder.remote_addr(peer.remote).server_addr(peer.local);
+        }
+        for (name, value) in script.params() {
+            builder = builder.param(name, value);
+        }
+        let params = builder
+            .build()
+            .map_err(|_| HttpError::BadRequest("the request cannot be sent as FastCGI params"))?;
+        let stream = self
+            .inner
+            .client
+            .request_streaming(crate::Request::new(params).body(body))
+            .await
+            .map_err(HttpError::Upstream)?;
+        let head_only = parts.method == Method::HEAD;
+        into_response(stream, head_only)
+    }
+}
+
+/// The HTTP response for a FastCGI response whose head has arrived.
+fn into_response(
+    stream: ResponseStream,
+    head_only: bool,
+) -> Result<Response<ResponseBody>, HttpError> {
+    let parts = stream
+        .head()
+        .to_gateway_parts()
+        .map_err(|_| HttpError::InvalidHead)?;
+    let status = parts.status;
+    let no_body = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let body = if head_only || no_body {
+        drain(stream);
+        ResponseBody::empty()
+    } else {
+        ResponseBody::stream(stream)
+    };
+    let mut response = Response::from_parts(parts, body);
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    Ok(response)
+}
+
+/// Reads what the application wrote after a head that has no body, so that its
+/// connection goes back to the pool (php-fpm writes nothing after the head of a `HEAD`
+/// request; a script may still).
+fn drain(mut stream: ResponseStream) {
+    tokio::spawn(async move {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            read += chunk.len();
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        }
+    });
+}
+
+impl<B> tower_service::Service<Request<B>> for FastCgiService
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}

@@ -1,0 +1,606 @@
+//! The HTTP gateway (feature `http`) against a real php-fpm, through a real HTTP client:
+//! a hyper server on 127.0.0.1:0 in this process serves the test kit's docroot, and a
+//! hyper-util client requests from it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
+use fcgi_tokio::http::{
+    FastCgiService, Gateway, PeerAddrs, ResponseBody, ScriptConfig, ServiceOptions, UnknownLength,
+};
+use fcgi_tokio::{Address, Client, Options};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+type TestBody = BoxBody<Bytes, std::io::Error>;
+
+fn fpm() -> &'static PhpFpm {
+    PhpFpm::shared()
+}
+
+fn fcgi_client(options: Options) -> Client {
+    Client::with_upstreams([Address::Unix(fpm().unix_socket().to_path_buf())], options).unwrap()
+}
+
+fn gateway() -> Gateway {
+    Gateway::new(
+        fcgi_client(Options::default()),
+        ScriptConfig::new(fpm().docroot().to_str().unwrap()),
+    )
+    .unwrap()
+}
+
+/// A running gateway: its address, and how many HTTP connections it accepted.
+struct Server {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+/// Serves `gateway` on 127.0.0.1:0 for as long as the test's runtime runs.
+async fn serve(gateway: Gateway) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (socket, remote) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let gateway = gateway.for_connection(PeerAddrs::new(remote, addr));
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+                });
+                let _ = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    Server { addr, accepted }
+}
+
+fn http_client() -> hyper_util::client::legacy::Client<HttpConnector, TestBody> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn empty() -> TestBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn full(bytes: impl Into<Bytes>) -> TestBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body of unknown length (sent chunked), in pieces of `piece` bytes.
+fn chunked(data: Vec<u8>, piece: usize) -> TestBody {
+    let data = Bytes::from(data);
+    let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = (0..data.len())
+        .step_by(piece)
+        .map(|at| Ok(Frame::data(data.slice(at..(at + piece).min(data.len())))))
+        .collect();
+    StreamBody::new(futures_util::stream::iter(frames)).boxed()
+}
+
+/// A response read whole.
+struct Got {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn send(server: &Server, request: http::request::Builder, body: TestBody) -> Got {
+    let path = request.uri_ref().unwrap().path_and_query().unwrap().clone();
+    let request = request
+        .uri(format!("http://{}{path}", server.addr))
+        .body(body)
+        .unwrap();
+    let response = http_client().request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+async fn get(server: &Server, path: &str) -> Got {
+    send(server, Request::get(path), empty()).await
+}
+
+#[tokio::test]
+async fn hello() {
+    let server = serve(gateway()).await;
+    let got = get(&server, "/hello.php").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, "Hello, World!");
+    assert_eq!(got.header("content-type"), Some("text/html; charset=UTF-8"));
+    assert!(got.header("x-powered-by").unwrap().starts_with("PHP/"));
+    assert!(got.headers.get("status").is_none());
+    // PHP gives no length: the body goes out chunked, and the connection stays open.
+    assert_eq!(got.header("transfer-encoding"), Some("chunked"));
+    assert!(got.headers.get("connection").is_none());
+}
+
+#[tokio::test]
+async fn post_echo_with_sha256() {
+    let server = serve(gateway()).await;
+    for (i, len) in [0usize, 1, 65_536, 3 * 1024 * 1024].into_iter().enumerate() {
+        let data = random_bytes(len, i as u64 + 11);
+        let sha = hex_sha256(&data);
+        // With Content-Length: streamed through.
+        let got = send(
+            &server,
+            Request::post("/echo.php").header("content-type", "application/octet-stream"),
+            full(data.clone()),
+        )
+        .await;
+        assert_eq!(got.status, StatusCode::OK, "{len}");
+        assert_eq!(got.header("x-body-sha256"), Some(sha.as_str()), "{len}");
+        assert_eq!(got.header("x-body-length"), Some(len.to_string().as_str()));
+        assert_eq!(hex_sha256(&got.body), sha);
+        // Chunked: spooled (in memory up to 1 MiB, then a temporary file), then sent
+        // with its exact length.
+        let got = send(
+            &server,
+            Request::post("/echo.php").header("content-type", "application/octet-stream"),
+            chunked(data.clone(), 7919),
+        )
+        .await;
+        assert_eq!(got.status, StatusCode::OK, "chunked {len}");
+        assert_eq!(
+            got.header("x-body-sha256"),
+            Some(sha.as_str()),
+            "chunked {len}"
+        );
+        assert_eq!(got.header("x-body-length"), Some(len.to_string().as_str()));
+        assert_eq!(hex_sha256(&got.body), sha);
+    }
+}
+
+#[tokio::test]
+async fn unknown_length_rejected_with_411_and_too_large_with_413() {
+    let mut options = ServiceOptions::default();
+    options.unknown_length = UnknownLength::Reject;
+    options.max_body_bytes = Some(1000);
+    let root = ScriptConfig::new(fpm().docroot().to_str().unwrap());
+    let server =
+        serve(Gateway::with_options(fcgi_client(Options::default()), root, options).unwrap()).await;
+    let got = send(&server, Request::post("/echo.php"), chunked(vec![1; 10], 3)).await;
+    assert_eq!(got.status, StatusCode::LENGTH_REQUIRED);
+    assert_eq!(got.body, "Length Required\n");
+    let got = send(&server, Request::post("/echo.php"), full(vec![1; 1001])).await;
+    assert_eq!(got.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let got = send(&server, Request::post("/echo.php"), full(vec![1; 1000])).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body.len(), 1000);
+    // Spooling counts too.
+    let mut options = ServiceOptions::default();
+    options.max_body_bytes = Some(1000);
+    let root = ScriptConfig::new(fpm().docroot().to_str().unwrap());
+    let server =
+        serve(Gateway::with_options(fcgi_client(Options::default()), root, options).unwrap()).await;
+    let got = send(
+        &server,
+        Request::post("/echo.php"),
+        chunked(vec![1; 1001], 100),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn three_set_cookies_in_order_and_status_consumed() {
+    let server = serve(gateway()).await;
+    let got = get(&server, "/cookies.php").await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+    let cookies: Vec<_> = got
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
+    assert!(got.headers.get("status").is_none());
+    assert_eq!(got.body, "not here");
+    let got = get(&server, "/status.php?code=418").await;
+    assert_eq!(got.status.as_u16(), 418);
+    assert_eq!(got.body, "status 418");
+}
+
+#[tokio::test]
+async fn not_found_forbidden_and_bad_paths() {
+    let server = serve(gateway()).await;
+    for path in [
+        "/missing.php",
+        "/missing.php/more",
+        "/missing.html",
+        "/dir/missing.txt",
+        "/.php",
+    ] {
+        let got = get(&server, path).await;
+        assert_eq!(got.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(got.body, "Not Found\n", "{path}");
+        assert_eq!(
+            got.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+    for path in [
+        "/../etc/passwd",
+        "/a/../../etc/passwd",
+        "/%2e%2e/etc/passwd",
+    ] {
+        let got = get(&server, path).await;
+        assert_eq!(got.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    // A symbolic link out of the root is not followed.
+    let link = fpm().docroot().join("escape-link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let got = get(&server, "/escape-link/hostname").await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
+    // The CVE-2019-11043 shape: a newline in the path never reaches PHP.
+    let got = get(&server, "/hello.php/%0a").await;
+    assert_eq!(got.status, StatusCode::BAD_REQUEST);
+    let got = get(&server, "/hello.php%00.txt").await;
+    assert_eq!(got.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn location_redirects() {
+    let server = serve(gateway()).await;
+    // No Status: a Location makes it 302, absolute or local.
+    let got = get(&server, "/redirect.php?to=https://example.com/next").await;
+    assert_eq!(got.status, StatusCode::FOUND);
+    assert_eq!(got.header("location"), Some("https://example.com/next"));
+    let got = get(&server, "/redirect.php?to=/login.php").await;
+    assert_eq!(got.status, StatusCode::FOUND);
+    assert_eq!(got.header("location"), Some("/login.php"));
+    // PHP's own header('Location: ...') adds Status: 302 Found; an explicit 301 stays.
+    fpm().write_script("gw_moved.php", "<?php header('Location: /new', true, 301);");
+    let got = get(&server, "/gw_moved.php").await;
+    assert_eq!(got.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(got.header("location"), Some("/new"));
+    // A directory without its slash.
+    std::fs::create_dir_all(fpm().docroot().join("gw_dir")).unwrap();
+    let got = get(&server, "/gw_dir?x=1").await;
+    assert_eq!(got.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(got.header("location"), Some("/gw_dir/?x=1"));
+    // ... and with it, but no index.php: no listing.
+    let got = get(&server, "/gw_dir/").await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn directory_index_and_path_info() {
+    let server = serve(gateway()).await;
+    fpm().write_script(
+        "gw_app/index.php",
+        "<?php echo $_SERVER['SCRIPT_NAME'], '|', $_SERVER['SCRIPT_FILENAME'], '|', \
+         $_SERVER['PATH_INFO'] ?? '-', '|', $_SERVER['DOCUMENT_URI'], '|', $_SERVER['REQUEST_URI'];",
+    );
+    let root = std::fs::canonicalize(fpm().docroot()).unwrap();
+    let root = root.to_str().unwrap();
+    let got = get(&server, "/gw_app/?q=1").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        got.text(),
+        format!("/gw_app/index.php|{root}/gw_app/index.php|-|/gw_app/index.php|/gw_app/?q=1")
+    );
+    let got = get(&server, "/gw_app/index.php/users/7").await;
+    assert_eq!(
+        got.text(),
+        format!(
+            "/gw_app/index.php|{root}/gw_app/index.php|/users/7|/gw_app/index.php/users/7|/gw_app/index.php/users/7"
+        )
+    );
+    let got = get(&server, "/gw_app//./index.php").await;
+    assert_eq!(
+        got.text(),
+        format!(
+            "/gw_app/index.php|{root}/gw_app/index.php|-|/gw_app/index.php|/gw_app//./index.php"
+        )
+    );
+}
+
+#[tokio::test]
+async fn static_file() {
+    let server = serve(gateway()).await;
+    let data = random_bytes(200_000, 5);
+    std::fs::create_dir_all(fpm().docroot().join("gw_static")).unwrap();
+    std::fs::write(fpm().docroot().join("gw_static/blob.bin"), &data).unwrap();
+    std::fs::write(fpm().docroot().join("gw_static/page.html"), "<p>hi</p>").unwrap();
+    std::fs::write(fpm().docroot().join("gw_static/source.PHP"), "<?php x").unwrap();
+    let got = get(&server, "/gw_static/blob.bin").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(got.header("content-length"), Some("200000"));
+    assert_eq!(hex_sha256(&got.body), hex_sha256(&data));
+    let modified = got.header("last-modified").unwrap().to_owned();
+    assert!(modified.ends_with(" GMT"), "{modified}");
+    let got = get(&server, "/gw_static/page.html").await;
+    assert_eq!(got.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(got.body, "<p>hi</p>");
+    // Matched byte for byte, as nginx: `.PHP` is not PHP.
+    let got = get(&server, "/gw_static/source.PHP").await;
+    assert_eq!(got.body, "<?php x");
+    // HEAD: the head alone, with the length.
+    let got = send(&server, Request::head("/gw_static/blob.bin"), empty()).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-length"), Some("200000"));
+    assert!(got.body.is_empty());
+    // If-Modified-Since equal to Last-Modified: 304, no body.
+    let got = send(
+        &server,
+        Request::get("/gw_static/blob.bin").header("if-modified-since", &modified),
+        empty(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::NOT_MODIFIED);
+    assert!(got.body.is_empty());
+    // Only GET and HEAD.
+    let got = send(&server, Request::post("/gw_static/page.html"), full("x")).await;
+    assert_eq!(got.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(got.header("allow"), Some("GET, HEAD"));
+    // Percent-encoded names.
+    std::fs::write(fpm().docroot().join("gw_static/a b.txt"), "spaced").unwrap();
+    let got = get(&server, "/gw_static/a%20b.txt").await;
+    assert_eq!(got.body, "spaced");
+    assert_eq!(
+        got.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+}
+
+#[tokio::test]
+async fn head_has_no_body_and_keeps_connections() {
+    let gateway = gateway();
+    let fcgi = gateway.fastcgi().client().clone();
+    let server = serve(gateway).await;
+    let client = http_client();
+    for _ in 0..5 {
+        let request = Request::head(format!("http://{}/hello.php", server.addr))
+            .body(empty())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=UTF-8"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty());
+    }
+    for _ in 0..5 {
+        let request = Request::get(format!("http://{}/hello.php", server.addr))
+            .body(empty())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "Hello, World!");
+    }
+    // A script that sends its length and its body to a HEAD request: the length is
+    // passed on, the body read and thrown away, and the connection kept.
+    fpm().write_script(
+        "gw_len.php",
+        "<?php header('Content-Length: 5'); echo 'hello'; flush();",
+    );
+    for _ in 0..3 {
+        let request = Request::head(format!("http://{}/gw_len.php", server.addr))
+            .body(empty())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-length"], "5");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty());
+    }
+    let request = Request::get(format!("http://{}/gw_len.php", server.addr))
+        .body(empty())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.headers()["content-length"], "5");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "hello");
+    // HTTP/1.1 keep-alive to the client, kept FastCGI connections behind.
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(fcgi.connections_opened(), 1);
+    // 204 and 304 from PHP: no body either.
+    fpm().write_script(
+        "gw_nobody.php",
+        "<?php http_response_code((int) $_GET['code']); echo 'ignored';",
+    );
+    for code in [204, 304] {
+        let got = get(&server, &format!("/gw_nobody.php?code={code}")).await;
+        assert_eq!(got.status.as_u16(), code);
+        assert!(got.body.is_empty(), "{code}");
+    }
+}
+
+#[tokio::test]
+async fn underscore_and_proxy_headers_are_not_passed_on() {
+    let server = serve(gateway()).await;
+    let got = send(
+        &server,
+        Request::get("/server.php/extra?x=1")
+            .header("x_user_id", "spoofed")
+            .header("proxy", "http://evil.example:8080/")
+            .header("x-user-id", "real")
+            .header("x-trace", "a")
+            .header("x-trace", "b"),
+        empty(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    let text = got.text();
+    let root = std::fs::canonicalize(fpm().docroot()).unwrap();
+    let root = root.to_str().unwrap();
+    assert!(!text.contains("HTTP_PROXY"), "{text}");
+    assert!(!text.contains("spoofed"), "{text}");
+    for expected in [
+        r#""HTTP_X_USER_ID":"real""#.to_owned(),
+        r#""HTTP_X_TRACE":"a, b""#.to_owned(),
+        format!(r#""HTTP_HOST":"{}""#, server.addr),
+        r#""SERVER_NAME":"127.0.0.1""#.to_owned(),
+        r#""REMOTE_ADDR":"127.0.0.1""#.to_owned(),
+        r#""SERVER_ADDR":"127.0.0.1""#.to_owned(),
+        format!(r#""SERVER_PORT":"{}""#, server.addr.port()),
+        r#""SCRIPT_NAME":"/server.php""#.to_owned(),
+        format!(r#""SCRIPT_FILENAME":"{root}/server.php""#),
+        format!(r#""DOCUMENT_ROOT":"{root}""#),
+        r#""PATH_INFO":"/extra""#.to_owned(),
+        format!(r#""PATH_TRANSLATED":"{root}/extra""#),
+        r#""REQUEST_URI":"/server.php/extra?x=1""#.to_owned(),
+        r#""QUERY_STRING":"x=1""#.to_owned(),
+        r#""REQUEST_METHOD":"GET""#.to_owned(),
+        r#""SERVER_PROTOCOL":"HTTP/1.1""#.to_owned(),
+        r#""REQUEST_SCHEME":"http""#.to_owned(),
+        r#""GATEWAY_INTERFACE":"CGI/1.1""#.to_owned(),
+        r#""REDIRECT_STATUS":"200""#.to_owned(),
+        format!(r#""SERVER_SOFTWARE":"fcgi/{}""#, env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(text.contains(&expected), "{expected} in {text}");
+    }
+    assert!(text.contains(r#""REMOTE_PORT":""#));
+    // A chunked POST reaches PHP with its exact CONTENT_LENGTH and no framing header.
+    let got = send(
+        &server,
+        Request::post("/server.php").header("content-type", "text/plain"),
+        chunked(vec![b'x'; 1000], 99),
+    )
+    .await;
+    let text = got.text();
+    assert!(text.contains(r#""CONTENT_LENGTH":"1000""#), "{text}");
+    assert!(text.contains(r#""CONTENT_TYPE":"text/plain""#), "{text}");
+    assert!(!text.contains("TRANSFER_ENCODING"), "{text}");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_from_php_are_dropped() {
+    let server = serve(gateway()).await;
+    fpm().write_script(
+        "gw_hop.php",
+        "<?php header('Connection: X-Secret'); header('X-Secret: 1'); \
+         header('Keep-Alive: timeout=1'); header('Upgrade: nope'); header('Trailer: X-T'); \
+         header('X-Kept: yes'); echo 'body';",
+    );
+    let got = get(&server, "/gw_hop.php").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, "body");
+    assert_eq!(got.header("x-kept"), Some("yes"));
+    for gone in ["x-secret", "keep-alive", "upgrade", "trailer", "connection"] {
+        assert!(got.headers.get(gone).is_none(), "{gone}: {:?}", got.headers);
+    }
+}
+
+#[tokio::test]
+async fn upstream_failures_are_502_and_504_without_detail() {
+    let missing = std::env::temp_dir().join(format!("fcgi-gw-missing-{}.sock", std::process::id()));
+    let client =
+        Client::with_upstreams([Address::Unix(missing.clone())], Options::default()).unwrap();
+    let root = ScriptConfig::new(fpm().docroot().to_str().unwrap());
+    let server = serve(Gateway::new(client, root).unwrap()).await;
+    let got = get(&server, "/hello.php").await;
+    assert_eq!(got.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(got.body, "Bad Gateway\n");
+    // Static files do not need the upstream.
+    std::fs::write(fpm().docroot().join("gw_plain.txt"), "plain").unwrap();
+    assert_eq!(get(&server, "/gw_plain.txt").await.body, "plain");
+
+    let mut options = Options::default();
+    options.read_timeout = Some(Duration::from_millis(200));
+    let root = ScriptConfig::new(fpm().docroot().to_str().unwrap());
+    let server = serve(Gateway::new(fcgi_client(options), root).unwrap()).await;
+    let got = get(&server, "/sleep.php?ms=1500").await;
+    assert_eq!(got.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(got.body, "Gateway Timeout\n");
+}
+
+/// The tower Service as axum would call it: any body type, `PeerAddrs` from the
+/// request's extensions, scripts resolved from the path alone.
+#[tokio::test]
+async fn tower_service_directly() {
+    use tower_service::Service;
+    let script = ScriptConfig::new(fpm().docroot().to_str().unwrap()).param("APP_ENV", "test");
+    let mut service = FastCgiService::new(fcgi_client(Options::default()), script);
+    let peer = PeerAddrs::new(
+        "192.0.2.7:40000".parse().unwrap(),
+        "[::1]:8443".parse().unwrap(),
+    );
+    let mut request = Request::builder()
+        .method(Method::PUT)
+        .uri("/echo.php")
+        .body(Full::new(Bytes::from_static(b"tower body")))
+        .unwrap();
+    request.extensions_mut().insert(peer);
+    let response: Response<ResponseBody> = service.call(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["x-body-sha256"],
+        hex_sha256(b"tower body").as_str()
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "tower body");
+
+    let mut request = Request::get("/server.php/p").body(String::new()).unwrap();
+    request.extensions_mut().insert(peer);
+    let response = service.call(request).await.unwrap();
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for expected in [
+        r#""REMOTE_ADDR":"192.0.2.7""#,
+        r#""REMOTE_PORT":"40000""#,
+        r#""SERVER_ADDR":"::1""#,
+        r#""SERVER_PORT":"8443""#,
+        r#""APP_ENV":"test""#,
+        r#""PATH_INFO":"/p""#,
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    // Without a file system check: a missing script is php-fpm's own 404.
+    let response = service
+        .call(Request::get("/nope.php").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "File not found.\n"
+    );
+    assert_eq!(header::CONTENT_TYPE, "content-type");
+}
