@@ -36,6 +36,21 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
 /// Settings of a [`Client`].
+///
+/// `#[non_exhaustive]`: start from `Options::default()` and set fields.
+///
+/// ```
+/// use std::time::Duration;
+/// use fcgi_async_std::{Client, Options};
+///
+/// let mut options = Options::default();
+/// options.max_connections = 4; // each kept connection pins one php-fpm worker
+/// options.read_timeout = Some(Duration::from_secs(30));
+/// options.total_timeout = Some(Duration::from_secs(60));
+/// let client = Client::with_upstreams(["unix:/run/php/php-fpm.sock".parse()?], options)?;
+/// assert_eq!(client.options().max_connections, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
@@ -130,6 +145,22 @@ type StderrCallback = Box<dyn FnMut(&[u8]) + Send>;
 ///
 /// The client sets `CONTENT_LENGTH` from the body, so what is declared always equals
 /// what is sent.
+///
+/// ```
+/// use fcgi_async_std::{Body, Request};
+/// use fcgi_proto::ParamsBuilder;
+///
+/// let params = ParamsBuilder::new("POST", "/upload.php")
+///     .script("/upload.php", "/srv/www/upload.php")
+///     .header("Content-Type", "application/octet-stream")
+///     .build()?;
+/// let file = smol::io::Cursor::new(vec![7u8; 4096]);
+/// let request = Request::new(params)
+///     .body(Body::from_reader(file, 4096))
+///     .on_stderr(|line| eprintln!("php: {}", String::from_utf8_lossy(line)));
+/// # let _ = request;
+/// # Ok::<(), fcgi_async_std::Error>(())
+/// ```
 pub struct Request {
     params: Params,
     body: Body,
@@ -271,6 +302,21 @@ impl fmt::Debug for Client {
 }
 
 /// A response read into memory.
+///
+/// ```no_run
+/// # async fn run(client: fcgi_async_std::Client) -> Result<(), fcgi_async_std::Error> {
+/// use fcgi_async_std::Request;
+///
+/// let response = client.request(Request::get("/srv/www/login.php", "/login.php")?).await?;
+/// println!("{} {:?}", response.status, response.header("content-type"));
+/// for cookie in response.headers("set-cookie") {
+///     println!("Set-Cookie: {}", String::from_utf8_lossy(cookie));
+/// }
+/// if !response.stderr.is_empty() {
+///     eprintln!("{}", String::from_utf8_lossy(&response.stderr));
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Response {
@@ -935,6 +981,19 @@ async fn read_head(
 ///
 /// Dropping it before the end of the body closes the connection (on a multiplexed
 /// connection: aborts the request alone, see [`Options::multiplex`]).
+///
+/// ```no_run
+/// # async fn run(client: fcgi_async_std::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// use fcgi_async_std::Request;
+///
+/// let request = Request::get("/srv/www/report.php", "/report.php")?;
+/// let mut stream = client.request_streaming(request).await?;
+/// // Copy the body to a file as it arrives (futures-io AsyncRead), in bounded memory.
+/// let mut file = async_std::fs::File::create("/tmp/report.html").await?;
+/// async_std::io::copy(&mut stream, &mut file).await?;
+/// println!("{:?}", stream.end());
+/// # Ok(()) }
+/// ```
 pub struct ResponseStream {
     address: Arc<str>,
     exchange: Option<Exchange>,

@@ -117,3 +117,8 @@ pub use body::Body;
 pub use client::{Client, Options, Request, Response, ResponseStream};
 pub use fcgi_proto;
 pub use fcgi_proto::{Address, ClientError as Error, LimitKind, Phase};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
