@@ -77,6 +77,10 @@ impl Idle {
     }
 
     /// Ready when the limit has passed since the last progress.
+    ///
+    /// Progress does not move the timer (that would cost a trip to the reactor per
+    /// read): a timer that fires before the limit has passed since the last progress is
+    /// set again for the rest.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let due = self.last + self.limit;
@@ -84,13 +88,16 @@ impl Idle {
                 return Poll::Ready(());
             }
             let (timer, set_for) = self.timer.get_or_insert_with(|| (Timer::at(due), due));
-            if *set_for != due {
+            if *set_for > due {
                 timer.set_at(due);
                 *set_for = due;
             }
-            match Pin::new(timer).poll(cx) {
-                // Due: the check above answers.
-                Poll::Ready(_) => continue,
+            match Pin::new(&mut *timer).poll(cx) {
+                // Early: progress came since it was set.
+                Poll::Ready(_) => {
+                    timer.set_at(due);
+                    *set_for = due;
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
