@@ -24,6 +24,7 @@ on_both_runtimes!(
     get_values_from_php_fpm,
     connect_errors_and_failover,
     close_idle_frees_the_kept_connections,
+    thousand_sequential_requests_on_one_kept_connection,
 );
 
 on_async_std!(
@@ -377,4 +378,42 @@ async fn max_requests_one_two_hundred_sequential_requests(_rt: Rt) {
             assert_eq!(&response.body[..], b"Hello, World!");
         }
     }
+}
+
+async fn thousand_sequential_requests_on_one_kept_connection(rt: Rt) {
+    let fpm = PhpFpm::shared();
+    for address in addresses(fpm) {
+        let client = client(address.clone(), Options::default());
+        let first = client.request(get(fpm, "pid.php", "")).await.unwrap().body;
+        let start = std::time::Instant::now();
+        for _ in 0..999 {
+            let body = client.request(get(fpm, "pid.php", "")).await.unwrap().body;
+            assert_eq!(body, first, "{address}");
+        }
+        eprintln!(
+            "{rt:?} {address}: 999 sequential requests in {:?}",
+            start.elapsed()
+        );
+        assert_eq!(client.connections_opened(), 1);
+    }
+}
+
+#[test]
+fn the_public_types_are_send_and_sync_where_tokio_s_are() {
+    fn clone_send_sync<T: Clone + Send + Sync>() {}
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    clone_send_sync::<Client>();
+    clone_send_sync::<Options>();
+    send::<Request>();
+    send::<Body>();
+    send::<fcgi_async_std::ResponseStream>();
+    send_sync::<fcgi_async_std::Response>();
+    send_sync::<Error>();
+    // The futures too: a request can be spawned on a multi-threaded executor.
+    fn future_is_send<F: std::future::Future + Send>(_: F) {}
+    let client = Client::new("127.0.0.1:9").unwrap();
+    future_is_send(client.request(Request::new(Params::new())));
+    future_is_send(client.request_streaming(Request::new(Params::new())));
+    future_is_send(client.get_values(&[]));
 }
