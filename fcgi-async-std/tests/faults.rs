@@ -183,7 +183,7 @@ async fn workers_killed_mid_response_fail_that_request_only(_rt: Rt) {
         .await
         .unwrap();
     assert!(stream.chunk().await.unwrap().is_some());
-    fpm.kill_workers();
+    let killed = fpm.kill_workers();
     let err = loop {
         match stream.chunk().await {
             Ok(Some(_)) => continue,
@@ -196,6 +196,12 @@ async fn workers_killed_mid_response_fail_that_request_only(_rt: Rt) {
         "{err}"
     );
     drop(stream);
+    // The idle worker, killed too, may take a connection made before it is gone and
+    // reset it: wait until the master has replaced both.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fpm.worker_pids().iter().any(|pid| killed.contains(pid)) && Instant::now() < deadline {
+        common::sleep(Duration::from_millis(10)).await;
+    }
     let response = client.request(get(&fpm, "hello.php", "")).await.unwrap();
     assert_eq!(&response.body[..], b"Hello, World!");
 }
