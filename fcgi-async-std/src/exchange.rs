@@ -1,0 +1,269 @@
+//! One request on one connection, driven by polling: the request body is written while
+//! the response is read (full duplex), with a timeout for each phase.
+
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use fcgi_proto::{ClientError as Error, Connection, Event, Phase, RequestId};
+
+use crate::body::Body;
+use crate::io::Io;
+use crate::time::{Deadline, Idle};
+
+/// Output queued beyond this waits before more of the request body is taken.
+const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
+
+/// A connection: its socket and its protocol state.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) io: Io,
+    pub(crate) proto: Connection,
+    pub(crate) address: Arc<str>,
+    /// Which upstream of the client it belongs to.
+    pub(crate) upstream: usize,
+    /// Bytes received over its life.
+    pub(crate) received: u64,
+    /// Requests it has carried.
+    pub(crate) requests: u64,
+    pub(crate) idle_since: std::time::Instant,
+    pub(crate) _open: OpenGuard,
+}
+
+/// Counts a connection as open for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Conn {
+    pub(crate) fn proto_error(&self, e: fcgi_proto::Error) -> Error {
+        match e {
+            fcgi_proto::Error::Protocol(source) => Error::Protocol {
+                address: self.address.to_string(),
+                source,
+            },
+            other => Error::Usage(other.to_string()),
+        }
+    }
+
+    fn io_error(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            address: self.address.to_string(),
+            source,
+        }
+    }
+
+    /// Whether a kept connection is still open: anything but "nothing to read yet" means
+    /// the server closed it, or sent something out of turn.
+    pub(crate) fn is_alive(&mut self) -> bool {
+        if !self.proto.is_reusable() {
+            return false;
+        }
+        let buf = self.proto.input_buffer();
+        matches!(self.io.try_read(buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// The timeouts of one request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    pub(crate) read: Option<Duration>,
+    pub(crate) write: Option<Duration>,
+}
+
+/// One request in progress on a connection it owns.
+pub(crate) struct Exchange {
+    pub(crate) conn: Conn,
+    /// The request, or `None` for a management exchange (`GET_VALUES`).
+    pub(crate) id: Option<RequestId>,
+    body: Body,
+    body_done: bool,
+    read_idle: Option<Idle>,
+    write_idle: Option<Idle>,
+    read_armed: bool,
+    deadline: Option<(Deadline, Duration)>,
+}
+
+impl Exchange {
+    /// Starts a request on `conn`: queues its begin record and params.
+    pub(crate) fn start(
+        mut conn: Conn,
+        params: &fcgi_proto::Params,
+        body: Body,
+        timeouts: Timeouts,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Self, Error> {
+        let id = conn
+            .proto
+            .start_request(params)
+            .map_err(|e| conn.proto_error(e))?;
+        conn.requests += 1;
+        Ok(Self::new(conn, Some(id), body, timeouts, deadline))
+    }
+
+    /// An exchange of management records only (the caller queued them on `conn`).
+    pub(crate) fn management(
+        conn: Conn,
+        timeouts: Timeouts,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Self {
+        Self::new(conn, None, Body::empty(), timeouts, deadline)
+    }
+
+    fn new(
+        conn: Conn,
+        id: Option<RequestId>,
+        body: Body,
+        timeouts: Timeouts,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Self {
+        Self {
+            conn,
+            body_done: id.is_none(),
+            id,
+            body,
+            read_idle: timeouts.read.map(Idle::new),
+            write_idle: timeouts.write.map(Idle::new),
+            read_armed: false,
+            deadline: deadline.map(|(at, total)| (Deadline::at(at), total)),
+        }
+    }
+
+    fn timeout(&self, phase: Phase, after: Duration) -> Error {
+        Error::Timeout {
+            address: self.conn.address.to_string(),
+            phase,
+            after,
+        }
+    }
+
+    /// The next event of this request (or of the connection), doing whatever reading and
+    /// writing it takes.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
+        loop {
+            // 1. Take more of the request body while little output is queued.
+            while let (false, Some(id)) = (self.body_done, self.id) {
+                if self.conn.proto.transmit_len() >= MAX_QUEUED_OUTPUT {
+                    break;
+                }
+                let step = match self.body.poll_chunk(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Some(Ok(chunk))) => self.conn.proto.send_stdin(id, chunk),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Error::Body(e))),
+                    Poll::Ready(None) => {
+                        self.body_done = true;
+                        self.conn.proto.finish_stdin(id)
+                    }
+                };
+                if let Err(e) = step {
+                    return Poll::Ready(Err(self.conn.proto_error(e)));
+                }
+                // New output: the write timeout counts from now.
+                if let Some(idle) = &mut self.write_idle {
+                    idle.progress();
+                }
+            }
+
+            // 2. Write what is queued.
+            let mut wrote = false;
+            while self.conn.proto.transmit_len() > 0 {
+                let Conn { io, proto, .. } = &mut self.conn;
+                let mut slices = [IoSlice::new(&[]); 64];
+                let n = proto.transmit(&mut slices);
+                match io.poll_write_vectored(cx, &slices[..n]) {
+                    Poll::Pending => break,
+                    Poll::Ready(Ok(0)) => {
+                        let e = std::io::ErrorKind::WriteZero.into();
+                        return Poll::Ready(Err(self.conn.io_error(e)));
+                    }
+                    Poll::Ready(Ok(written)) => {
+                        proto.consume_transmit(written);
+                        wrote = true;
+                        if let Some(idle) = &mut self.write_idle {
+                            idle.progress();
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.conn.io_error(e))),
+                }
+            }
+            if wrote && !self.body_done && self.conn.proto.transmit_len() < MAX_QUEUED_OUTPUT {
+                // Room again: take more of the body before waiting on anything.
+                continue;
+            }
+            let sent = self.body_done && self.conn.proto.transmit_len() == 0;
+            if sent && !self.read_armed {
+                self.read_armed = true;
+                if let Some(idle) = &mut self.read_idle {
+                    idle.progress();
+                }
+            }
+
+            // 3. Hand out what has been received.
+            if let Some(event) = self.conn.proto.poll_event() {
+                return Poll::Ready(Ok(event));
+            }
+
+            // 4. Read.
+            let Conn { io, proto, .. } = &mut self.conn;
+            match io.poll_read(cx, proto.input_buffer()) {
+                Poll::Ready(Ok(n)) => {
+                    self.conn.received += n as u64;
+                    let fed = if n == 0 {
+                        self.conn.proto.receive_eof()
+                    } else {
+                        self.conn.proto.input_written(n)
+                    };
+                    if let Err(e) = fed {
+                        return Poll::Ready(Err(self.conn.proto_error(e)));
+                    }
+                    if let Some(idle) = &mut self.read_idle {
+                        idle.progress();
+                    }
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.conn.io_error(e))),
+                Poll::Pending => {}
+            }
+
+            // 5. Nothing can move now: check the clocks.
+            if let Some((timer, total)) = &mut self.deadline {
+                if timer.poll_expired(cx).is_ready() {
+                    let phase = if sent { Phase::Read } else { Phase::Write };
+                    let total = *total;
+                    return Poll::Ready(Err(self.timeout(phase, total)));
+                }
+            }
+            if self.conn.proto.transmit_len() > 0 {
+                if let Some(idle) = &mut self.write_idle {
+                    if idle.poll_expired(cx).is_ready() {
+                        let limit = idle.limit;
+                        return Poll::Ready(Err(self.timeout(Phase::Write, limit)));
+                    }
+                }
+            }
+            if self.read_armed {
+                if let Some(idle) = &mut self.read_idle {
+                    if idle.poll_expired(cx).is_ready() {
+                        let limit = idle.limit;
+                        return Poll::Ready(Err(self.timeout(Phase::Read, limit)));
+                    }
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The socket under a connection: TCP or a unix socket, as async-io's `Async` (the
+//! reactor async-std and smol both run on).
+
+use std::io::{self, IoSlice, Read};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_io::Async;
+use fcgi_proto::Address;
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::time::timeout;
+
+#[derive(Debug)]
+pub(crate) enum Io {
+    Tcp(Async<TcpStream>),
+    Unix(Async<UnixStream>),
+}
+
+/// Opens a connection within `limit`: a TCP host is resolved (on a thread of the
+/// `blocking` pool, unless it is an IP address) and each of its addresses tried in turn.
+pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::Result<Io> {
+    let attempt = async {
+        match address {
+            Address::Unix(path) => Ok(Io::Unix(Async::<UnixStream>::connect(path).await?)),
+            Address::Tcp(hostport) => {
+                let addresses: Vec<SocketAddr> = match hostport.parse() {
+                    Ok(address) => vec![address],
+                    Err(_) => {
+                        let hostport = hostport.clone();
+                        blocking::unblock(move || {
+                            Ok::<_, io::Error>(hostport.to_socket_addrs()?.collect())
+                        })
+                        .await?
+                    }
+                };
+                let mut last_error = None;
+                for address in addresses {
+                    match Async::<TcpStream>::connect(address).await {
+                        Ok(stream) => {
+                            stream.get_ref().set_nodelay(true)?;
+                            return Ok(Io::Tcp(stream));
+                        }
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                Err(last_error.unwrap_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{hostport} resolves to no address"),
+                    )
+                }))
+            }
+        }
+    };
+    match limit {
+        Some(t) => timeout(t, attempt)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        None => attempt.await,
+    }
+}
+
+impl Io {
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    /// A read that never waits (the socket is non-blocking): `Ok(0)` is end of input,
+    /// `WouldBlock` nothing yet.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(s) => (&mut s.get_ref()).read(buf),
+            Io::Unix(s) => (&mut s.get_ref()).read(buf),
+        }
+    }
+}
