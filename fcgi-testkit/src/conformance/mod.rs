@@ -351,6 +351,7 @@ macro_rules! conformance_suite {
             a_script_slower_than_every_timeout,
             master_restarted_fails_the_request_in_flight_then_the_next_succeeds,
             write_timeout_when_the_server_stops_reading,
+            connect_timeout_on_an_unanswered_connect,
             connect_timeout_covers_waiting_for_a_pool_slot,
             full_duplex_output_before_input_does_not_deadlock,
             sixty_four_tasks_share_eight_connections,
@@ -362,6 +363,10 @@ macro_rules! conformance_suite {
             flup_slow_request_does_not_hold_back_a_fast_one,
             flup_concurrent_large_responses_interleave,
             flup_dropped_requests_abort_alone,
+            flup_body_and_stderr_on_a_multiplexed_connection,
+            flup_timeouts_fail_one_request_and_spare_the_others,
+            flup_a_full_connection_spills_onto_another,
+            flup_a_broken_connection_fails_every_request_on_it,
             php_fpm_with_multiplex_keeps_one_request_per_connection
         );
     };

@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, TcpListener};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fcgi_proto::{Address, ClientError, HeadError, Params, ParamsBuilder, Phase};
@@ -41,6 +42,7 @@ pub const ALL: &[Scenario] = &[
     a_script_slower_than_every_timeout::SCENARIO,
     master_restarted_fails_the_request_in_flight_then_the_next_succeeds::SCENARIO,
     write_timeout_when_the_server_stops_reading::SCENARIO,
+    connect_timeout_on_an_unanswered_connect::SCENARIO,
     connect_timeout_covers_waiting_for_a_pool_slot::SCENARIO,
     full_duplex_output_before_input_does_not_deadlock::SCENARIO,
     sixty_four_tasks_share_eight_connections::SCENARIO,
@@ -52,10 +54,22 @@ pub const ALL: &[Scenario] = &[
     flup_slow_request_does_not_hold_back_a_fast_one::SCENARIO,
     flup_concurrent_large_responses_interleave::SCENARIO,
     flup_dropped_requests_abort_alone::SCENARIO,
+    flup_body_and_stderr_on_a_multiplexed_connection::SCENARIO,
+    flup_timeouts_fail_one_request_and_spare_the_others::SCENARIO,
+    flup_a_full_connection_spills_onto_another::SCENARIO,
+    flup_a_broken_connection_fails_every_request_on_it::SCENARIO,
     php_fpm_with_multiplex_keeps_one_request_per_connection::SCENARIO,
 ];
 
 // ---- helpers shared by the scenarios ----
+
+/// The php-fpm the scenarios share: more workers than [`PhpFpm::shared`]'s, because
+/// scenarios run side by side, each client keeps a connection (which pins a worker),
+/// and the timeout scenarios leave workers asleep past their timeouts.
+fn shared_fpm() -> &'static PhpFpm {
+    static SHARED: OnceLock<PhpFpm> = OnceLock::new();
+    SHARED.get_or_init(|| PhpFpm::builder().max_children(16).start())
+}
 
 fn unix(fpm: &PhpFpm) -> Address {
     Address::Unix(fpm.unix_socket().to_path_buf())
@@ -172,7 +186,7 @@ scenario!(
     /// hello.php over the unix socket and over TCP: status, Content-Type, body, no
     /// stderr, a complete end.
     hello_over_unix_and_tcp, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address.clone(), Settings::default());
             let r = ok(&*c, get(fpm, "hello.php", ""), "hello").await;
@@ -190,7 +204,7 @@ scenario!(
     /// POST bodies of 0 B, 1 B, 65535 B, 65536 B and 10 MiB come back whole (sha256
     /// on both sides), all on one kept connection.
     post_echo_sizes_with_sha256, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address.clone(), Settings::default());
             for (i, len) in [0usize, 1, 65535, 65536, 10 * 1024 * 1024].into_iter().enumerate() {
@@ -210,7 +224,7 @@ scenario!(
     /// A body from the adapter's reader type arrives whole; a reader shorter than its
     /// declared length is a usage error, and the next request works.
     body_from_a_reader_and_a_short_reader, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let c = client(a, unix(fpm), Settings::default());
         let data = random_bytes(3 * 1024 * 1024 + 17, 99);
         let mut request = TestRequest::new(params(fpm, "POST", "echo.php", ""));
@@ -230,7 +244,7 @@ scenario!(
 scenario!(
     /// Three Set-Cookie headers, in order, with status 404 and its reason.
     three_set_cookie_in_order_with_404, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address, Settings::default());
             let r = ok(&*c, get(fpm, "cookies.php", ""), "cookies").await;
@@ -246,7 +260,7 @@ scenario!(
 scenario!(
     /// What the script writes to stderr is kept apart from the body, in order.
     stderr_apart_from_stdout, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address, Settings::default());
             let r = ok(&*c, get(fpm, "stderr.php", ""), "stderr").await;
@@ -265,7 +279,7 @@ scenario!(
     /// An 80 KiB head (more than one record) is read when the limit allows it; at the
     /// default limit it is a typed error and the connection stays usable.
     header_block_larger_than_one_record, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let mut raised = Settings::default();
         raised.config.max_head_bytes = 1024 * 1024;
         for address in addresses(fpm) {
@@ -293,7 +307,7 @@ scenario!(
 scenario!(
     /// A Location with no Status is a 302; a local path is flagged a local redirect.
     location_only_gives_302_and_a_path_a_local_redirect, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address, Settings::default());
             let r = ok(&*c, get(fpm, "redirect.php", "to=https://example.com/next"), "redirect").await;
@@ -310,7 +324,7 @@ scenario!(
 scenario!(
     /// A missing script: 404, php-fpm's body, "Primary script unknown" on stderr.
     missing_script_gives_404_and_primary_script_unknown, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address, Settings::default());
             let r = ok(&*c, get(fpm, "does-not-exist.php", ""), "missing").await;
@@ -325,7 +339,7 @@ scenario!(
 scenario!(
     /// 1000 sequential requests: one connection, so one php-fpm worker answers all.
     thousand_sequential_requests_on_one_kept_connection, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address.clone(), Settings::default());
             let first = ok(&*c, get(fpm, "pid.php", ""), "pid").await.body;
@@ -342,7 +356,7 @@ scenario!(
     /// A 300 ms read timeout on a script that sleeps 3 s fires in time, names the phase
     /// and the address, closes that connection; the next request succeeds.
     read_timeout_fires_in_time_and_the_next_request_succeeds, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let settings = Settings {
             read_timeout: Some(Duration::from_millis(300)),
             ..Settings::default()
@@ -368,7 +382,7 @@ scenario!(
     /// A 400 ms total timeout bounds a request whose every read is within its own
     /// timeout; the next request succeeds.
     total_timeout_bounds_the_request, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let settings = Settings {
             total_timeout: Some(Duration::from_millis(400)),
             ..Settings::default()
@@ -428,7 +442,7 @@ scenario!(
 scenario!(
     /// `exit` in the middle of output ends the response normally with what was written.
     exit_in_the_middle_of_output_is_a_normal_end, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let c = client(a, unix(fpm), Settings::default());
         let r = ok(&*c, get(fpm, "exit_mid.php", ""), "exit").await;
         assert_eq!(r.status, 200);
@@ -440,7 +454,7 @@ scenario!(
     /// The params reach PHP's `$_SERVER`; a header with an underscore and `Proxy` do
     /// not.
     server_params_reach_php, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let c = client(a, unix(fpm), Settings::default());
         let filename = fpm.script("server.php");
         let params = ParamsBuilder::new("GET", "/server.php?a=1&b=2")
@@ -462,7 +476,7 @@ scenario!(
 scenario!(
     /// FCGI_GET_VALUES: php-fpm does not multiplex.
     get_values_from_php_fpm, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let c = client(a, unix(fpm), Settings::default());
         let values = c.get_values(&["FCGI_MPXS_CONNS", "FCGI_MAX_CONNS", "FCGI_MAX_REQS"]).await.expect("values");
         assert_eq!(values.get("FCGI_MPXS_CONNS"), Some(&b"0"[..]));
@@ -474,7 +488,7 @@ scenario!(
     /// A streamed 5 MiB body arrives whole after its head; dropping a stream half-way
     /// closes that connection, and the next request opens another.
     streaming_gives_the_head_then_the_body_and_a_drop_closes, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let c = client(a, unix(fpm), Settings::default());
         let len = 5 * 1024 * 1024 + 3;
         let mut body = Vec::new();
@@ -519,7 +533,7 @@ scenario!(
     a_256_mib_response_streams_in_bounded_memory, &[], Isolation::Alone, |a| {
         const LEN: u64 = 256 * 1024 * 1024;
         const BOUND: u64 = 16 * 1024 * 1024;
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         for address in addresses(fpm) {
             let c = client(a, address.clone(), Settings::default());
             let warm = ok(&*c, get(fpm, "large.php", "bytes=1000000"), "warm").await;
@@ -669,7 +683,7 @@ scenario!(
     /// A script slower than every timeout: the read timeout names its phase and exact
     /// bound; the next requests succeed on a new connection.
     a_script_slower_than_every_timeout, &[], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let settings = Settings {
             read_timeout: Some(Duration::from_millis(300)),
             ..Settings::default()
@@ -756,11 +770,42 @@ scenario!(
 );
 
 scenario!(
+    /// A listener whose backlog is full leaves further connects unanswered (the kernel
+    /// drops their SYNs): the 300 ms connect timeout fires, naming the phase and the
+    /// address.
+    connect_timeout_on_an_unanswered_connect, &[], Isolation::Shared, |a| {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let address = listener.local_addr().expect("its address");
+        // Fill the backlog with connects nobody accepts.
+        let mut held = Vec::new();
+        let start = Instant::now();
+        while held.len() < 512 && start.elapsed() < Duration::from_secs(2) {
+            match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(50)) {
+                Ok(s) => held.push(s),
+                Err(_) => break,
+            }
+        }
+        let settings = Settings { connect_timeout: Some(Duration::from_millis(300)), ..Settings::default() };
+        let c = client(a, Address::from(address), settings);
+        let start = Instant::now();
+        let err = c.request(TestRequest::new(Params::new())).await.unwrap_err();
+        let elapsed = start.elapsed();
+        assert!(matches!(err, ClientError::Timeout { phase: Phase::Connect, .. }), "{err:?}");
+        assert!(
+            elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1200),
+            "{elapsed:?}"
+        );
+        assert!(err.to_string().contains(&address.to_string()), "{err}");
+        drop(held);
+    }
+);
+
+scenario!(
     /// With one connection allowed and in use, a second request waits for the slot
     /// within the connect timeout, then fails naming the connect phase; the slot's
     /// connection is reused afterwards.
     connect_timeout_covers_waiting_for_a_pool_slot, &[Need::SharedPool], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let settings = Settings {
             max_connections: Some(1),
             connect_timeout: Some(Duration::from_millis(300)),
@@ -799,7 +844,7 @@ scenario!(
     /// A script that writes 4 MiB before it reads a 50 MiB PUT body: a client that
     /// wrote the whole body before reading would wait forever.
     full_duplex_output_before_input_does_not_deadlock, &[Need::FullDuplex], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         // Writes 4 MiB, far more than socket buffers hold, before it reads its input.
         let script = fpm.write_script(
             "duplex.php",
@@ -865,7 +910,7 @@ scenario!(
 scenario!(
     /// The first upstream refuses: requests fail over to the second.
     failover_to_the_next_upstream, &[Need::SharedPool], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let missing = Address::Unix("/nonexistent/php.sock".into());
         let c = a.client(vec![missing, unix(fpm)], Settings::default()).expect("a client");
         for _ in 0..4 {
@@ -990,7 +1035,7 @@ scenario!(
     /// 1000 requests dropped at random points (future dropped mid-way, stream dropped
     /// half-read, dropped after the first poll), then 1000 normal requests all correct.
     dropped_requests_never_corrupt_the_pool, &[Need::SharedPool, Need::Cancellation], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let settings = Settings {
             max_connections: Some(3),
             ..Settings::default()
@@ -1049,6 +1094,11 @@ scenario!(
         let values = client(a, Address::Unix(flup.unix_socket().to_path_buf()), Settings::default())
             .get_values(&["FCGI_MPXS_CONNS"]).await.expect("values");
         assert!(values.multiplexes(), "{values:?}");
+        assert_eq!(values.get("FCGI_MPXS_CONNS"), Some(&b"1"[..]));
+        let values = client(a, Address::Unix(flup.unix_socket().to_path_buf()), Settings::default())
+            .get_values(&["FCGI_MAX_REQS", "FCGI_MAX_CONNS"]).await.expect("values");
+        assert_eq!(values.max_requests(), Some(flup.max_reqs()));
+        assert_eq!(values.max_connections(), Some(flup.max_conns()));
         let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
         ok(&*c, flup_request("GET", "/hello"), "hello").await;
         let c = &*c;
@@ -1197,10 +1247,165 @@ scenario!(
 );
 
 scenario!(
+    /// A 1 MiB body from a reader and a response with stderr, side by side on one
+    /// multiplexed connection: the body comes back whole, stderr stays apart.
+    flup_body_and_stderr_on_a_multiplexed_connection, &[Need::Multiplexing], Isolation::Shared, |a| {
+        let flup = Flup::shared();
+        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        ok(&*c, flup_request("GET", "/hello"), "hello").await;
+        let whole = random_bytes(64 * 16 * 1024, 99);
+        let mut echo = flup_request("POST", "/echo");
+        echo.body = TestBody::Reader { data: whole.clone(), declared: whole.len() as u64 };
+        let c = &*c;
+        let (echoed, stderr) = (RefCell::new(None), RefCell::new(None));
+        let (echoed_ref, stderr_ref) = (&echoed, &stderr);
+        join_all(vec![
+            Box::pin(async move { *echoed_ref.borrow_mut() = Some(ok(c, echo, "echo").await) }) as LocalFuture<'_, ()>,
+            Box::pin(async move { *stderr_ref.borrow_mut() = Some(ok(c, flup_request("GET", "/stderr"), "stderr").await) }),
+        ])
+        .await;
+        let echoed = echoed.into_inner().expect("the echo");
+        assert_eq!(echoed.header("x-body-sha256"), Some(hex_sha256(&whole).as_str()));
+        assert!(echoed.body == whole, "the echo differs");
+        let stderr = stderr.into_inner().expect("the stderr response");
+        assert_eq!(stderr.body, b"one\ntwo\n");
+        let text = String::from_utf8_lossy(&stderr.stderr);
+        assert!(text.contains("first message\n") && text.contains("second message\n"), "{text:?}");
+        assert_eq!(c.connections_opened(), 1);
+    }
+);
+
+scenario!(
+    /// On a multiplexed connection a read timeout fails only its request, and so does
+    /// a total timeout; the connection carries on for the others.
+    flup_timeouts_fail_one_request_and_spare_the_others, &[Need::Multiplexing], Isolation::Shared, |a| {
+        let flup = Flup::shared();
+        let address = Address::Unix(flup.unix_socket().to_path_buf());
+        let settings = Settings { read_timeout: Some(Duration::from_millis(300)), ..multiplexed() };
+        let c = client(a, address.clone(), settings);
+        ok(&*c, flup_request("GET", "/hello"), "hello").await;
+        let c = &*c;
+        let slow_error = RefCell::new(None);
+        let slow_error_ref = &slow_error;
+        join_all(vec![
+            Box::pin(async move {
+                *slow_error_ref.borrow_mut() = c.request(flup_request("GET", "/sleep?ms=1500")).await.err();
+            }) as LocalFuture<'_, ()>,
+            Box::pin(async move {
+                a.sleep(Duration::from_millis(50)).await;
+                for _ in 0..5 {
+                    assert_eq!(ok(c, flup_request("GET", "/hello"), "beside").await.body, b"Hello, World!");
+                }
+            }),
+        ])
+        .await;
+        let err = slow_error.into_inner().expect("the slow request timed out");
+        assert!(is_read_timeout(&err), "{err:?}");
+
+        let settings = Settings { total_timeout: Some(Duration::from_millis(300)), ..multiplexed() };
+        let bounded = client(a, address, settings);
+        ok(&*bounded, flup_request("GET", "/hello"), "hello").await;
+        let start = Instant::now();
+        let err = bounded.request(flup_request("GET", "/sleep?ms=1500")).await.unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(start.elapsed() < Duration::from_millis(1000));
+        for client in [c, &*bounded] {
+            assert_eq!(ok(client, flup_request("GET", "/hello"), "after").await.body, b"Hello, World!");
+            assert_eq!(client.connections_opened(), 1);
+        }
+    }
+);
+
+scenario!(
+    /// FCGI_MAX_REQS=10: 100 concurrent requests take 10 per connection on all 8
+    /// connections the pool allows (the rest wait); sequential ones fit on one.
+    flup_a_full_connection_spills_onto_another, &[Need::Multiplexing], Isolation::Shared, |a| {
+        let flup = Flup::builder().max_reqs(10).start();
+        let address = Address::Unix(flup.unix_socket().to_path_buf());
+        let settings = Settings { max_connections: Some(8), ..multiplexed() };
+        let c = client(a, address.clone(), settings.clone());
+        let c = &*c;
+        let tasks: Vec<LocalFuture<'_, ()>> = (0..100)
+            .map(|_| {
+                Box::pin(async move {
+                    assert_eq!(ok(c, flup_request("GET", "/sleep?ms=100"), "sleep").await.body, b"slept 100");
+                }) as LocalFuture<'_, ()>
+            })
+            .collect();
+        join_all(tasks).await;
+        assert_eq!(c.connections_opened(), 8);
+        let sequential = client(a, address, settings);
+        for _ in 0..20 {
+            ok(&*sequential, flup_request("GET", "/hello"), "hello").await;
+        }
+        assert_eq!(sequential.connections_opened(), 1);
+    }
+);
+
+scenario!(
+    /// The server goes away under a multiplexed connection: requests waiting for their
+    /// head (with bodies that cannot be sent again) and responses being read all fail
+    /// with I/O or protocol errors at once; the connection leaves the pool.
+    flup_a_broken_connection_fails_every_request_on_it, &[Need::Multiplexing], Isolation::Shared, |a| {
+        let flup = Flup::start();
+        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        ok(&*c, flup_request("GET", "/hello"), "hello").await;
+        let c = &*c;
+        let broken = |err: &ClientError| matches!(err, ClientError::Io { .. } | ClientError::Protocol { .. });
+        let flup_slot = RefCell::new(Some(flup));
+        let flup_slot = &flup_slot;
+        let stopped_at = Cell::new(None);
+        let stopped_at = &stopped_at;
+        let mut tasks: Vec<LocalFuture<'_, ()>> = Vec::new();
+        for _ in 0..3 {
+            tasks.push(Box::pin(async move {
+                let mut request = flup_request("POST", "/sleep?ms=5000");
+                request.body = TestBody::Reader { data: b"x".to_vec(), declared: 1 };
+                let err = c.request(request).await.expect_err("the server went away");
+                assert!(broken(&err), "waiting for its head: {err:?}");
+            }));
+        }
+        for _ in 0..3 {
+            tasks.push(Box::pin(async move {
+                let mut got = 0u64;
+                let mut count = |chunk: &[u8]| {
+                    got += chunk.len() as u64;
+                    Flow::Continue
+                };
+                let err = c.stream(flup_request("GET", "/large?bytes=100000000"), &mut count).await.expect_err("the server went away");
+                assert!(broken(&err), "reading its body: {err:?}");
+                assert!(got > 0);
+            }));
+        }
+        tasks.push(Box::pin(async move {
+            a.sleep(Duration::from_millis(400)).await;
+            assert_eq!(c.connections_opened(), 1);
+            let mut flup = flup_slot.borrow_mut().take().expect("flup");
+            stopped_at.set(Some(Instant::now()));
+            let stopper = std::thread::spawn(move || flup.stop());
+            while !stopper.is_finished() {
+                a.sleep(Duration::from_millis(5)).await;
+            }
+            stopper.join().expect("flup stopped");
+        }));
+        join_all(tasks).await;
+        let stopped_at = stopped_at.get().expect("flup was stopped");
+        assert!(stopped_at.elapsed() < Duration::from_secs(3));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while c.open_connections() > 0 && Instant::now() < deadline {
+            a.sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(c.open_connections(), 0);
+        let err = c.request(flup_request("GET", "/hello")).await.unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+    }
+);
+
+scenario!(
     /// php-fpm says it does not multiplex: with multiplexing asked for, sequential
     /// requests still share one kept connection, concurrent ones take one each.
     php_fpm_with_multiplex_keeps_one_request_per_connection, &[Need::Multiplexing], Isolation::Shared, |a| {
-        let fpm = PhpFpm::shared();
+        let fpm = shared_fpm();
         let mut settings = multiplexed();
         settings.max_connections = Some(3);
         let c = client(a, unix(fpm), settings);
