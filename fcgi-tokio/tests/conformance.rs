@@ -1,14 +1,11 @@
 //! The test kit's conformance suite, run by fcgi-tokio on a two-worker runtime.
 
-use std::io::Cursor;
 use std::time::Duration;
 
-use fcgi_proto::{Address, ClientError, ServerValues};
-use fcgi_testkit::conformance::{
-    Adapter, Design, Flow, LocalFuture, Reply, Settings, Streamed, TestBody, TestClient,
-    TestRequest,
-};
-use fcgi_tokio::{Body, Client, Options, Request};
+use fcgi_testkit::conformance::{Adapter, Design, LocalFuture, Settings, TestClient};
+use fcgi_tokio::{Address, Error};
+
+fcgi_testkit::async_suite_client!(fcgi_tokio, std::io::Cursor::new);
 
 struct Tokio(tokio::runtime::Runtime);
 
@@ -20,71 +17,6 @@ impl Tokio {
             .build()
             .expect("a runtime");
         Tokio(runtime)
-    }
-}
-
-struct TokioClient(Client);
-
-fn request(test: TestRequest) -> Request {
-    let request = Request::new(test.params);
-    match test.body {
-        TestBody::Empty => request,
-        TestBody::Bytes(bytes) => request.body(bytes),
-        TestBody::Reader { data, declared } => {
-            request.body(Body::from_reader(Cursor::new(data), declared))
-        }
-    }
-}
-
-impl TestClient for TokioClient {
-    fn request(&self, test: TestRequest) -> LocalFuture<'_, Result<Reply, ClientError>> {
-        Box::pin(async move {
-            let r = self.0.request(request(test)).await?;
-            Ok(Reply {
-                status: r.status,
-                head: r.head,
-                body: r.body.into(),
-                stderr: r.stderr,
-                end: r.end,
-            })
-        })
-    }
-
-    fn stream<'a>(
-        &'a self,
-        test: TestRequest,
-        on_chunk: &'a mut dyn FnMut(&[u8]) -> Flow,
-    ) -> LocalFuture<'a, Result<Streamed, ClientError>> {
-        Box::pin(async move {
-            let mut stream = self.0.request_streaming(request(test)).await?;
-            let mut body_bytes = 0;
-            while let Some(chunk) = stream.chunk().await? {
-                body_bytes += chunk.len() as u64;
-                if on_chunk(&chunk) == Flow::Stop {
-                    break;
-                }
-            }
-            Ok(Streamed {
-                status: stream.status(),
-                body_bytes,
-                end: stream.end().cloned(),
-            })
-        })
-    }
-
-    fn get_values<'a>(
-        &'a self,
-        names: &'a [&'a str],
-    ) -> LocalFuture<'a, Result<ServerValues, ClientError>> {
-        Box::pin(self.0.get_values(names))
-    }
-
-    fn connections_opened(&self) -> u64 {
-        self.0.connections_opened()
-    }
-
-    fn open_connections(&self) -> usize {
-        self.0.open_connections()
     }
 }
 
@@ -101,20 +33,10 @@ impl Adapter for Tokio {
         &self,
         upstreams: Vec<Address>,
         settings: Settings,
-    ) -> Result<Box<dyn TestClient + '_>, ClientError> {
-        let mut options = Options::default();
-        options.connect_timeout = settings.connect_timeout.or(options.connect_timeout);
-        options.read_timeout = settings.read_timeout.or(options.read_timeout);
-        options.write_timeout = settings.write_timeout.or(options.write_timeout);
-        options.total_timeout = settings.total_timeout;
-        options.max_connections = settings.max_connections.unwrap_or(options.max_connections);
-        options.multiplex = settings.multiplex;
-        options.config = settings.config;
+    ) -> Result<Box<dyn TestClient + '_>, Error> {
         // The client spawns multiplexing drivers: make it inside the runtime.
         let _entered = self.0.enter();
-        Ok(Box::new(TokioClient(Client::with_upstreams(
-            upstreams, options,
-        )?)))
+        suite_client(upstreams, settings)
     }
 
     fn block_on(&self, future: LocalFuture<'_, ()>) {

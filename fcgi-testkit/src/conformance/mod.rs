@@ -387,6 +387,110 @@ macro_rules! conformance_suite {
     };
 }
 
+/// For an async adapter whose API is fcgi-tokio's (`Client::with_upstreams`, `Options`,
+/// `Request`, `Body::from_reader`, `request`, `request_streaming`, `chunk`, ...):
+/// defines `SuiteClient`, the adapter's `Client` as a [`TestClient`], and
+/// `suite_client(upstreams, settings)`, which makes one. `$crate_name` is the adapter's
+/// crate; `$reader` turns a `Vec<u8>` into the reader its `Body::from_reader` takes.
+#[macro_export]
+macro_rules! async_suite_client {
+    ($adapter:ident, $reader:expr) => {
+        /// The adapter's client, as the conformance suite drives it.
+        struct SuiteClient($adapter::Client);
+
+        fn suite_request(test: $crate::conformance::TestRequest) -> $adapter::Request {
+            let request = $adapter::Request::new(test.params);
+            match test.body {
+                $crate::conformance::TestBody::Empty => request,
+                $crate::conformance::TestBody::Bytes(bytes) => request.body(bytes),
+                $crate::conformance::TestBody::Reader { data, declared } => {
+                    request.body($adapter::Body::from_reader(($reader)(data), declared))
+                }
+            }
+        }
+
+        fn suite_client<'a>(
+            upstreams: Vec<$adapter::Address>,
+            settings: $crate::conformance::Settings,
+        ) -> Result<Box<dyn $crate::conformance::TestClient + 'a>, $adapter::Error> {
+            let mut options = $adapter::Options::default();
+            options.connect_timeout = settings.connect_timeout.or(options.connect_timeout);
+            options.read_timeout = settings.read_timeout.or(options.read_timeout);
+            options.write_timeout = settings.write_timeout.or(options.write_timeout);
+            options.total_timeout = settings.total_timeout;
+            options.max_connections = settings.max_connections.unwrap_or(options.max_connections);
+            options.multiplex = settings.multiplex;
+            options.config = settings.config;
+            let client = $adapter::Client::with_upstreams(upstreams, options)?;
+            Ok(Box::new(SuiteClient(client)))
+        }
+
+        impl $crate::conformance::TestClient for SuiteClient {
+            fn request(
+                &self,
+                test: $crate::conformance::TestRequest,
+            ) -> $crate::conformance::LocalFuture<
+                '_,
+                Result<$crate::conformance::Reply, $adapter::Error>,
+            > {
+                Box::pin(async move {
+                    let r = self.0.request(suite_request(test)).await?;
+                    Ok($crate::conformance::Reply {
+                        status: r.status,
+                        head: r.head,
+                        body: r.body.into(),
+                        stderr: r.stderr,
+                        end: r.end,
+                    })
+                })
+            }
+
+            fn stream<'a>(
+                &'a self,
+                test: $crate::conformance::TestRequest,
+                on_chunk: &'a mut dyn FnMut(&[u8]) -> $crate::conformance::Flow,
+            ) -> $crate::conformance::LocalFuture<
+                'a,
+                Result<$crate::conformance::Streamed, $adapter::Error>,
+            > {
+                Box::pin(async move {
+                    let mut stream = self.0.request_streaming(suite_request(test)).await?;
+                    let mut body_bytes = 0;
+                    while let Some(chunk) = stream.chunk().await? {
+                        body_bytes += chunk.len() as u64;
+                        if on_chunk(&chunk) == $crate::conformance::Flow::Stop {
+                            break;
+                        }
+                    }
+                    Ok($crate::conformance::Streamed {
+                        status: stream.status(),
+                        body_bytes,
+                        end: stream.end().cloned(),
+                    })
+                })
+            }
+
+            fn get_values<'a>(
+                &'a self,
+                names: &'a [&'a str],
+            ) -> $crate::conformance::LocalFuture<
+                'a,
+                Result<$adapter::fcgi_proto::ServerValues, $adapter::Error>,
+            > {
+                Box::pin(self.0.get_values(names))
+            }
+
+            fn connections_opened(&self) -> u64 {
+                self.0.connections_opened()
+            }
+
+            fn open_connections(&self) -> usize {
+                self.0.open_connections()
+            }
+        }
+    };
+}
+
 /// Runs `future` on this thread until it completes: the executor of the blocking
 /// adapter, whose futures never wait on anything but their own calls.
 pub fn block_on<F: Future>(future: F) -> F::Output {
