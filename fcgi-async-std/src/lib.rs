@@ -107,9 +107,7 @@
 
 mod body;
 mod client;
-mod exchange;
 mod io;
-mod mux;
 mod rt;
 mod time;
 

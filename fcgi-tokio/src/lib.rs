@@ -71,11 +71,10 @@
 
 mod body;
 mod client;
-mod exchange;
 #[cfg(feature = "http")]
 pub mod http;
 mod io;
-mod mux;
+mod runtime;
 
 pub use body::Body;
 pub use client::{Client, Options, Request, Response, ResponseStream};
