@@ -33,7 +33,21 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// before the client asks again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
-/// Settings of a [`Client`].
+/// Settings of a [`Client`]; `fcgi_tokio::Options` and `fcgi_async_std::Options` are
+/// this type.
+///
+/// `#[non_exhaustive]`: start from `Options::default()` and set fields.
+///
+/// ```
+/// use std::time::Duration;
+/// use fcgi_async_core::Options;
+///
+/// let mut options = Options::default();
+/// options.max_connections = 4; // each kept connection pins one php-fpm worker
+/// options.read_timeout = Some(Duration::from_secs(30));
+/// options.total_timeout = Some(Duration::from_secs(60));
+/// assert_eq!(options.max_idle, 8);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
@@ -267,7 +281,23 @@ impl<R: Runtime> fmt::Debug for Client<R> {
     }
 }
 
-/// A response read into memory.
+/// A response read into memory; `fcgi_tokio::Response` and `fcgi_async_std::Response`
+/// are this type.
+///
+/// ```no_run
+/// # async fn run(client: fcgi_async_core::Client<impl fcgi_async_core::Runtime>) -> Result<(), fcgi_async_core::Error> {
+/// use fcgi_async_core::Request;
+///
+/// let response = client.request(Request::get("/srv/www/login.php", "/login.php")?).await?;
+/// println!("{} {:?}", response.status, response.header("content-type"));
+/// for cookie in response.headers("set-cookie") {
+///     println!("Set-Cookie: {}", String::from_utf8_lossy(cookie));
+/// }
+/// if !response.stderr.is_empty() {
+///     eprintln!("{}", String::from_utf8_lossy(&response.stderr));
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Response {
