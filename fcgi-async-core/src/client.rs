@@ -438,8 +438,8 @@ impl<R: Runtime> Client<R> {
     fn connect_bound(&self, deadline: Option<(Instant, Duration)>) -> Option<Duration> {
         match (self.inner.options.connect_timeout, deadline) {
             (t, None) => t,
-            (None, Some((at, _))) => Some(at.saturating_duration_since(Instant::now())),
-            (Some(t), Some((at, _))) => Some(t.min(at.saturating_duration_since(Instant::now()))),
+            (None, Some((at, _))) => Some(at.saturating_duration_since(R::now())),
+            (Some(t), Some((at, _))) => Some(t.min(at.saturating_duration_since(R::now()))),
         }
     }
 
@@ -477,7 +477,7 @@ impl<R: Runtime> Client<R> {
                 phase: Phase::Connect,
                 after: bound.unwrap_or_default(),
             };
-            let started = Instant::now();
+            let started = R::now();
             let _waiting = Waiting::enter(&up.waiting);
             let acquire = up.permits.acquire_arc();
             let permit = match bound {
@@ -499,7 +499,7 @@ impl<R: Runtime> Client<R> {
                 let excess = idle.len().saturating_sub(up.permits.available_permits());
                 idle.drain(..excess);
             }
-            let left = bound.map(|b| b.saturating_sub(started.elapsed()));
+            let left = bound.map(|b| b.saturating_sub(R::now().saturating_duration_since(started)));
             match R::connect(&up.address, left).await {
                 Ok(io) => {
                     self.inner.opened.fetch_add(1, Ordering::Relaxed);
@@ -587,11 +587,7 @@ impl<R: Runtime> Client<R> {
             None if params.contains("CONTENT_LENGTH") => params.insert("CONTENT_LENGTH", "0")?,
             None => {}
         }
-        let deadline = self
-            .inner
-            .options
-            .total_timeout
-            .map(|t| (Instant::now() + t, t));
+        let deadline = self.inner.options.total_timeout.map(|t| (R::now() + t, t));
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
         let mut replay = body.try_clone();
         let mut body = Some(body);
@@ -679,11 +675,7 @@ impl<R: Runtime> Client<R> {
     /// `FCGI_MPXS_CONNS`, on a connection of its own (php-fpm closes it after
     /// answering).
     pub async fn get_values(&self, names: &[&str]) -> Result<ServerValues, Error> {
-        let deadline = self
-            .inner
-            .options
-            .total_timeout
-            .map(|t| (Instant::now() + t, t));
+        let deadline = self.inner.options.total_timeout.map(|t| (R::now() + t, t));
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
         let (mut conn, _, _permit) = self.checkout(first, deadline, false).await?;
         if conn.proto.in_flight() > 0 || !conn.proto.is_reusable() {
@@ -763,14 +755,14 @@ impl<R: Runtime> Client<R> {
         if let Some(mode) = up.mode.get() {
             return mode.as_ref();
         }
-        if retry_at.is_some_and(|at| Instant::now() < at) {
+        if retry_at.is_some_and(|at| R::now() < at) {
             return None;
         }
         let values = match self.discover(index).await {
             Ok(values) => values,
             Err(e) => {
                 tracing::debug!(address = %up.text, error = %e, "FastCGI GET_VALUES failed; not multiplexing for now");
-                *retry_at = Some(Instant::now() + DISCOVERY_RETRY);
+                *retry_at = Some(R::now() + DISCOVERY_RETRY);
                 return None;
             }
         };

@@ -369,7 +369,7 @@ impl MuxPool {
         settings: &Settings,
         bound: Option<Duration>,
     ) -> Result<(MuxConn, bool), Error> {
-        let deadline = bound.map(|b| Instant::now() + b);
+        let deadline = bound.map(|b| R::now() + b);
         loop {
             // Listening before looking: a slot freed after the look wakes this wait.
             let notified = self.notify.listen();
@@ -393,7 +393,7 @@ impl MuxPool {
             }
             let wait = match deadline {
                 Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
+                    let left = at.saturating_duration_since(R::now());
                     if left.is_zero() {
                         return Err(Error::Timeout {
                             address: settings.text.to_string(),

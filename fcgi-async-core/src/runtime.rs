@@ -32,6 +32,13 @@ pub trait Runtime: fmt::Debug + Sized + Send + Sync + 'static {
         timeout: Option<Duration>,
     ) -> impl Future<Output = io::Result<Self::Socket>> + Send;
 
+    /// The time now, on the clock of [`timer`](Self::timer): deadlines and timeouts are
+    /// reckoned on it. The default is [`Instant::now`]; tokio's clock can be paused and
+    /// advanced in tests.
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     /// A timer that fires at `at`.
     fn timer(at: Instant) -> Self::Timer;
 

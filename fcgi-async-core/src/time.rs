@@ -20,7 +20,7 @@ impl<R: Runtime> Deadline<R> {
     }
 
     pub(crate) fn after(limit: Duration) -> Self {
-        Self::at(Instant::now() + limit)
+        Self::at(R::now() + limit)
     }
 
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -41,14 +41,14 @@ impl<R: Runtime> Idle<R> {
     pub(crate) fn new(limit: Duration) -> Self {
         Self {
             limit,
-            last: Instant::now(),
+            last: R::now(),
             timer: None,
             _runtime: PhantomData,
         }
     }
 
     pub(crate) fn progress(&mut self) {
-        self.last = Instant::now();
+        self.last = R::now();
     }
 
     /// Ready when the limit has passed since the last progress.
@@ -65,7 +65,7 @@ impl<R: Runtime> Idle<R> {
                 *set_for = due;
             }
             match timer.poll_fired(cx) {
-                Poll::Ready(()) if Instant::now() >= due => return Poll::Ready(()),
+                Poll::Ready(()) if R::now() >= due => return Poll::Ready(()),
                 // Early: progress came since it was set.
                 Poll::Ready(()) => {
                     timer.reset(due);

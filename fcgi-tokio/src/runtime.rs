@@ -26,6 +26,10 @@ impl Runtime for Tokio {
         crate::io::connect(address, timeout)
     }
 
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
     fn timer(at: Instant) -> TokioTimer {
         TokioTimer(Box::pin(tokio::time::sleep_until(at.into())))
     }
