@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_lock::{Semaphore, SemaphoreGuardArc};
 use bytes::Bytes;
 use fcgi_proto::{
     Address, ClientError as Error, Config, Connection, End, Event, LimitKind, Params, Phase,
@@ -20,7 +19,7 @@ use futures_core::Stream;
 use crate::body::Body;
 use crate::exchange::{Conn, Exchange, OpenGuard, Timeouts};
 use crate::mux::{self, MuxPool, MuxRequest, Outcome};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Semaphore, SemaphorePermit};
 
 /// Requests per multiplexed connection when the server does not say (`FCGI_MAX_REQS`).
 const DEFAULT_MUX_REQUESTS: u16 = 100;
@@ -203,7 +202,7 @@ impl Request {
 struct Upstream<R: Runtime> {
     address: Address,
     text: Arc<str>,
-    permits: Arc<Semaphore>,
+    permits: R::Semaphore,
     idle: Mutex<Vec<Conn<R>>>,
     /// Requests waiting for a pool slot or taking an idle connection right now.
     waiting: AtomicUsize,
@@ -350,7 +349,7 @@ impl<R: Runtime> Client<R> {
             .map(|address| Upstream {
                 text: address.to_string().into(),
                 address,
-                permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+                permits: R::Semaphore::new(options.max_connections.max(1)),
                 idle: Mutex::new(Vec::new()),
                 waiting: AtomicUsize::new(0),
                 mode: OnceLock::new(),
@@ -464,7 +463,7 @@ impl<R: Runtime> Client<R> {
         first: usize,
         deadline: Option<(Instant, Duration)>,
         fresh_only: bool,
-    ) -> Result<(Conn<R>, bool, SemaphoreGuardArc), Error> {
+    ) -> Result<(Conn<R>, bool, SemaphorePermit<R>), Error> {
         let ups = &self.inner.upstreams;
         let options = &self.inner.options;
         let mut last_error = None;
@@ -479,7 +478,7 @@ impl<R: Runtime> Client<R> {
             };
             let started = R::now();
             let _waiting = Waiting::enter(&up.waiting);
-            let acquire = up.permits.acquire_arc();
+            let acquire = up.permits.acquire();
             let permit = match bound {
                 Some(b) => R::timeout(b, acquire).await.ok_or_else(timeout)?,
                 None => acquire.await,
@@ -715,7 +714,7 @@ impl<R: Runtime> Client<R> {
         let options = &self.inner.options;
         let bound = options.connect_timeout.unwrap_or(DISCOVERY_TIMEOUT);
         let work = async {
-            let _permit = up.permits.acquire_arc().await;
+            let _permit = up.permits.acquire().await;
             let io = R::connect(&up.address, None)
                 .await
                 .map_err(|source| Error::Connect {
@@ -965,7 +964,7 @@ pub struct ResponseStream<R: Runtime> {
     address: Arc<str>,
     exchange: Option<Exchange<R>>,
     mux: Option<MuxRequest<R>>,
-    permit: Option<SemaphoreGuardArc>,
+    permit: Option<SemaphorePermit<R>>,
     client: Client<R>,
     head: ResponseHead,
     end: Option<End>,

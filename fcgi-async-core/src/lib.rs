@@ -6,8 +6,9 @@
 //! the pool.
 //!
 //! It is written once, generic over a [`Runtime`]: the socket, the timer, the timeout,
-//! `connect` and `spawn` of one async runtime. The pool's semaphores, locks and channels
-//! are runtime-neutral (`async-lock`, `event-listener`, `async-channel`). Every protocol
+//! the clock, `connect`, `spawn` and the pool's [`Semaphore`] of one async runtime
+//! ([`NeutralSemaphore`] serves any). The other locks, notifications and channels are
+//! runtime-neutral (`async-lock`, `event-listener`, `async-channel`). Every protocol
 //! decision is the sans-IO core's, [`fcgi_proto`].
 //!
 //! Applications use an adapter, not this crate: `fcgi-tokio` (tokio) or
@@ -42,4 +43,4 @@ pub use body::{Body, BodyReader};
 pub use client::{Client, Options, Request, Response, ResponseStream};
 pub use fcgi_proto;
 pub use fcgi_proto::{Address, ClientError as Error, LimitKind, Phase};
-pub use runtime::{Runtime, Socket, Timer};
+pub use runtime::{NeutralSemaphore, Runtime, Semaphore, Socket, Timer};

@@ -26,7 +26,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TrySendError};
-use async_lock::{Semaphore, SemaphoreGuardArc};
 use event_listener::Event as Notify;
 use futures_core::Stream;
 
@@ -37,7 +36,7 @@ use fcgi_proto::{
 
 use crate::body::Body;
 use crate::exchange::OpenGuard;
-use crate::runtime::{Runtime, Socket};
+use crate::runtime::{Runtime, Semaphore, SemaphorePermit, Socket};
 use crate::time::{Deadline, Idle};
 
 /// Output queued beyond this waits before more of any request body is taken.
@@ -365,7 +364,7 @@ impl MuxPool {
     /// room at most `bound`. Answers the connection and whether it was already connected.
     pub(crate) async fn reserve<R: Runtime>(
         &self,
-        permits: &Arc<Semaphore>,
+        permits: &R::Semaphore,
         settings: &Settings,
         bound: Option<Duration>,
     ) -> Result<(MuxConn, bool), Error> {
@@ -383,7 +382,7 @@ impl MuxPool {
                     }
                 }
                 if conns.len() < settings.max_connections.max(1) {
-                    if let Some(permit) = permits.try_acquire_arc() {
+                    if let Some(permit) = permits.try_acquire() {
                         // Spawned with this request's slot taken.
                         let conn = spawn_driver::<R>(settings, permit, self.notify.clone());
                         conns.push(conn.clone());
@@ -594,7 +593,7 @@ impl<R: Runtime> Drop for MuxRequest<R> {
 
 fn spawn_driver<R: Runtime>(
     settings: &Settings,
-    permit: SemaphoreGuardArc,
+    permit: SemaphorePermit<R>,
     notify: Arc<Notify>,
 ) -> MuxConn {
     let (tx, rx) = async_channel::unbounded();
@@ -636,7 +635,7 @@ fn spawn_driver<R: Runtime>(
     }
 }
 
-struct Setup {
+struct Setup<R: Runtime> {
     address: Address,
     text: Arc<str>,
     config: Config,
@@ -647,11 +646,11 @@ struct Setup {
     open: Arc<AtomicUsize>,
     shared: Arc<MuxShared>,
     rx: Receiver<Command>,
-    permit: SemaphoreGuardArc,
+    permit: SemaphorePermit<R>,
 }
 
 /// The driver task: connects, then runs the connection until it closes.
-async fn run<R: Runtime>(setup: Setup) {
+async fn run<R: Runtime>(setup: Setup<R>) {
     let Setup {
         address,
         text,

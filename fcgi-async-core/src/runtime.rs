@@ -5,6 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,11 @@ pub trait Runtime: fmt::Debug + Sized + Send + Sync + 'static {
 
     /// A timer for a point in time, which can be set again.
     type Timer: Timer;
+
+    /// The counting semaphore of each upstream's connection slots
+    /// ([`Options::max_connections`](crate::Options::max_connections)).
+    /// [`NeutralSemaphore`] serves any runtime; a runtime's own can be fairer.
+    type Semaphore: Semaphore;
 
     /// Opens a connection to `address` within `timeout` (`None`: no bound); a TCP host is
     /// resolved and each of its addresses tried in turn, and TCP sockets have
@@ -96,4 +102,52 @@ pub trait Timer: Send + Sync + Unpin + 'static {
     /// often it is polled, until it is set again; otherwise registers `cx` to be woken
     /// then.
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// A counting semaphore: a pool's connection slots. A permit is held for as long as its
+/// connection is busy (or, multiplexed, open) and gives its slot back when dropped.
+pub trait Semaphore: Send + Sync + 'static {
+    /// A slot taken; dropping it gives the slot back.
+    type Permit: Send + Sync + Unpin + 'static;
+
+    /// A semaphore with `permits` slots.
+    fn new(permits: usize) -> Self;
+
+    /// Takes a slot, waiting for one to be free.
+    fn acquire(&self) -> impl Future<Output = Self::Permit> + Send;
+
+    /// Takes a slot if one is free now.
+    fn try_acquire(&self) -> Option<Self::Permit>;
+
+    /// The slots free now.
+    fn available_permits(&self) -> usize;
+}
+
+/// The permit of a runtime's [`Semaphore`].
+pub(crate) type SemaphorePermit<R> = <<R as Runtime>::Semaphore as Semaphore>::Permit;
+
+/// A runtime-neutral [`Semaphore`] on `async-lock`. It is not strictly first come,
+/// first served: a request that arrives as a slot frees can take it before one that
+/// waited.
+#[derive(Debug)]
+pub struct NeutralSemaphore(Arc<async_lock::Semaphore>);
+
+impl Semaphore for NeutralSemaphore {
+    type Permit = async_lock::SemaphoreGuardArc;
+
+    fn new(permits: usize) -> Self {
+        Self(Arc::new(async_lock::Semaphore::new(permits)))
+    }
+
+    fn acquire(&self) -> impl Future<Output = Self::Permit> + Send {
+        self.0.acquire_arc()
+    }
+
+    fn try_acquire(&self) -> Option<Self::Permit> {
+        self.0.try_acquire_arc()
+    }
+
+    fn available_permits(&self) -> usize {
+        self.0.available_permits()
+    }
 }

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
-use fcgi_async_core::{Address, Runtime};
+use fcgi_async_core::{Address, NeutralSemaphore, Runtime};
 
 use crate::io::Io;
 use crate::time::IoTimer;
@@ -27,6 +27,7 @@ pub(crate) struct AsyncIo;
 impl Runtime for AsyncIo {
     type Socket = Io;
     type Timer = IoTimer;
+    type Semaphore = NeutralSemaphore;
 
     fn connect(
         address: &Address,

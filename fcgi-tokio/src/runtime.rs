@@ -3,10 +3,12 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use fcgi_async_core::{Address, Runtime, Timer};
+use fcgi_async_core::{Address, Runtime, Semaphore, Timer};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
 use crate::io::Io;
@@ -18,6 +20,7 @@ pub(crate) struct Tokio;
 impl Runtime for Tokio {
     type Socket = Io;
     type Timer = TokioTimer;
+    type Semaphore = TokioSemaphore;
 
     fn connect(
         address: &Address,
@@ -65,5 +68,29 @@ impl Timer for TokioTimer {
 
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.0.as_mut().poll(cx)
+    }
+}
+
+/// tokio's semaphore: first come, first served.
+pub(crate) struct TokioSemaphore(Arc<tokio::sync::Semaphore>);
+
+impl Semaphore for TokioSemaphore {
+    type Permit = OwnedSemaphorePermit;
+
+    fn new(permits: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(permits)))
+    }
+
+    fn acquire(&self) -> impl Future<Output = OwnedSemaphorePermit> + Send {
+        let acquire = self.0.clone().acquire_owned();
+        async move { acquire.await.expect("the pool's semaphore is never closed") }
+    }
+
+    fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.clone().try_acquire_owned().ok()
+    }
+
+    fn available_permits(&self) -> usize {
+        self.0.available_permits()
     }
 }
