@@ -76,3 +76,129 @@ impl<R: Runtime> Idle<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::io::{self, IoSlice};
+    use std::task::{Context, Poll, Waker};
+    use std::time::{Duration, Instant};
+
+    use fcgi_proto::Address;
+
+    use super::{Deadline, Idle};
+    use crate::runtime::{NeutralSemaphore, Runtime, Socket, Timer};
+
+    thread_local! {
+        /// The fake clock of the test on this thread.
+        static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+
+    fn advance(by: Duration) {
+        NOW.set(Some(Fake::now() + by));
+    }
+
+    /// A runtime whose clock moves only when a test says so.
+    #[derive(Debug)]
+    struct Fake;
+
+    #[derive(Debug)]
+    struct NoSocket;
+
+    impl Socket for NoSocket {
+        fn poll_read(&mut self, _: &mut Context<'_>, _: &mut [u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+        }
+
+        fn poll_write_vectored(
+            &mut self,
+            _: &mut Context<'_>,
+            _: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+        }
+
+        fn try_read(&self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// Fires when the fake clock has reached its instant.
+    struct FakeTimer(Instant);
+
+    impl Timer for FakeTimer {
+        fn reset(&mut self, at: Instant) {
+            self.0 = at;
+        }
+
+        fn poll_fired(&mut self, _: &mut Context<'_>) -> Poll<()> {
+            if Fake::now() >= self.0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Runtime for Fake {
+        type Socket = NoSocket;
+        type Timer = FakeTimer;
+        type Semaphore = NeutralSemaphore;
+
+        async fn connect(_: &Address, _: Option<Duration>) -> io::Result<NoSocket> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        fn now() -> Instant {
+            NOW.get().unwrap_or_else(|| {
+                let start = Instant::now();
+                NOW.set(Some(start));
+                start
+            })
+        }
+
+        fn timer(at: Instant) -> FakeTimer {
+            FakeTimer(at)
+        }
+
+        async fn timeout<F: Future + Send>(_: Duration, future: F) -> Option<F::Output> {
+            Some(future.await)
+        }
+
+        fn spawn<F>(_: F)
+        where
+            F: Future<Output = ()> + Send + 'static,
+        {
+        }
+    }
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn an_idle_timeout_fires_after_the_limit_without_progress() {
+        let mut idle = Idle::<Fake>::new(Duration::from_secs(10));
+        assert!(idle.poll_expired(&mut cx()).is_pending());
+        advance(Duration::from_secs(9));
+        assert!(idle.poll_expired(&mut cx()).is_pending());
+        idle.progress();
+        // The timer set for the first limit fires early: it is set again for the rest.
+        advance(Duration::from_secs(2));
+        assert!(idle.poll_expired(&mut cx()).is_pending());
+        advance(Duration::from_secs(7));
+        assert!(idle.poll_expired(&mut cx()).is_pending());
+        advance(Duration::from_secs(1));
+        assert!(idle.poll_expired(&mut cx()).is_ready());
+    }
+
+    #[test]
+    fn a_deadline_stays_ready_once_passed() {
+        let mut deadline = Deadline::<Fake>::after(Duration::from_secs(5));
+        assert!(deadline.poll_expired(&mut cx()).is_pending());
+        advance(Duration::from_secs(5));
+        assert!(deadline.poll_expired(&mut cx()).is_ready());
+        assert!(deadline.poll_expired(&mut cx()).is_ready());
+    }
+}
