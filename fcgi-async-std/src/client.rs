@@ -1,145 +1,20 @@
-//! The shared client: a pool of connections per upstream, requests, responses.
+//! The shared client on async-io (async-std, smol): the engine's client and response
+//! stream, with futures-io's `AsyncRead`. [`Options`] and [`Response`] are the engine's.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
-use async_lock::{Semaphore, SemaphoreGuardArc};
 use bytes::Bytes;
-use fcgi_proto::{
-    Address, ClientError as Error, Config, Connection, End, Event, LimitKind, Params, Phase,
-    ResponseHead, ServerValues,
-};
+use fcgi_proto::{Address, ClientError as Error, End, Params, ResponseHead, ServerValues};
 use futures_core::Stream;
 use futures_io::AsyncRead;
 
+pub use fcgi_async_core::{Options, Response};
+
 use crate::body::Body;
-use crate::exchange::{Conn, Exchange, OpenGuard, Timeouts};
-use crate::io::connect;
-use crate::mux::{self, MuxPool, MuxRequest, Outcome};
-use crate::time::timeout;
-
-/// Requests per multiplexed connection when the server does not say (`FCGI_MAX_REQS`).
-const DEFAULT_MUX_REQUESTS: u16 = 100;
-
-/// Bound on the `GET_VALUES` exchange of [`Options::multiplex`] when there is no
-/// [`Options::connect_timeout`].
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// After a `GET_VALUES` exchange failed, requests use one connection each for this long
-/// before the client asks again.
-const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
-
-/// Settings of a [`Client`].
-///
-/// `#[non_exhaustive]`: start from `Options::default()` and set fields.
-///
-/// ```
-/// use std::time::Duration;
-/// use fcgi_async_std::{Client, Options};
-///
-/// let mut options = Options::default();
-/// options.max_connections = 4; // each kept connection pins one php-fpm worker
-/// options.read_timeout = Some(Duration::from_secs(30));
-/// options.total_timeout = Some(Duration::from_secs(60));
-/// let client = Client::with_upstreams(["unix:/run/php/php-fpm.sock".parse()?], options)?;
-/// assert_eq!(client.options().max_connections, 4);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Options {
-    /// Bound on opening a connection, waiting for a free pool slot included (default
-    /// 10 s).
-    pub connect_timeout: Option<Duration>,
-    /// Bound on each wait for the server to send more, once the request is sent (default
-    /// 60 s, as nginx's `fastcgi_read_timeout`).
-    pub read_timeout: Option<Duration>,
-    /// Bound on each wait for the server to take more of the request (default 60 s, as
-    /// nginx's `fastcgi_send_timeout`).
-    pub write_timeout: Option<Duration>,
-    /// Bound on a whole request until its response head (default none). A streamed body
-    /// read afterwards is bounded by `read_timeout` between reads.
-    pub total_timeout: Option<Duration>,
-    /// Most connections open to each upstream, busy and idle together (default 8).
-    ///
-    /// Each open connection to php-fpm pins one worker: keep this below the pool's
-    /// `pm.max_children`, or other clients of that pool starve.
-    pub max_connections: usize,
-    /// Most idle connections kept per upstream (default 8).
-    pub max_idle: usize,
-    /// Idle connections older than this are closed instead of reused (default 30 s).
-    pub idle_timeout: Option<Duration>,
-    /// Close a connection after this many requests (default none).
-    pub max_requests_per_connection: Option<u64>,
-    /// Largest body [`Client::request`] collects in memory (default 64 MiB).
-    pub max_body_bytes: u64,
-    /// The protocol core's limits.
-    pub config: Config,
-    /// Multiplex requests on shared connections when the server can (default `false`).
-    ///
-    /// When set, before the first request to an upstream the client asks it
-    /// `GET_VALUES` (`FCGI_MPXS_CONNS`, `FCGI_MAX_REQS`, `FCGI_MAX_CONNS`) on a short-lived
-    /// connection of its own (within [`connect_timeout`](Self::connect_timeout), 10 s
-    /// without one; it takes a pool slot while it lasts and is not counted by
-    /// [`Client::connections_opened`]), and keeps the answer for the client's life.
-    ///
-    /// - A server that does not multiplex (php-fpm answers `FCGI_MPXS_CONNS=0`; a server
-    ///   without `GET_VALUES` answers `UNKNOWN_TYPE`) is served exactly as without this
-    ///   option: one request per connection at a time.
-    /// - A server that multiplexes (`FCGI_MPXS_CONNS=1`, such as flup) gets up to
-    ///   `FCGI_MAX_REQS` requests at once on each connection (100 when it does not say;
-    ///   [`Config::max_concurrent_requests`] caps it when set above 1). A request takes
-    ///   the first connection with room; another connection opens only when all are
-    ///   full, up to [`max_connections`](Self::max_connections) (and `FCGI_MAX_CONNS`).
-    /// - When the `GET_VALUES` exchange fails (php-fpm does not answer while all its
-    ///   workers are busy), requests use one connection each and the client asks again
-    ///   5 s later.
-    ///
-    /// On a multiplexed connection, a task of its own (see the crate docs for the runtime that runs it) owns the socket
-    /// and writes every request's records and body while it reads every response, so
-    /// one request never waits for another; timeouts and errors are those of the
-    /// one-request path. Dropping a request or its [`ResponseStream`] sends
-    /// `ABORT_REQUEST` for that request alone; the connection and the other requests on
-    /// it carry on. FastCGI has no flow control per request: a response stream that is
-    /// not read holds up to 512 KiB, then holds back the other responses on its
-    /// connection until it is read or dropped. A connection idle for
-    /// [`idle_timeout`](Self::idle_timeout) closes, and so does every connection once
-    /// the client and all its streams are dropped. Multiplexed connections always ask
-    /// `FCGI_KEEP_CONN`; [`max_idle`](Self::max_idle) does not apply to them, and
-    /// [`max_requests_per_connection`](Self::max_requests_per_connection) does.
-    ///
-    /// An aborted request keeps its id until the server ends it. flup, for one, ignores
-    /// `ABORT_REQUEST` and runs the request to its end; a request dropped while its body
-    /// was still being sent waits there for the rest of the body forever and keeps its
-    /// id (one slot of the connection) until the connection closes.
-    pub multiplex: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            write_timeout: Some(Duration::from_secs(60)),
-            total_timeout: None,
-            max_connections: 8,
-            max_idle: 8,
-            idle_timeout: Some(Duration::from_secs(30)),
-            max_requests_per_connection: None,
-            max_body_bytes: 64 * 1024 * 1024,
-            config: Config::default(),
-            multiplex: false,
-        }
-    }
-}
-
-type StderrCallback = Box<dyn FnMut(&[u8]) + Send>;
+use crate::rt::AsyncIo;
 
 /// One request: params, a body, and where its stderr goes.
 ///
@@ -161,29 +36,18 @@ type StderrCallback = Box<dyn FnMut(&[u8]) + Send>;
 /// # let _ = request;
 /// # Ok::<(), fcgi_async_std::Error>(())
 /// ```
-pub struct Request {
-    params: Params,
-    body: Body,
-    on_stderr: Option<StderrCallback>,
-}
+pub struct Request(fcgi_async_core::Request);
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request")
-            .field("params", &self.params)
-            .field("body", &self.body)
-            .finish_non_exhaustive()
+        self.0.fmt(f)
     }
 }
 
 impl Request {
     /// A request with these params and no body.
     pub fn new(params: Params) -> Self {
-        Self {
-            params,
-            body: Body::empty(),
-            on_stderr: None,
-        }
+        Self(fcgi_async_core::Request::new(params))
     }
 
     /// A `GET` for a script file with nginx's default params (see
@@ -198,59 +62,29 @@ impl Request {
     /// # Ok::<(), fcgi_async_std::Error>(())
     /// ```
     pub fn get(script_filename: &str, uri: &str) -> Result<Self, Error> {
-        let path = uri.split('?').next().unwrap_or(uri);
-        Ok(Self::new(
-            fcgi_proto::ParamsBuilder::new("GET", uri)
-                .script(path, script_filename)
-                .build()?,
-        ))
+        fcgi_async_core::Request::get(script_filename, uri).map(Self)
     }
 
     /// The params.
     pub fn params(&self) -> &Params {
-        &self.params
+        self.0.params()
     }
 
     /// The params, to change.
     pub fn params_mut(&mut self) -> &mut Params {
-        &mut self.params
+        self.0.params_mut()
     }
 
     /// Sets the body.
-    pub fn body(mut self, body: impl Into<Body>) -> Self {
-        self.body = body.into();
-        self
+    pub fn body(self, body: impl Into<Body>) -> Self {
+        Self(self.0.body(body.into()))
     }
 
     /// Hands the application's `STDERR` to `callback` as it arrives, instead of keeping
     /// it with the response.
-    pub fn on_stderr(mut self, callback: impl FnMut(&[u8]) + Send + 'static) -> Self {
-        self.on_stderr = Some(Box::new(callback));
-        self
+    pub fn on_stderr(self, callback: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        Self(self.0.on_stderr(callback))
     }
-}
-
-struct Upstream {
-    address: Address,
-    text: Arc<str>,
-    permits: Arc<Semaphore>,
-    idle: Mutex<Vec<Conn>>,
-    /// Requests waiting for a pool slot or taking an idle connection right now.
-    waiting: AtomicUsize,
-    /// With [`Options::multiplex`]: what `GET_VALUES` said, once it answered. `None`
-    /// inside: the server does not multiplex.
-    mode: OnceLock<Option<mux::Settings>>,
-    /// Held while asking `GET_VALUES`; after a failed exchange, when to ask again.
-    discovery: async_lock::Mutex<Option<Instant>>,
-    mux: MuxPool,
-}
-
-struct Inner {
-    upstreams: Vec<Upstream>,
-    options: Options,
-    next: AtomicUsize,
-    opened: Arc<AtomicU64>,
-    open: Arc<AtomicUsize>,
 }
 
 /// A FastCGI client shared by many tasks: `Clone + Send + Sync`, with a pool of
@@ -280,70 +114,11 @@ struct Inner {
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct Client {
-    inner: Arc<Inner>,
-}
+pub struct Client(fcgi_async_core::Client<AsyncIo>);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field(
-                "upstreams",
-                &self
-                    .inner
-                    .upstreams
-                    .iter()
-                    .map(|u| &u.text)
-                    .collect::<Vec<_>>(),
-            )
-            .field("options", &self.inner.options)
-            .finish()
-    }
-}
-
-/// A response read into memory.
-///
-/// ```no_run
-/// # async fn run(client: fcgi_async_std::Client) -> Result<(), fcgi_async_std::Error> {
-/// use fcgi_async_std::Request;
-///
-/// let response = client.request(Request::get("/srv/www/login.php", "/login.php")?).await?;
-/// println!("{} {:?}", response.status, response.header("content-type"));
-/// for cookie in response.headers("set-cookie") {
-///     println!("Set-Cookie: {}", String::from_utf8_lossy(cookie));
-/// }
-/// if !response.stderr.is_empty() {
-///     eprintln!("{}", String::from_utf8_lossy(&response.stderr));
-/// }
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Response {
-    /// The HTTP status (from `Status`, else 302 with `Location`, else 200).
-    pub status: u16,
-    /// The response head: status, reason and every header in order.
-    pub head: ResponseHead,
-    /// The body, byte-exact.
-    pub body: Bytes,
-    /// The application's `STDERR` (empty with an [`on_stderr`](Request::on_stderr)
-    /// callback).
-    pub stderr: Vec<u8>,
-    /// How the request ended.
-    pub end: End,
-}
-
-impl Response {
-    /// Every value of a header, by case-insensitive name, in order.
-    pub fn headers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.head.get_all(name)
-    }
-
-    /// The first value of a header as text, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.head
-            .get(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.0.fmt(f)
     }
 }
 
@@ -355,7 +130,7 @@ impl Client {
         A: TryInto<Address>,
         Error: From<A::Error>,
     {
-        Self::with_upstreams([address.try_into()?], Options::default())
+        fcgi_async_core::Client::new(address).map(Self)
     }
 
     /// A client for several upstream addresses (round robin, failover on connect
@@ -364,56 +139,28 @@ impl Client {
         addresses: impl IntoIterator<Item = Address>,
         options: Options,
     ) -> Result<Self, Error> {
-        let upstreams: Vec<Upstream> = addresses
-            .into_iter()
-            .map(|address| Upstream {
-                text: address.to_string().into(),
-                address,
-                permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
-                idle: Mutex::new(Vec::new()),
-                waiting: AtomicUsize::new(0),
-                mode: OnceLock::new(),
-                discovery: async_lock::Mutex::new(None),
-                mux: MuxPool::default(),
-            })
-            .collect();
-        if upstreams.is_empty() {
-            return Err(Error::NoUpstream);
-        }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                upstreams,
-                options,
-                next: AtomicUsize::new(0),
-                opened: Arc::new(AtomicU64::new(0)),
-                open: Arc::new(AtomicUsize::new(0)),
-            }),
-        })
+        fcgi_async_core::Client::with_upstreams(addresses, options).map(Self)
     }
 
     /// The options.
     pub fn options(&self) -> &Options {
-        &self.inner.options
+        self.0.options()
     }
 
     /// Connections opened so far for requests, over the client's life (the short-lived
     /// `GET_VALUES` connection of [`Options::multiplex`] is not counted).
     pub fn connections_opened(&self) -> u64 {
-        self.inner.opened.load(Ordering::Relaxed)
+        self.0.connections_opened()
     }
 
     /// Connections open now, busy and idle, over all upstreams.
     pub fn open_connections(&self) -> usize {
-        self.inner.open.load(Ordering::Relaxed)
+        self.0.open_connections()
     }
 
     /// Idle connections kept now, over all upstreams.
     pub fn idle_connections(&self) -> usize {
-        self.inner
-            .upstreams
-            .iter()
-            .map(|u| lock(&u.idle).len())
-            .sum()
+        self.0.idle_connections()
     }
 
     /// Closes every idle kept connection now; answers how many. Each idle connection to
@@ -424,12 +171,7 @@ impl Client {
     /// An upstream with requests waiting for a connection keeps its idle ones: a waiting
     /// request is about to take one.
     pub fn close_idle(&self) -> usize {
-        self.inner
-            .upstreams
-            .iter()
-            .filter(|u| u.waiting.load(Ordering::Acquire) == 0)
-            .map(|u| std::mem::take(&mut *lock(&u.idle)).len())
-            .sum()
+        self.0.close_idle()
     }
 
     /// With [`Options::multiplex`], whether the upstream at `index` (in the order given
@@ -437,542 +179,30 @@ impl Client {
     /// connections: `None` until it answered `GET_VALUES` (and always without the
     /// option).
     pub fn upstream_multiplexes(&self, index: usize) -> Option<bool> {
-        self.inner
-            .upstreams
-            .get(index)?
-            .mode
-            .get()
-            .map(Option::is_some)
-    }
-
-    fn timeouts(&self) -> Timeouts {
-        Timeouts {
-            read: self.inner.options.read_timeout,
-            write: self.inner.options.write_timeout,
-        }
-    }
-
-    /// How long a request may wait for a connection: the connect timeout, and what is
-    /// left of its total timeout.
-    fn connect_bound(&self, deadline: Option<(Instant, Duration)>) -> Option<Duration> {
-        match (self.inner.options.connect_timeout, deadline) {
-            (t, None) => t,
-            (None, Some((at, _))) => Some(at.saturating_duration_since(Instant::now())),
-            (Some(t), Some((at, _))) => Some(t.min(at.saturating_duration_since(Instant::now()))),
-        }
-    }
-
-    /// A freshly opened connection to the upstream at `index`.
-    fn new_conn(&self, io: crate::io::Io, index: usize) -> Conn {
-        Conn {
-            io,
-            proto: Connection::new(self.inner.options.config.clone()),
-            address: self.inner.upstreams[index].text.clone(),
-            upstream: index,
-            received: 0,
-            requests: 0,
-            idle_since: std::time::Instant::now(),
-            _open: OpenGuard::new(&self.inner.open),
-        }
-    }
-
-    /// A connection to an upstream, starting with `first`: an idle one (unless
-    /// `fresh_only`), or a new one. Answers whether it was reused.
-    async fn checkout(
-        &self,
-        first: usize,
-        deadline: Option<(Instant, Duration)>,
-        fresh_only: bool,
-    ) -> Result<(Conn, bool, SemaphoreGuardArc), Error> {
-        let ups = &self.inner.upstreams;
-        let options = &self.inner.options;
-        let mut last_error = None;
-        for k in 0..ups.len() {
-            let index = (first + k) % ups.len();
-            let up = &ups[index];
-            let bound = self.connect_bound(deadline);
-            let timed_out = || Error::Timeout {
-                address: up.text.to_string(),
-                phase: Phase::Connect,
-                after: bound.unwrap_or_default(),
-            };
-            let started = Instant::now();
-            let _waiting = Waiting::enter(&up.waiting);
-            let acquire = up.permits.acquire_arc();
-            let permit = match bound {
-                Some(b) => timeout(b, acquire).await.map_err(|_| timed_out())?,
-                None => acquire.await,
-            };
-            while let Some(mut conn) = (!fresh_only).then(|| lock(&up.idle).pop()).flatten() {
-                let fresh = options
-                    .idle_timeout
-                    .is_none_or(|t| conn.idle_since.elapsed() < t);
-                if fresh && conn.is_alive() {
-                    return Ok((conn, true, permit));
-                }
-            }
-            let left = bound.map(|b| b.saturating_sub(started.elapsed()));
-            match connect(&up.address, left).await {
-                Ok(io) => {
-                    self.inner.opened.fetch_add(1, Ordering::Relaxed);
-                    return Ok((self.new_conn(io, index), false, permit));
-                }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timed_out()),
-                Err(source) => {
-                    tracing::debug!(address = %up.text, error = %source, "FastCGI connect failed");
-                    last_error = Some(Error::Connect {
-                        address: up.text.to_string(),
-                        source,
-                    });
-                }
-            }
-        }
-        Err(last_error.expect("a client has at least one upstream"))
-    }
-
-    /// Puts a connection whose request ended back in its pool, or closes it.
-    fn check_in(&self, mut conn: Conn) {
-        let options = &self.inner.options;
-        let worn_out = options
-            .max_requests_per_connection
-            .is_some_and(|max| conn.requests >= max);
-        if !conn.proto.is_reusable() || worn_out {
-            return;
-        }
-        conn.idle_since = std::time::Instant::now();
-        let mut idle = lock(&self.inner.upstreams[conn.upstream].idle);
-        if idle.len() < options.max_idle {
-            idle.push(conn);
-        }
+        self.0.upstream_multiplexes(index)
     }
 
     /// Sends a request and reads its whole response into memory (bounded by
     /// [`Options::max_body_bytes`]).
     pub async fn request(&self, request: Request) -> Result<Response, Error> {
-        let mut stream = self.request_streaming(request).await?;
-        let max = self.inner.options.max_body_bytes;
-        let mut chunks: Vec<Bytes> = Vec::new();
-        let mut total = 0u64;
-        while let Some(chunk) = stream.chunk().await? {
-            total += chunk.len() as u64;
-            if total > max {
-                return Err(Error::Limit {
-                    address: stream.address().to_string(),
-                    kind: LimitKind::ResponseBody,
-                    limit: max,
-                });
-            }
-            chunks.push(chunk);
-        }
-        let body = match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().expect("one chunk"),
-            _ => {
-                let mut all = Vec::with_capacity(total as usize);
-                chunks.iter().for_each(|c| all.extend_from_slice(c));
-                all.into()
-            }
-        };
-        let end = stream
-            .end
-            .expect("chunk() answered None: the request ended");
-        Ok(Response {
-            status: stream.head.status(),
-            head: stream.head.clone(),
-            body,
-            stderr: stream.take_stderr(),
-            end,
-        })
+        self.0.request(request.0).await
     }
 
     /// Sends a request and returns once the response head has arrived; the body then
     /// streams from the returned [`ResponseStream`], while the rest of the request body
     /// is still being written if need be (full duplex).
     pub async fn request_streaming(&self, request: Request) -> Result<ResponseStream, Error> {
-        let Request {
-            mut params,
-            body,
-            mut on_stderr,
-        } = request;
-        match body.len() {
-            Some(len) => params.insert("CONTENT_LENGTH", len.to_string())?,
-            None if params.contains("CONTENT_LENGTH") => params.insert("CONTENT_LENGTH", "0")?,
-            None => {}
-        }
-        let deadline = self
-            .inner
-            .options
-            .total_timeout
-            .map(|t| (Instant::now() + t, t));
-        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
-        let mut replay = body.try_clone();
-        let mut body = Some(body);
-        let mut stderr = Vec::new();
-        if self.inner.options.multiplex {
-            let mut attempt = MuxAttempt {
-                params: &params,
-                body: &mut body,
-                replay: &mut replay,
-                deadline,
-                stderr: &mut stderr,
-                on_stderr: &mut on_stderr,
-            };
-            match self.request_mux(first, &mut attempt).await {
-                None => {}
-                Some(Err(e)) => return Err(e),
-                Some(Ok((request, head))) => {
-                    return Ok(ResponseStream {
-                        address: request.address.clone(),
-                        exchange: None,
-                        mux: Some(request),
-                        permit: None,
-                        client: self.clone(),
-                        head,
-                        end: None,
-                        stderr,
-                        stderr_taken: false,
-                        on_stderr,
-                        pending: Bytes::new(),
-                    });
-                }
-            }
-        }
-        let mut retry = false;
-        loop {
-            // A retry goes to a new connection: the next idle one may be as stale as the
-            // last (php-fpm workers recycled by pm.max_requests close theirs together).
-            let (conn, reused, permit) = self.checkout(first, deadline, retry).await?;
-            let received_before = conn.received;
-            let this_body = match body.take() {
-                Some(b) => b,
-                None => replay.take().expect("a retry has a replayable body"),
-            };
-            let mut exchange =
-                Exchange::start(conn, &params, this_body, self.timeouts(), deadline)?;
-            let result = read_head(&mut exchange, &mut stderr, &mut on_stderr).await;
-            match result {
-                Ok(Ok(head)) => {
-                    return Ok(ResponseStream {
-                        address: exchange.conn.address.clone(),
-                        exchange: Some(exchange),
-                        mux: None,
-                        permit: Some(permit),
-                        client: self.clone(),
-                        head,
-                        end: None,
-                        stderr,
-                        stderr_taken: false,
-                        on_stderr,
-                        pending: Bytes::new(),
-                    });
-                }
-                Ok(Err(e)) => {
-                    // The request ended with a refusal or a bad head; the connection is fine.
-                    self.check_in(exchange.conn);
-                    drop(permit);
-                    return Err(e);
-                }
-                Err(e) => {
-                    let stale = matches!(e, Error::Io { .. } | Error::Protocol { .. });
-                    let nothing_received = exchange.conn.received == received_before;
-                    drop(exchange);
-                    drop(permit);
-                    if reused && stale && nothing_received && replay.is_some() {
-                        retry = true;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        self.0
+            .request_streaming(request.0)
+            .await
+            .map(ResponseStream)
     }
 
     /// Asks an upstream for management variables (`GET_VALUES`), such as
     /// `FCGI_MPXS_CONNS`, on a connection of its own (php-fpm closes it after
     /// answering).
     pub async fn get_values(&self, names: &[&str]) -> Result<ServerValues, Error> {
-        let deadline = self
-            .inner
-            .options
-            .total_timeout
-            .map(|t| (Instant::now() + t, t));
-        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
-        let (mut conn, _, _permit) = self.checkout(first, deadline, false).await?;
-        if conn.proto.in_flight() > 0 || !conn.proto.is_reusable() {
-            return Err(Error::Usage("connection not idle".into()));
-        }
-        conn.proto
-            .get_values(names)
-            .map_err(|e| conn.proto_error(e))?;
-        let mut exchange = Exchange::management(conn, self.timeouts(), deadline);
-        loop {
-            match poll_fn(|cx| exchange.poll_event(cx)).await? {
-                Event::Values(values) => return Ok(values),
-                _ => continue,
-            }
-        }
-    }
-}
-
-/// A request on its way through the multiplexed path: what a new attempt needs.
-struct MuxAttempt<'a> {
-    params: &'a Params,
-    /// The body, while no attempt has consumed it (or one handed it back unsent).
-    body: &'a mut Option<Body>,
-    /// A copy of an in-memory body, to send again after a failed attempt.
-    replay: &'a mut Option<Body>,
-    deadline: Option<(Instant, Duration)>,
-    stderr: &'a mut Vec<u8>,
-    on_stderr: &'a mut Option<StderrCallback>,
-}
-
-impl Client {
-    /// Asks an upstream `GET_VALUES` on a connection of its own (never pooled), bounded
-    /// by the connect timeout. `None`: the server does not know `GET_VALUES`.
-    async fn discover(&self, index: usize) -> Result<Option<ServerValues>, Error> {
-        use fcgi_proto::values::{FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS};
-        let up = &self.inner.upstreams[index];
-        let options = &self.inner.options;
-        let bound = options.connect_timeout.unwrap_or(DISCOVERY_TIMEOUT);
-        let work = async {
-            let _permit = up.permits.acquire_arc().await;
-            let io = connect(&up.address, None)
-                .await
-                .map_err(|source| Error::Connect {
-                    address: up.text.to_string(),
-                    source,
-                })?;
-            let mut conn = self.new_conn(io, index);
-            conn.proto
-                .get_values(&[FCGI_MPXS_CONNS, FCGI_MAX_REQS, FCGI_MAX_CONNS])
-                .map_err(|e| conn.proto_error(e))?;
-            let mut exchange = Exchange::management(conn, self.timeouts(), None);
-            loop {
-                match poll_fn(|cx| exchange.poll_event(cx)).await? {
-                    Event::Values(values) => return Ok(Some(values)),
-                    Event::UnknownType(_) => return Ok(None),
-                    _ => {}
-                }
-            }
-        };
-        timeout(bound, work).await.unwrap_or_else(|_| {
-            Err(Error::Timeout {
-                address: up.text.to_string(),
-                phase: Phase::Connect,
-                after: bound,
-            })
-        })
-    }
-
-    /// How the upstream at `index` is served: `Some` settings when it multiplexes.
-    /// Asks `GET_VALUES` once; while another request asks, waits for its answer.
-    async fn mux_settings(&self, index: usize) -> Option<&mux::Settings> {
-        let up = &self.inner.upstreams[index];
-        if let Some(mode) = up.mode.get() {
-            return mode.as_ref();
-        }
-        let mut retry_at = up.discovery.lock().await;
-        if let Some(mode) = up.mode.get() {
-            return mode.as_ref();
-        }
-        if retry_at.is_some_and(|at| Instant::now() < at) {
-            return None;
-        }
-        let values = match self.discover(index).await {
-            Ok(values) => values,
-            Err(e) => {
-                tracing::debug!(address = %up.text, error = %e, "FastCGI GET_VALUES failed; not multiplexing for now");
-                *retry_at = Some(Instant::now() + DISCOVERY_RETRY);
-                return None;
-            }
-        };
-        let options = &self.inner.options;
-        let cap = options.config.max_concurrent_requests;
-        let settings = values.as_ref().and_then(|values| {
-            let fallback = if cap > 1 { cap } else { DEFAULT_MUX_REQUESTS };
-            let mut per_connection = values.max_concurrent_requests(fallback);
-            if cap > 1 {
-                per_connection = per_connection.min(cap);
-            }
-            if per_connection < 2 {
-                return None;
-            }
-            let server_max = values
-                .max_connections()
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(usize::MAX);
-            Some(mux::Settings {
-                address: up.address.clone(),
-                text: up.text.clone(),
-                config: options.config.clone(),
-                per_connection,
-                max_connections: options.max_connections.max(1).min(server_max),
-                connect_timeout: options.connect_timeout,
-                write_timeout: options.write_timeout,
-                idle_timeout: options.idle_timeout,
-                max_requests_per_connection: options.max_requests_per_connection,
-                opened: self.inner.opened.clone(),
-                open: self.inner.open.clone(),
-            })
-        });
-        tracing::debug!(address = %up.text, ?values, multiplexed = settings.is_some(), "FastCGI GET_VALUES");
-        *retry_at = None;
-        up.mode.get_or_init(|| settings).as_ref()
-    }
-
-    /// Sends a request on a multiplexed connection, trying the upstreams from `first`
-    /// while they cannot be connected; returns once the response head arrived. `None`
-    /// when an upstream does not multiplex: the caller takes the one-request path.
-    async fn request_mux(
-        &self,
-        first: usize,
-        attempt: &mut MuxAttempt<'_>,
-    ) -> Option<Result<(MuxRequest, ResponseHead), Error>> {
-        let ups = &self.inner.upstreams;
-        let mut last_error = None;
-        for k in 0..ups.len() {
-            let index = (first + k) % ups.len();
-            let up = &ups[index];
-            let settings = self.mux_settings(index).await?;
-            let mut unsent_retries = 0;
-            let mut replayed = false;
-            loop {
-                let bound = self.connect_bound(attempt.deadline);
-                let (conn, reused) = match up.mux.reserve(&up.permits, settings, bound).await {
-                    Ok(reserved) => reserved,
-                    Err(e) => return Some(Err(e)),
-                };
-                let Some(body) = attempt.body.take().or_else(|| attempt.replay.take()) else {
-                    unreachable!("an attempt starts only with a body at hand");
-                };
-                let mut request = conn.start(
-                    attempt.params.clone(),
-                    body,
-                    self.inner.options.read_timeout,
-                    attempt.deadline,
-                );
-                let error = match read_head(&mut request, attempt.stderr, attempt.on_stderr).await {
-                    Ok(Ok(head)) => return Some(Ok((request, head))),
-                    Ok(Err(e)) => return Some(Err(e)),
-                    Err(e) => e,
-                };
-                if let Some(body) = request.take_returned_body() {
-                    *attempt.body = Some(body);
-                }
-                let (outcome, received) = (request.outcome, request.received);
-                drop(request);
-                let can_send = attempt.body.is_some() || attempt.replay.is_some();
-                if error.is_connect() && can_send {
-                    last_error = Some(error);
-                    break;
-                }
-                let retry = match outcome {
-                    // The connection closed before the request went out: nothing was sent.
-                    Outcome::NotStarted => {
-                        unsent_retries += 1;
-                        unsent_retries <= 3
-                    }
-                    // A kept connection broke before any of the response came: once more
-                    // on another connection, as on the one-request path.
-                    Outcome::ConnectionFailed => {
-                        let again = reused && !received && !replayed;
-                        replayed = true;
-                        again
-                    }
-                    _ => false,
-                };
-                if !(retry && can_send) {
-                    return Some(Err(error));
-                }
-            }
-        }
-        Some(Err(
-            last_error.expect("the loop ends early unless a connect failed")
-        ))
-    }
-}
-
-/// Where a request's events come from: its own connection, or a multiplexed one.
-trait EventSource {
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>>;
-    fn address(&self) -> &str;
-}
-
-impl EventSource for Exchange {
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
-        Exchange::poll_event(self, cx)
-    }
-
-    fn address(&self) -> &str {
-        &self.conn.address
-    }
-}
-
-impl EventSource for MuxRequest {
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
-        MuxRequest::poll_event(self, cx)
-    }
-
-    fn address(&self) -> &str {
-        &self.address
-    }
-}
-
-/// Counts a request as waiting for a connection while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock leaves a plain Vec of connections, still valid.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn deliver_stderr(kept: &mut Vec<u8>, callback: &mut Option<StderrCallback>, data: &[u8]) {
-    match callback {
-        Some(f) => f(data),
-        None => kept.extend_from_slice(data),
-    }
-}
-
-/// Reads until the response head. `Ok(Err(..))` is a request that ended without a
-/// usable head (refused, or a malformed head) on a connection still in step.
-async fn read_head(
-    exchange: &mut impl EventSource,
-    stderr: &mut Vec<u8>,
-    on_stderr: &mut Option<StderrCallback>,
-) -> Result<Result<ResponseHead, Error>, Error> {
-    let mut head_error = None;
-    loop {
-        match poll_fn(|cx| exchange.poll_event(cx)).await? {
-            Event::Head { head, .. } => return Ok(Ok(head)),
-            Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
-            Event::HeadError { error, .. } => head_error = Some(error),
-            Event::End { end, .. } => {
-                let address = exchange.address().to_string();
-                let error = match head_error.take() {
-                    Some(source) => Error::BadResponse { address, source },
-                    None => Error::Refused {
-                        address,
-                        status: end.protocol_status,
-                    },
-                };
-                return Ok(Err(error));
-            }
-            _ => {}
-        }
+        self.0.get_values(names).await
     }
 }
 
@@ -994,104 +224,54 @@ async fn read_head(
 /// println!("{:?}", stream.end());
 /// # Ok(()) }
 /// ```
-pub struct ResponseStream {
-    address: Arc<str>,
-    exchange: Option<Exchange>,
-    mux: Option<MuxRequest>,
-    permit: Option<SemaphoreGuardArc>,
-    client: Client,
-    head: ResponseHead,
-    end: Option<End>,
-    stderr: Vec<u8>,
-    stderr_taken: bool,
-    on_stderr: Option<StderrCallback>,
-    pending: Bytes,
-}
+pub struct ResponseStream(fcgi_async_core::ResponseStream<AsyncIo>);
 
 impl fmt::Debug for ResponseStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseStream")
-            .field("address", &self.address)
-            .field("head", &self.head)
-            .field("end", &self.end)
-            .finish_non_exhaustive()
+        self.0.fmt(f)
     }
 }
 
 impl ResponseStream {
     /// The response head.
     pub fn head(&self) -> &ResponseHead {
-        &self.head
+        self.0.head()
     }
 
     /// The HTTP status.
     pub fn status(&self) -> u16 {
-        self.head.status()
+        self.0.status()
     }
 
     /// The server's address.
     pub fn address(&self) -> &str {
-        &self.address
+        self.0.address()
     }
 
     /// How the request ended, once the body is read to its end.
     pub fn end(&self) -> Option<&End> {
-        self.end.as_ref()
+        self.0.end()
     }
 
     /// `STDERR` received so far (empty with an `on_stderr` callback).
     pub fn stderr(&self) -> &[u8] {
-        &self.stderr
+        self.0.stderr()
     }
 
     /// Takes the `STDERR` received so far. Stderr never taken is logged through
     /// `tracing` (target `fcgi_async_std`, level warn) when the stream is dropped.
     pub fn take_stderr(&mut self) -> Vec<u8> {
-        self.stderr_taken = true;
-        std::mem::take(&mut self.stderr)
+        self.0.take_stderr()
     }
 
     /// The next piece of the body, or `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        poll_fn(|cx| self.poll_chunk(cx)).await
+        self.0.chunk().await
     }
 
     /// Polls for the next piece of the body.
     pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
-        if !self.pending.is_empty() {
-            return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
-        }
-        loop {
-            let polled = if let Some(request) = self.mux.as_mut() {
-                request.poll_event(cx)
-            } else if let Some(exchange) = self.exchange.as_mut() {
-                exchange.poll_event(cx)
-            } else {
-                return Poll::Ready(Ok(None));
-            };
-            match polled {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    self.exchange = None;
-                    self.mux = None;
-                    self.permit = None;
-                    return Poll::Ready(Err(e));
-                }
-                Poll::Ready(Ok(Event::Body { data, .. })) => return Poll::Ready(Ok(Some(data))),
-                Poll::Ready(Ok(Event::Stderr { data, .. })) => {
-                    deliver_stderr(&mut self.stderr, &mut self.on_stderr, &data)
-                }
-                Poll::Ready(Ok(Event::End { end, .. })) => {
-                    self.end = Some(end);
-                    if let Some(exchange) = self.exchange.take() {
-                        self.client.check_in(exchange.conn);
-                    }
-                    self.mux = None;
-                    self.permit = None;
-                }
-                Poll::Ready(Ok(_)) => {}
-            }
-        }
+        self.0.poll_chunk(cx)
     }
 }
 
@@ -1099,7 +279,7 @@ impl Stream for ResponseStream {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_chunk(cx).map(Result::transpose)
+        Pin::new(&mut self.get_mut().0).poll_next(cx)
     }
 }
 
@@ -1109,40 +289,11 @@ impl AsyncRead for ResponseStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if this.pending.is_empty() {
-            match this.poll_chunk(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(Some(chunk))) => this.pending = chunk,
-                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(0)),
-                Poll::Ready(Err(e)) => {
-                    let kind = if e.is_timeout() {
-                        io::ErrorKind::TimedOut
-                    } else {
-                        io::ErrorKind::Other
-                    };
-                    return Poll::Ready(Err(io::Error::new(kind, e)));
-                }
-            }
-        }
-        let n = buf.len().min(this.pending.len());
-        buf[..n].copy_from_slice(&this.pending.split_to(n));
-        Poll::Ready(Ok(n))
-    }
-}
-
-impl Drop for ResponseStream {
-    fn drop(&mut self) {
-        if !self.stderr_taken && !self.stderr.is_empty() {
-            tracing::warn!(
-                target: "fcgi_async_std",
-                address = %self.address,
-                "FastCGI stderr: {}",
-                String::from_utf8_lossy(&self.stderr)
-            );
-        }
+        let piece = std::task::ready!(self.get_mut().0.poll_read_bytes(cx, buf.len()))?;
+        buf[..piece.len()].copy_from_slice(&piece);
+        Poll::Ready(Ok(piece.len()))
     }
 }

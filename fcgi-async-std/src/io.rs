@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_io::Async;
+use fcgi_async_core::Socket;
 use fcgi_proto::Address;
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -59,24 +60,20 @@ pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::R
     match limit {
         Some(t) => timeout(t, attempt)
             .await
-            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+            .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())),
         None => attempt.await,
     }
 }
 
-impl Io {
-    pub(crate) fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+impl Socket for Io {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 
-    pub(crate) fn poll_write_vectored(
+    fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
@@ -89,7 +86,7 @@ impl Io {
 
     /// A read that never waits (the socket is non-blocking): `Ok(0)` is end of input,
     /// `WouldBlock` nothing yet.
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Io::Tcp(s) => (&mut s.get_ref()).read(buf),
             Io::Unix(s) => (&mut s.get_ref()).read(buf),

@@ -4,7 +4,9 @@
 //! and cancellation that never leaves a half-read connection in the pool.
 //!
 //! It is a thin driver of the sans-IO core [`fcgi_proto`], which makes every protocol
-//! decision; this crate moves bytes between sockets and the core. Its API is that of
+//! decision; this crate moves bytes between sockets and the core. The client itself
+//! (pool, timeouts, exchanges, multiplexing) is the runtime-neutral engine of
+//! `fcgi-async-core`, shared with `fcgi-tokio`, run here on async-io. Its API is that of
 //! `fcgi-tokio`, name for name.
 //!
 //! With async-std:
@@ -107,9 +109,7 @@
 
 mod body;
 mod client;
-mod exchange;
 mod io;
-mod mux;
 mod rt;
 mod time;
 

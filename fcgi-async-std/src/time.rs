@@ -1,5 +1,5 @@
 //! Clocks, on async-io's timers (the reactor that async-std and smol both run on): a
-//! bound on a future, a deadline, and a timeout between two steps of progress.
+//! bound on a future, and the engine's timer.
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -8,98 +8,52 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 
-/// The bound of [`timeout`] ran out.
-#[derive(Debug)]
-pub(crate) struct Elapsed;
-
 /// `future`'s output, unless `limit` passes first (then the future is dropped).
-pub(crate) async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
+pub(crate) async fn timeout<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
     let mut future = pin!(future);
     let mut timer = Timer::after(limit);
     poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Ok(output));
+            return Poll::Ready(Some(output));
         }
         match Pin::new(&mut timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(Elapsed)),
+            Poll::Ready(_) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     })
     .await
 }
 
-/// A fixed point in time: ready from then on, however often it is polled.
-pub(crate) struct Deadline {
-    at: Instant,
+/// An async-io timer as the engine's [`Timer`](fcgi_async_core::Timer): ready for good
+/// once fired (an async-io timer that fired is pending again when polled).
+pub(crate) struct IoTimer {
     timer: Timer,
+    fired: bool,
 }
 
-impl Deadline {
+impl IoTimer {
     pub(crate) fn at(at: Instant) -> Self {
         Self {
-            at,
             timer: Timer::at(at),
+            fired: false,
         }
-    }
-
-    pub(crate) fn after(limit: Duration) -> Self {
-        Self::at(Instant::now() + limit)
-    }
-
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.at {
-            return Poll::Ready(());
-        }
-        // A timer that fired is ready for good above; one not yet due registers `cx`.
-        Pin::new(&mut self.timer).poll(cx).map(|_| ())
     }
 }
 
-/// A timeout between two steps of progress: it fires when `limit` passes without one.
-pub(crate) struct Idle {
-    pub(crate) limit: Duration,
-    last: Instant,
-    /// The timer and the instant it is set for.
-    timer: Option<(Timer, Instant)>,
-}
+impl fcgi_async_core::Timer for IoTimer {
+    fn reset(&mut self, at: Instant) {
+        self.timer.set_at(at);
+        self.fired = false;
+    }
 
-impl Idle {
-    pub(crate) fn new(limit: Duration) -> Self {
-        Self {
-            limit,
-            last: Instant::now(),
-            timer: None,
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.fired && Pin::new(&mut self.timer).poll(cx).is_ready() {
+            self.fired = true;
         }
-    }
-
-    pub(crate) fn progress(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// Ready when the limit has passed since the last progress.
-    ///
-    /// Progress does not move the timer (that would cost a trip to the reactor per
-    /// read): a timer that fires before the limit has passed since the last progress is
-    /// set again for the rest.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let due = self.last + self.limit;
-            if Instant::now() >= due {
-                return Poll::Ready(());
-            }
-            let (timer, set_for) = self.timer.get_or_insert_with(|| (Timer::at(due), due));
-            if *set_for > due {
-                timer.set_at(due);
-                *set_for = due;
-            }
-            match Pin::new(&mut *timer).poll(cx) {
-                // Early: progress came since it was set.
-                Poll::Ready(_) => {
-                    timer.set_at(due);
-                    *set_for = due;
-                }
-                Poll::Pending => return Poll::Pending,
-            }
+        if self.fired {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 }

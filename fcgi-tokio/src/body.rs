@@ -1,23 +1,13 @@
-//! Request bodies: bytes, a stream of bytes, or a reader, each with a known length.
+//! Request bodies: bytes, a stream of bytes, or a tokio reader, each with a known length.
 
 use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
-
-/// Most bytes read from a body reader at once.
-const READ_CHUNK: usize = 64 * 1024;
-
-enum Source {
-    Empty,
-    Bytes(Bytes),
-    Stream(Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>),
-    Reader(Pin<Box<dyn AsyncRead + Send>>, BytesMut),
-}
 
 /// A request body of known length (`CONTENT_LENGTH` is set from it, and the client
 /// checks that exactly that many bytes come).
@@ -30,32 +20,19 @@ enum Source {
 /// let file = Body::from_reader(std::io::Cursor::new(vec![0u8; 1024]), 1024);
 /// # let _ = (empty, text, file);
 /// ```
-pub struct Body {
-    source: Source,
-    len: Option<u64>,
-}
+#[derive(Default)]
+pub struct Body(fcgi_async_core::Body);
 
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Body")
-            .field("len", &self.len)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Body {
-    fn default() -> Self {
-        Self::empty()
+        self.0.fmt(f)
     }
 }
 
 impl Body {
     /// No body (no `CONTENT_LENGTH`).
     pub fn empty() -> Self {
-        Self {
-            source: Source::Empty,
-            len: None,
-        }
+        Self(fcgi_async_core::Body::empty())
     }
 
     /// A stream of chunks adding up to `len` bytes.
@@ -63,10 +40,7 @@ impl Body {
     where
         S: Stream<Item = io::Result<Bytes>> + Send + 'static,
     {
-        Self {
-            source: Source::Stream(Box::pin(stream)),
-            len: Some(len),
-        }
+        Self(fcgi_async_core::Body::from_stream(stream, len))
     }
 
     /// A reader yielding exactly `len` bytes.
@@ -74,101 +48,74 @@ impl Body {
     where
         R: AsyncRead + Send + 'static,
     {
-        Self {
-            source: Source::Reader(Box::pin(reader), BytesMut::new()),
-            len: Some(len),
-        }
+        Self(fcgi_async_core::Body::from_reader(Reader { reader }, len))
     }
 
     /// The length, `None` for no body.
     pub fn len(&self) -> Option<u64> {
-        self.len
+        self.0.len()
     }
 
     /// Whether there is no body at all.
     pub fn is_empty(&self) -> bool {
-        self.len.unwrap_or(0) == 0
+        self.0.is_empty()
     }
+}
 
-    /// A copy that sends the same bytes again, when the body is in memory.
-    pub(crate) fn try_clone(&self) -> Option<Body> {
-        let source = match &self.source {
-            Source::Empty => Source::Empty,
-            Source::Bytes(b) => Source::Bytes(b.clone()),
-            _ => return None,
-        };
-        Some(Body {
-            source,
-            len: self.len,
-        })
+pin_project_lite::pin_project! {
+    /// A tokio reader as the engine's [`BodyReader`](fcgi_async_core::BodyReader).
+    struct Reader<R> {
+        #[pin]
+        reader: R,
     }
+}
 
-    /// The next chunk; `None` at the end.
-    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        match &mut self.source {
-            Source::Empty => Poll::Ready(None),
-            Source::Bytes(b) => {
-                let chunk = std::mem::take(b);
-                self.source = Source::Empty;
-                Poll::Ready((!chunk.is_empty()).then_some(Ok(chunk)))
-            }
-            Source::Stream(s) => loop {
-                match s.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => continue,
-                    other => return other,
-                }
-            },
-            Source::Reader(r, buf) => {
-                // `buf` is zeroed room: a read fills its front, which is split off.
-                if buf.len() < READ_CHUNK / 4 {
-                    *buf = BytesMut::zeroed(READ_CHUNK);
-                }
-                let mut read_buf = ReadBuf::new(&mut buf[..]);
-                match r.as_mut().poll_read(cx, &mut read_buf) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-                    Poll::Ready(Ok(())) => {
-                        let n = read_buf.filled().len();
-                        if n == 0 {
-                            return Poll::Ready(None);
-                        }
-                        Poll::Ready(Some(Ok(buf.split_to(n).freeze())))
-                    }
-                }
-            }
-        }
+impl<R: AsyncRead + Send> fcgi_async_core::BodyReader for Reader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut read_buf = ReadBuf::new(buf);
+        self.project()
+            .reader
+            .poll_read(cx, &mut read_buf)
+            .map_ok(|()| read_buf.filled().len())
+    }
+}
+
+impl From<Body> for fcgi_async_core::Body {
+    fn from(body: Body) -> Self {
+        body.0
     }
 }
 
 impl From<Bytes> for Body {
     fn from(b: Bytes) -> Self {
-        Self {
-            len: Some(b.len() as u64),
-            source: Source::Bytes(b),
-        }
+        Self(b.into())
     }
 }
 
 impl From<Vec<u8>> for Body {
     fn from(v: Vec<u8>) -> Self {
-        Bytes::from(v).into()
+        Self(v.into())
     }
 }
 
 impl From<&'static [u8]> for Body {
     fn from(s: &'static [u8]) -> Self {
-        Bytes::from_static(s).into()
+        Self(s.into())
     }
 }
 
 impl From<&'static str> for Body {
     fn from(s: &'static str) -> Self {
-        Bytes::from_static(s.as_bytes()).into()
+        Self(s.into())
     }
 }
 
 impl From<String> for Body {
     fn from(s: String) -> Self {
-        Bytes::from(s).into()
+        Self(s.into())
     }
 }

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use fcgi_async_core::Socket;
 use fcgi_proto::Address;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -36,12 +37,8 @@ pub(crate) async fn connect(address: &Address, timeout: Option<Duration>) -> io:
     }
 }
 
-impl Io {
-    pub(crate) fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+impl Socket for Io {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut buf = ReadBuf::new(buf);
         let result = match self {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, &mut buf),
@@ -50,7 +47,7 @@ impl Io {
         result.map_ok(|()| buf.filled().len())
     }
 
-    pub(crate) fn poll_write_vectored(
+    fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
@@ -62,7 +59,7 @@ impl Io {
     }
 
     /// A read that never waits: `Ok(0)` is end of input, `WouldBlock` nothing yet.
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Io::Tcp(s) => s.try_read(buf),
             Io::Unix(s) => s.try_read(buf),

@@ -4,7 +4,9 @@
 //! connection in the pool.
 //!
 //! It is a thin driver of the sans-IO core [`fcgi_proto`], which makes every protocol
-//! decision; this crate moves bytes between tokio sockets and the core.
+//! decision; this crate moves bytes between tokio sockets and the core. The client
+//! itself (pool, timeouts, exchanges, multiplexing) is the runtime-neutral engine of
+//! `fcgi-async-core`, shared with `fcgi-async-std`, run here on tokio.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,11 +73,10 @@
 
 mod body;
 mod client;
-mod exchange;
 #[cfg(feature = "http")]
 pub mod http;
 mod io;
-mod mux;
+mod runtime;
 
 pub use body::Body;
 pub use client::{Client, Options, Request, Response, ResponseStream};

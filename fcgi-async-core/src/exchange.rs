@@ -1,27 +1,25 @@
 //! One request on one connection, driven by polling: the request body is written while
 //! the response is read (full duplex), with a timeout for each phase.
 
-use std::future::Future;
 use std::io::IoSlice;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fcgi_proto::{ClientError as Error, Connection, Event, Phase, RequestId};
-use tokio::time::{Instant, Sleep};
 
 use crate::body::Body;
-use crate::io::Io;
+use crate::runtime::{Runtime, Socket};
+use crate::time::{Deadline, Idle};
 
 /// Output queued beyond this waits before more of the request body is taken.
 const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 
 /// A connection: its socket and its protocol state.
 #[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) io: Io,
+pub(crate) struct Conn<R: Runtime> {
+    pub(crate) io: R::Socket,
     pub(crate) proto: Connection,
     pub(crate) address: Arc<str>,
     /// Which upstream of the client it belongs to.
@@ -51,7 +49,7 @@ impl Drop for OpenGuard {
     }
 }
 
-impl Conn {
+impl<R: Runtime> Conn<R> {
     pub(crate) fn proto_error(&self, e: fcgi_proto::Error) -> Error {
         match e {
             fcgi_proto::Error::Protocol(source) => Error::Protocol {
@@ -80,47 +78,6 @@ impl Conn {
     }
 }
 
-/// A timeout between two steps of progress: it fires when `limit` passes without one.
-pub(crate) struct Idle {
-    pub(crate) limit: Duration,
-    last: Instant,
-    timer: Option<Pin<Box<Sleep>>>,
-}
-
-impl Idle {
-    pub(crate) fn new(limit: Duration) -> Self {
-        Self {
-            limit,
-            last: Instant::now(),
-            timer: None,
-        }
-    }
-
-    pub(crate) fn progress(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// Ready when the limit has passed since the last progress.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let due = self.last + self.limit;
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-            if timer.deadline() != due {
-                timer.as_mut().reset(due);
-            }
-            match timer.as_mut().poll(cx) {
-                Poll::Ready(()) if Instant::now() >= self.last + self.limit => {
-                    return Poll::Ready(())
-                }
-                Poll::Ready(()) => continue,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
 /// The timeouts of one request.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timeouts {
@@ -129,22 +86,22 @@ pub(crate) struct Timeouts {
 }
 
 /// One request in progress on a connection it owns.
-pub(crate) struct Exchange {
-    pub(crate) conn: Conn,
+pub(crate) struct Exchange<R: Runtime> {
+    pub(crate) conn: Conn<R>,
     /// The request, or `None` for a management exchange (`GET_VALUES`).
     pub(crate) id: Option<RequestId>,
     body: Body,
     body_done: bool,
-    read_idle: Option<Idle>,
-    write_idle: Option<Idle>,
+    read_idle: Option<Idle<R>>,
+    write_idle: Option<Idle<R>>,
     read_armed: bool,
-    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+    deadline: Option<(Deadline<R>, Duration)>,
 }
 
-impl Exchange {
+impl<R: Runtime> Exchange<R> {
     /// Starts a request on `conn`: queues its begin record and params.
     pub(crate) fn start(
-        mut conn: Conn,
+        mut conn: Conn<R>,
         params: &fcgi_proto::Params,
         body: Body,
         timeouts: Timeouts,
@@ -160,7 +117,7 @@ impl Exchange {
 
     /// An exchange of management records only (the caller queued them on `conn`).
     pub(crate) fn management(
-        conn: Conn,
+        conn: Conn<R>,
         timeouts: Timeouts,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
@@ -168,7 +125,7 @@ impl Exchange {
     }
 
     fn new(
-        conn: Conn,
+        conn: Conn<R>,
         id: Option<RequestId>,
         body: Body,
         timeouts: Timeouts,
@@ -182,7 +139,7 @@ impl Exchange {
             read_idle: timeouts.read.map(Idle::new),
             write_idle: timeouts.write.map(Idle::new),
             read_armed: false,
-            deadline: deadline.map(|(at, total)| (Box::pin(tokio::time::sleep_until(at)), total)),
+            deadline: deadline.map(|(at, total)| (Deadline::at(at), total)),
         }
     }
 
@@ -284,7 +241,7 @@ impl Exchange {
 
             // 5. Nothing can move now: check the clocks.
             if let Some((timer, total)) = &mut self.deadline {
-                if timer.as_mut().poll(cx).is_ready() {
+                if timer.poll_expired(cx).is_ready() {
                     let phase = if sent { Phase::Read } else { Phase::Write };
                     let total = *total;
                     return Poll::Ready(Err(self.timeout(phase, total)));

@@ -17,24 +17,27 @@
 //! bytes and routes events.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender, TrySendError};
+use event_listener::Event as Notify;
+use futures_core::Stream;
 
 use fcgi_proto::{
     Address, ClientError as Error, Config, Connection, Event, Params, Phase, ProtocolError,
     RequestId,
 };
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, Sleep};
 
 use crate::body::Body;
-use crate::exchange::{Idle, OpenGuard};
-use crate::io::{connect, Io};
+use crate::exchange::OpenGuard;
+use crate::runtime::{Runtime, Semaphore, SemaphorePermit, Socket};
+use crate::time::{Deadline, Idle};
 
 /// Output queued beyond this waits before more of any request body is taken.
 const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
@@ -290,7 +293,7 @@ impl MuxShared {
             let mut s = lock(&self.slots);
             s.reserved = s.reserved.saturating_sub(1);
         }
-        self.notify.notify_waiters();
+        self.notify.notify(usize::MAX);
     }
 
     fn set_limit(&self, limit: usize) {
@@ -303,7 +306,7 @@ impl MuxShared {
 
     fn close(&self) {
         lock(&self.slots).closed = true;
-        self.notify.notify_waiters();
+        self.notify.notify(usize::MAX);
     }
 
     fn is_closed(&self) -> bool {
@@ -326,7 +329,7 @@ impl MuxShared {
 /// A handle on one multiplexed connection, kept by its pool.
 #[derive(Clone)]
 pub(crate) struct MuxConn {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: Sender<Command>,
     shared: Arc<MuxShared>,
     address: Arc<str>,
 }
@@ -359,17 +362,16 @@ impl MuxPool {
     /// A slot for one request: on the first connection with room, else on a new
     /// connection (within `max_connections` and the pool's semaphore), else waits for
     /// room at most `bound`. Answers the connection and whether it was already connected.
-    pub(crate) async fn reserve(
+    pub(crate) async fn reserve<R: Runtime>(
         &self,
-        permits: &Arc<Semaphore>,
+        permits: &R::Semaphore,
         settings: &Settings,
         bound: Option<Duration>,
     ) -> Result<(MuxConn, bool), Error> {
-        let deadline = bound.map(|b| Instant::now() + b);
+        let deadline = bound.map(|b| R::now() + b);
         loop {
-            let notified = self.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
+            // Listening before looking: a slot freed after the look wakes this wait.
+            let notified = self.notify.listen();
             {
                 let mut conns = lock(&self.conns);
                 // A driver can also vanish without closing (its runtime shut down).
@@ -380,9 +382,9 @@ impl MuxPool {
                     }
                 }
                 if conns.len() < settings.max_connections.max(1) {
-                    if let Ok(permit) = permits.clone().try_acquire_owned() {
+                    if let Some(permit) = permits.try_acquire() {
                         // Spawned with this request's slot taken.
-                        let conn = spawn_driver(settings, permit, self.notify.clone());
+                        let conn = spawn_driver::<R>(settings, permit, self.notify.clone());
                         conns.push(conn.clone());
                         return Ok((conn, false));
                     }
@@ -390,7 +392,7 @@ impl MuxPool {
             }
             let wait = match deadline {
                 Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
+                    let left = at.saturating_duration_since(R::now());
                     if left.is_zero() {
                         return Err(Error::Timeout {
                             address: settings.text.to_string(),
@@ -402,20 +404,20 @@ impl MuxPool {
                 }
                 None => RECHECK,
             };
-            let _ = tokio::time::timeout(wait, notified).await;
+            let _ = R::timeout(wait, notified).await;
         }
     }
 }
 
 impl MuxConn {
     /// Sends a request (whose slot was reserved) to the driver.
-    pub(crate) fn start(
+    pub(crate) fn start<R: Runtime>(
         &self,
         params: Params,
         body: Body,
         read_timeout: Option<Duration>,
         deadline: Option<(Instant, Duration)>,
-    ) -> MuxRequest {
+    ) -> MuxRequest<R> {
         let queue = Arc::new(Queue::default());
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let start = Start {
@@ -424,7 +426,9 @@ impl MuxConn {
             body: Some(body),
             producer: Some(Producer(queue.clone())),
         };
-        if let Err(mpsc::error::SendError(command)) = self.tx.send(Command::Start(start)) {
+        if let Err(TrySendError::Closed(command) | TrySendError::Full(command)) =
+            self.tx.try_send(Command::Start(start))
+        {
             // The driver is gone: it could not connect (the request fails as the others
             // meant for it did), or the connection just closed (the command drops here,
             // which closes the queue and hands the body back: another attempt).
@@ -444,7 +448,7 @@ impl MuxConn {
             sent: false,
             started: false,
             read_idle: read_timeout.map(Idle::new),
-            deadline: deadline.map(|(at, total)| (Box::pin(tokio::time::sleep_until(at)), total)),
+            deadline: deadline.map(|(at, total)| (Deadline::at(at), total)),
             received: false,
             outcome: Outcome::Running,
         }
@@ -467,22 +471,22 @@ pub(crate) enum Outcome {
 
 /// One request on a multiplexed connection, as its caller sees it. Dropping it before
 /// the request's end aborts the request on the server.
-pub(crate) struct MuxRequest {
+pub(crate) struct MuxRequest<R: Runtime> {
     queue: Arc<Queue>,
-    tx: mpsc::UnboundedSender<Command>,
+    tx: Sender<Command>,
     key: u64,
     finished: bool,
     pub(crate) address: Arc<str>,
     sent: bool,
     started: bool,
-    read_idle: Option<Idle>,
-    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+    read_idle: Option<Idle<R>>,
+    deadline: Option<(Deadline<R>, Duration)>,
     /// Some event of the request arrived.
     pub(crate) received: bool,
     pub(crate) outcome: Outcome,
 }
 
-impl MuxRequest {
+impl<R: Runtime> MuxRequest<R> {
     fn timeout(&self, phase: Phase, after: Duration) -> Error {
         Error::Timeout {
             address: self.address.to_string(),
@@ -551,7 +555,7 @@ impl MuxRequest {
             self.started = self.queue.started();
         }
         if let Some((timer, total)) = &mut self.deadline {
-            if timer.as_mut().poll(cx).is_ready() {
+            if timer.poll_expired(cx).is_ready() {
                 let phase = if !self.started {
                     Phase::Connect
                 } else if self.sent {
@@ -575,20 +579,24 @@ impl MuxRequest {
     }
 }
 
-impl Drop for MuxRequest {
+impl<R: Runtime> Drop for MuxRequest<R> {
     fn drop(&mut self) {
         if !self.finished {
             self.queue.cancel();
             // Fails only when the driver is gone, and with it the request.
-            let _ = self.tx.send(Command::Cancel(self.key));
+            let _ = self.tx.try_send(Command::Cancel(self.key));
         }
     }
 }
 
 // ----- the driver -------------------------------------------------------------------
 
-fn spawn_driver(settings: &Settings, permit: OwnedSemaphorePermit, notify: Arc<Notify>) -> MuxConn {
-    let (tx, rx) = mpsc::unbounded_channel();
+fn spawn_driver<R: Runtime>(
+    settings: &Settings,
+    permit: SemaphorePermit<R>,
+    notify: Arc<Notify>,
+) -> MuxConn {
+    let (tx, rx) = async_channel::unbounded();
     let shared = Arc::new(MuxShared {
         slots: Mutex::new(Slots {
             // The slot of the request that opens the connection.
@@ -619,7 +627,7 @@ fn spawn_driver(settings: &Settings, permit: OwnedSemaphorePermit, notify: Arc<N
         rx,
         permit,
     };
-    tokio::spawn(run(setup));
+    R::spawn(run::<R>(setup));
     MuxConn {
         tx,
         shared,
@@ -627,7 +635,7 @@ fn spawn_driver(settings: &Settings, permit: OwnedSemaphorePermit, notify: Arc<N
     }
 }
 
-struct Setup {
+struct Setup<R: Runtime> {
     address: Address,
     text: Arc<str>,
     config: Config,
@@ -637,12 +645,12 @@ struct Setup {
     opened: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     shared: Arc<MuxShared>,
-    rx: mpsc::UnboundedReceiver<Command>,
-    permit: OwnedSemaphorePermit,
+    rx: Receiver<Command>,
+    permit: SemaphorePermit<R>,
 }
 
 /// The driver task: connects, then runs the connection until it closes.
-async fn run(setup: Setup) {
+async fn run<R: Runtime>(setup: Setup<R>) {
     let Setup {
         address,
         text,
@@ -653,10 +661,10 @@ async fn run(setup: Setup) {
         opened,
         open,
         shared,
-        mut rx,
+        rx,
         permit,
     } = setup;
-    let io = match connect(&address, connect_timeout).await {
+    let io = match R::connect(&address, connect_timeout).await {
         Ok(io) => io,
         Err(source) => {
             tracing::debug!(address = %text, error = %source, "FastCGI connect failed");
@@ -677,17 +685,17 @@ async fn run(setup: Setup) {
                 }
             }
             drop(permit);
-            shared.notify.notify_waiters();
+            shared.notify.notify(usize::MAX);
             return;
         }
     };
     opened.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(&open);
     shared.set_connected();
-    let mut driver = Driver {
+    let mut driver = Driver::<R> {
         io,
         proto: Connection::new(config),
-        rx,
+        rx: Box::pin(rx),
         rx_closed: false,
         shared: shared.clone(),
         address: text,
@@ -709,7 +717,7 @@ async fn run(setup: Setup) {
     driver.shut(result.err());
     drop(driver);
     drop(permit);
-    shared.notify.notify_waiters();
+    shared.notify.notify(usize::MAX);
 }
 
 /// Fails a request whose connection could not be opened; its body goes back to it (it
@@ -747,10 +755,11 @@ struct Slot {
     sent: bool,
 }
 
-struct Driver {
-    io: Io,
+struct Driver<R: Runtime> {
+    io: R::Socket,
     proto: Connection,
-    rx: mpsc::UnboundedReceiver<Command>,
+    /// Boxed: the channel's receiver is not `Unpin`.
+    rx: Pin<Box<Receiver<Command>>>,
     rx_closed: bool,
     shared: Arc<MuxShared>,
     address: Arc<str>,
@@ -768,16 +777,16 @@ struct Driver {
     /// Nothing was left to write after the last write.
     output_empty: bool,
     write_limit: Option<Duration>,
-    write_idle: Option<Idle>,
+    write_idle: Option<Idle<R>>,
     idle_timeout: Option<Duration>,
-    idle_timer: Option<Pin<Box<Sleep>>>,
+    idle_timer: Option<Deadline<R>>,
     /// Takes no new request; ends once no live request is left.
     draining: bool,
     /// Slots whose caller still waits (has its producer).
     live: usize,
 }
 
-impl Driver {
+impl<R: Runtime> Driver<R> {
     /// Requests whose caller still waits for them.
     fn live(&self) -> usize {
         self.live
@@ -1020,7 +1029,7 @@ impl Driver {
         loop {
             // 1. Commands.
             while !self.rx_closed {
-                match self.rx.poll_recv(cx) {
+                match self.rx.as_mut().poll_next(cx) {
                     Poll::Ready(Some(command)) => self.command(command),
                     Poll::Ready(None) => self.rx_closed = true,
                     Poll::Pending => break,
@@ -1105,8 +1114,8 @@ impl Driver {
                 if let Some(limit) = self.idle_timeout {
                     let timer = self
                         .idle_timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                    if timer.as_mut().poll(cx).is_ready() {
+                        .get_or_insert_with(|| Deadline::after(limit));
+                    if timer.poll_expired(cx).is_ready() {
                         return Poll::Ready(Ok(()));
                     }
                 }
@@ -1184,201 +1193,5 @@ impl Driver {
         // Dropping the slots closes the remaining queues.
         self.slots.clear();
         self.live = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    use bytes::BytesMut;
-    use fcgi_proto::record::{encode_record, EndRequestBody, RecordType};
-    use fcgi_proto::{nv, ParamsBuilder, ProtocolStatus};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{UnixListener, UnixStream};
-
-    use crate::{Client, Options, Request};
-
-    use super::*;
-
-    /// A record as a scripted server reads it: type, request id, content.
-    type Record = (RecordType, u16, Vec<u8>);
-
-    async fn read_record(s: &mut UnixStream) -> Option<Record> {
-        let mut header = [0u8; 8];
-        s.read_exact(&mut header).await.ok()?;
-        let len = usize::from(u16::from_be_bytes([header[4], header[5]]));
-        let mut content = vec![0; len + usize::from(header[6])];
-        s.read_exact(&mut content).await.ok()?;
-        content.truncate(len);
-        Some((
-            RecordType(header[1]),
-            u16::from_be_bytes([header[2], header[3]]),
-            content,
-        ))
-    }
-
-    async fn write_record(s: &mut UnixStream, t: RecordType, id: u16, content: &[u8]) {
-        let mut out = BytesMut::new();
-        encode_record(&mut out, t, id, content);
-        s.write_all(&out).await.unwrap();
-    }
-
-    async fn end(s: &mut UnixStream, id: u16) {
-        let body = EndRequestBody {
-            app_status: 0,
-            protocol_status: ProtocolStatus::REQUEST_COMPLETE,
-        };
-        write_record(s, RecordType::END_REQUEST, id, &body.encode()).await;
-    }
-
-    /// Reads records until the empty STDIN of `count` requests; answers their ids.
-    async fn read_requests(s: &mut UnixStream, count: usize) -> Vec<u16> {
-        let mut ids = Vec::new();
-        while ids.len() < count {
-            let (t, id, content) = read_record(s).await.expect("a request");
-            if t == RecordType::STDIN && content.is_empty() {
-                ids.push(id);
-            }
-        }
-        ids
-    }
-
-    /// A multiplexing server scripted by `serve` on the request connection, after it
-    /// answered `GET_VALUES` on the first connection.
-    async fn scripted<F, Fut>(serve: F) -> (PathBuf, tokio::task::JoinHandle<()>)
-    where
-        F: FnOnce(UnixStream) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "fcgi-tokio-mux-{}-{}.sock",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
-        let server = tokio::spawn(async move {
-            let (mut values, _) = listener.accept().await.unwrap();
-            let (t, id, _) = read_record(&mut values).await.unwrap();
-            assert_eq!((t, id), (RecordType::GET_VALUES, 0));
-            let mut answer = Vec::new();
-            nv::encode_pair(&mut answer, b"FCGI_MPXS_CONNS", b"1").unwrap();
-            nv::encode_pair(&mut answer, b"FCGI_MAX_REQS", b"10").unwrap();
-            write_record(&mut values, RecordType::GET_VALUES_RESULT, 0, &answer).await;
-            drop(values);
-            let (conn, _) = listener.accept().await.unwrap();
-            serve(conn).await;
-        });
-        (path, server)
-    }
-
-    fn get() -> Request {
-        Request::new(ParamsBuilder::new("GET", "/x").build().unwrap())
-    }
-
-    fn client(path: &std::path::Path) -> Client {
-        let options = Options {
-            multiplex: true,
-            ..Options::default()
-        };
-        Client::with_upstreams([Address::Unix(path.to_path_buf())], options).unwrap()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_dropped_request_is_aborted_alone() {
-        let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
-        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<()>();
-        let (path, server) = scripted(|mut s| async move {
-            assert_eq!(read_requests(&mut s, 1).await, [1]);
-            seen_tx.send(()).unwrap();
-            assert_eq!(read_requests(&mut s, 1).await, [2]);
-            write_record(
-                &mut s,
-                RecordType::STDOUT,
-                1,
-                b"Status: 200 OK\r\n\r\nfirst",
-            )
-            .await;
-            // The client drops request 1 after its first piece: ABORT_REQUEST for it.
-            dropped_rx.await.unwrap();
-            let (t, id, _) = read_record(&mut s).await.unwrap();
-            assert_eq!((t, id), (RecordType::ABORT_REQUEST, 1));
-            // Its late records are dropped; request 2 is untouched.
-            write_record(&mut s, RecordType::STDOUT, 1, b" late").await;
-            write_record(
-                &mut s,
-                RecordType::STDOUT,
-                2,
-                b"Status: 200 OK\r\n\r\nsecond",
-            )
-            .await;
-            write_record(&mut s, RecordType::STDERR, 1, b"late stderr").await;
-            end(&mut s, 1).await;
-            end(&mut s, 2).await;
-            // Id 1 is free again after its END_REQUEST.
-            assert_eq!(read_requests(&mut s, 1).await, [1]);
-            write_record(&mut s, RecordType::STDOUT, 1, b"\r\nthird").await;
-            end(&mut s, 1).await;
-            // The client is dropped: its driver closes the connection.
-            let eof = tokio::time::timeout(Duration::from_secs(5), read_record(&mut s)).await;
-            assert!(matches!(eof, Ok(None)), "the connection stayed open");
-        })
-        .await;
-        let client = client(&path);
-        let first = {
-            let client = client.clone();
-            tokio::spawn(async move {
-                let mut stream = client.request_streaming(get()).await.unwrap();
-                assert_eq!(&stream.chunk().await.unwrap().unwrap()[..], b"first");
-            })
-        };
-        seen_rx.await.unwrap();
-        let second = {
-            let client = client.clone();
-            tokio::spawn(async move { client.request(get()).await.unwrap() })
-        };
-        first.await.unwrap();
-        dropped_tx.send(()).unwrap();
-        let second = second.await.unwrap();
-        assert_eq!(&second.body[..], b"second");
-        assert!(second.stderr.is_empty());
-        let third = client.request(get()).await.unwrap();
-        assert_eq!(&third.body[..], b"third");
-        assert_eq!(client.connections_opened(), 1);
-        drop(client);
-        server.await.unwrap();
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_idle_connection_closes_after_the_idle_timeout() {
-        let (path, server) = scripted(|mut s| async move {
-            assert_eq!(read_requests(&mut s, 1).await, [1]);
-            write_record(&mut s, RecordType::STDOUT, 1, b"\r\nok").await;
-            end(&mut s, 1).await;
-            let eof = tokio::time::timeout(Duration::from_secs(5), read_record(&mut s)).await;
-            assert!(matches!(eof, Ok(None)), "the connection stayed open");
-        })
-        .await;
-        let options = Options {
-            multiplex: true,
-            idle_timeout: Some(Duration::from_millis(200)),
-            ..Options::default()
-        };
-        let client = Client::with_upstreams([Address::Unix(path.to_path_buf())], options).unwrap();
-        assert_eq!(&client.request(get()).await.unwrap().body[..], b"ok");
-        assert_eq!(client.open_connections(), 1);
-        let start = Instant::now();
-        server.await.unwrap();
-        assert!(start.elapsed() >= Duration::from_millis(150));
-        // The count drops right after the socket closes.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while client.open_connections() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(client.open_connections(), 0);
-        let _ = std::fs::remove_file(&path);
     }
 }
