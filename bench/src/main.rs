@@ -6,6 +6,9 @@
 //!            [--no-strace] [--no-gateway] [--gateway-cmd 'CMD {listen} {upstream} {root}']
 //! fcgi-bench client --kind K --workload W --socket PATH --docroot DIR -n N
 //!            [--bytes B] [--warmup W]          (one measured child; prints a result line)
+//! fcgi-bench php-fpm                           (starts the same php-fpm, prints its socket
+//!                                               and docroot, stops at end of stdin: for
+//!                                               profiling a child under callgrind or perf)
 //! ```
 //!
 //! The driver starts php-fpm (static pool) through fcgi-testkit and runs each client and
@@ -271,19 +274,34 @@ fn tool(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// 32 concurrent clients each keep a connection: 32 workers busy, plus spare ones for the
+/// gateway's and nginx's pools. Static pool (the test kit's only kind).
+fn start_php_fpm() -> PhpFpm {
+    let fpm = PhpFpm::builder().max_children(40).start();
+    fpm.write_script("big.php", clients::BIG_PHP);
+    fpm.write_script("sink.php", clients::SINK_PHP);
+    fpm
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("client") {
         client_main(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("php-fpm") {
+        let fpm = start_php_fpm();
+        println!(
+            "--socket {} --docroot {}",
+            fpm.unix_socket().display(),
+            fpm.docroot().display()
+        );
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        return;
+    }
     let plan = Plan::parse(&args);
     let exe = std::env::current_exe().expect("own path");
-    // 32 concurrent clients each keep a connection: 32 workers busy, plus spare ones for
-    // the gateway's and nginx's pools. Static pool (the test kit's only kind).
-    let fpm = PhpFpm::builder().max_children(40).start();
-    fpm.write_script("big.php", clients::BIG_PHP);
-    fpm.write_script("sink.php", clients::SINK_PHP);
+    let fpm = start_php_fpm();
     let server = Server { fpm, exe };
     let strace = plan.strace && tool("strace");
     if plan.strace && !strace {

@@ -448,7 +448,8 @@ impl Client {
             .expect("next_chunk returned None: the request ended");
         Ok(Response {
             status: reader.head.status(),
-            head: reader.head.clone(),
+            // Moved out, not cloned: the reader is done with it.
+            head: std::mem::take(&mut reader.head),
             body,
             stderr: std::mem::take(&mut reader.stderr),
             end,

@@ -575,9 +575,15 @@ impl Connection {
     /// of it.
     pub fn input_buffer(&mut self) -> &mut [u8] {
         if self.input.len() - self.filled < MIN_INPUT_ROOM {
-            let mut fresh = BytesMut::zeroed(INPUT_BUFFER_LEN.max(self.filled + MIN_INPUT_ROOM));
-            fresh[..self.filled].copy_from_slice(&self.input[..self.filled]);
-            self.input = fresh;
+            let want = INPUT_BUFFER_LEN.max(self.filled + MIN_INPUT_ROOM);
+            // Keep the undecoded bytes and make room. When no event or body chunk still
+            // points into the buffer (the caller dropped them, as a streaming reader
+            // does), `reserve` takes the whole allocation back in place, moving those few
+            // bytes to its front: a long response reuses one buffer instead of allocating
+            // one per 64 KiB.
+            self.input.truncate(self.filled);
+            self.input.reserve(want - self.filled);
+            self.input.resize(want, 0);
         }
         &mut self.input[self.filled..]
     }

@@ -73,6 +73,19 @@ impl fmt::Debug for ResponseHead {
     }
 }
 
+/// The head of an empty CGI response: status 200, no headers (what a head with no
+/// header lines means).
+impl Default for ResponseHead {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            reason: None,
+            status_given: false,
+            headers: Vec::new(),
+        }
+    }
+}
+
 impl ResponseHead {
     /// The HTTP status: from `Status`; else 302 when there is a `Location`; else 200.
     pub fn status(&self) -> u16 {
@@ -252,7 +265,9 @@ fn trim(value: &[u8]) -> (usize, usize) {
 /// Parses a whole head, blank line included.
 fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
     let mut status = None;
-    let mut headers = Vec::new();
+    // Room for a typical PHP head (X-Powered-By, Content-type, a few cookies and cache
+    // headers) in one allocation.
+    let mut headers = Vec::with_capacity(8);
     let mut content_length_seen = false;
     let mut transfer_encoding_seen = false;
     let mut location_seen = false;
