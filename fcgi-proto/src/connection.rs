@@ -313,7 +313,16 @@ impl Connection {
         put_header(&mut self.scratch, RecordType::BEGIN_REQUEST, id, 8);
         self.scratch.put_slice(&begin_request_body(role, flags));
         let mut record_start = None;
-        for (name, value) in params.iter() {
+        // The usual case: every pair fits in one record, copied in one piece.
+        let whole = params.encoded().and_then(|pairs| {
+            let len = u16::try_from(pairs.len()).ok().filter(|&n| n > 0)?;
+            Some((pairs, len))
+        });
+        if let Some((pairs, len)) = whole {
+            put_header(&mut self.scratch, RecordType::PARAMS, id, len);
+            self.scratch.put_slice(pairs);
+        }
+        for (name, value) in params.iter().filter(|_| whole.is_none()) {
             let len = nv::encoded_len(name, value);
             let start = match record_start {
                 Some(start) if self.scratch.len() - start - HEADER_LEN + len <= MAX_CONTENT_LEN => {
