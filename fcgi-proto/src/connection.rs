@@ -441,6 +441,11 @@ impl Connection {
     }
 
     fn queue_stream(&mut self, record_type: RecordType, id: u16, mut data: Bytes) {
+        // Room for every record header at once: each header is split off `scratch` as
+        // its own chunk, and growing `scratch` a header at a time allocated twice per
+        // record (a new buffer, then its shared header) while earlier ones wait unsent.
+        self.scratch
+            .reserve(data.len().div_ceil(STREAM_CHUNK_LEN) * HEADER_LEN + HEADER_LEN);
         while !data.is_empty() {
             let chunk = data.split_to(data.len().min(STREAM_CHUNK_LEN));
             // `chunk` is at most STREAM_CHUNK_LEN (65528) bytes.
