@@ -18,8 +18,10 @@ use crate::{Plan, Server};
 /// wrk connections (and threads), the same for every server.
 const CONNECTIONS: usize = 32;
 const WRK_THREADS: usize = 2;
-/// nginx's kept upstream connections; below the pool's 40 workers.
-const NGINX_KEEPALIVE: usize = 32;
+/// nginx's kept upstream connections per worker process (nginx counts `keepalive` per
+/// worker): 2 x 16 = 32, the wrk connection count, below the pool's 40 workers. More
+/// would let idle kept connections hold every php-fpm worker while new ones queue.
+const NGINX_KEEPALIVE: usize = 16;
 
 struct Wrk {
     per_second: f64,
@@ -256,7 +258,7 @@ fn start_nginx(server: &Server) -> Result<Running, String> {
     let pids = family(child.id());
     Ok(Running {
         name: format!(
-            "nginx ({}, 2 workers, upstream keepalive {NGINX_KEEPALIVE})",
+            "nginx ({}, 2 workers, upstream keepalive {NGINX_KEEPALIVE} per worker)",
             version.trim_start_matches("nginx version: ")
         ),
         child,
