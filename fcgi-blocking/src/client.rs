@@ -313,7 +313,12 @@ impl Client {
             let conn = self.conn();
             let mut slices = [IoSlice::new(&[]); 64];
             let n = conn.proto.transmit(&mut slices);
-            match conn.stream.write_vectored(&slices[..n]) {
+            // A small request is one slice: `write` spares the kernel the iovec import.
+            let result = match n {
+                1 => conn.stream.write(&slices[0]),
+                _ => conn.stream.write_vectored(&slices[..n]),
+            };
+            match result {
                 Ok(0) => return Err(self.io_error(io::ErrorKind::WriteZero.into())),
                 Ok(written) => conn.proto.consume_transmit(written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
