@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use crate::alloc;
 
-/// CPU microseconds (user + system) of every thread of this process, and peak RSS in KiB.
-fn rusage() -> (u64, u64) {
+/// CPU microseconds (user + system, and user alone) of every thread of this process, and
+/// peak RSS in KiB.
+fn rusage() -> (u64, u64, u64) {
     // SAFETY: `getrusage` writes one `rusage` into the zeroed value we own; RUSAGE_SELF is
     // always valid.
     #[allow(unsafe_code)]
@@ -18,6 +19,7 @@ fn rusage() -> (u64, u64) {
     let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     (
         us(usage.ru_utime) + us(usage.ru_stime),
+        us(usage.ru_utime),
         usage.ru_maxrss as u64,
     )
 }
@@ -26,16 +28,18 @@ fn rusage() -> (u64, u64) {
 pub(crate) struct Meter {
     wall: Instant,
     cpu_us: u64,
+    user_us: u64,
     allocs: (u64, u64),
 }
 
 impl Meter {
     /// Starts measuring (after the warm-up).
     pub(crate) fn start() -> Self {
-        let (cpu_us, _) = rusage();
+        let (cpu_us, user_us, _) = rusage();
         Self {
             wall: Instant::now(),
             cpu_us,
+            user_us,
             allocs: alloc::snapshot(),
         }
     }
@@ -43,11 +47,12 @@ impl Meter {
     /// Stops and prints one line for the driver: `result key=value ...`.
     pub(crate) fn finish(self, requests: u64, bytes: u64) {
         let wall_ns = self.wall.elapsed().as_nanos();
-        let (cpu_us, peak_rss_kib) = rusage();
+        let (cpu_us, user_us, peak_rss_kib) = rusage();
         let (allocs, alloc_bytes) = alloc::snapshot();
         println!(
-            "result requests={requests} bytes={bytes} wall_ns={wall_ns} cpu_us={} allocs={} alloc_bytes={} peak_rss_kib={peak_rss_kib}",
+            "result requests={requests} bytes={bytes} wall_ns={wall_ns} cpu_us={} user_us={} allocs={} alloc_bytes={} peak_rss_kib={peak_rss_kib}",
             cpu_us - self.cpu_us,
+            user_us - self.user_us,
             allocs - self.allocs.0,
             alloc_bytes - self.allocs.1,
         );
