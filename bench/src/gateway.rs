@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::{Plan, Server};
 
-/// wrk connections (and threads), the same for every server.
+/// wrk connections, the same for every server, and the gateway's upstream connections
+/// (`{connections}`; nginx keeps as many, see [`NGINX_KEEPALIVE`]).
 const CONNECTIONS: usize = 32;
 const WRK_THREADS: usize = 2;
 /// nginx's kept upstream connections per worker process (nginx counts `keepalive` per
@@ -288,7 +289,7 @@ fn gateway_commands(plan: &Plan) -> Vec<String> {
         })
     {
         found.push(format!(
-            "{} serve --listen {{listen}} --root {{root}} {{upstream}}",
+            "{} serve --listen {{listen}} --root {{root}} --connections {{connections}} {{upstream}}",
             fcgi.display()
         ));
     }
@@ -310,7 +311,8 @@ fn start_gateway(template: &str, server: &Server) -> Result<Running, String> {
             "{upstream}",
             &format!("unix:{}", server.fpm.unix_socket().display()),
         )
-        .replace("{root}", &server.fpm.docroot().display().to_string());
+        .replace("{root}", &server.fpm.docroot().display().to_string())
+        .replace("{connections}", &CONNECTIONS.to_string());
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let (program, args) = words.split_first().ok_or("empty gateway command")?;
     let mut child = Command::new(program)
@@ -356,7 +358,7 @@ pub(crate) fn run(plan: &Plan, server: &Server) -> String {
     }
     let templates = gateway_commands(plan);
     if templates.is_empty() {
-        out.push_str("Gateway skipped: no `fcgi serve` beside this binary (the `fcgi` binary of fcgi-cli with the `serve` subcommand) and no `examples/php_gateway`; give one with `--gateway-cmd 'CMD {listen} {upstream} {root}'`.\n\n");
+        out.push_str("Gateway skipped: no `fcgi serve` beside this binary (the `fcgi` binary of fcgi-cli with the `serve` subcommand) and no `examples/php_gateway`; give one with `--gateway-cmd 'CMD {listen} {upstream} {root} {connections}'`.\n\n");
     }
     for template in &templates {
         match start_gateway(template, server) {

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! fcgi-bench [--quick] [--rounds N] [--out FILE] [--clients a,b] [--workloads a,b]
-//!            [--no-strace] [--no-gateway] [--gateway-cmd 'CMD {listen} {upstream} {root}']
+//!            [--no-strace] [--no-gateway]
+//!            [--gateway-cmd 'CMD {listen} {upstream} {root} {connections}']
 //! fcgi-bench client --kind K --workload W --socket PATH --docroot DIR -n N
 //!            [--bytes B] [--warmup W]          (one measured child; prints a result line)
 //! fcgi-bench php-fpm                           (starts the same php-fpm, prints its socket
