@@ -134,6 +134,10 @@ struct Request {
 
 /// The size of a fresh input buffer: one read takes a whole 64 KiB record.
 const INPUT_BUFFER_LEN: usize = 64 * 1024;
+/// The largest the input buffer grows to while reads keep filling it (a long response
+/// arriving faster than it is read): a quarter as many reads per byte. Small exchanges
+/// never fill 64 KiB and keep the 64 KiB buffer.
+const MAX_INPUT_BUFFER_LEN: usize = 256 * 1024;
 /// Below this much free room, [`Connection::input_buffer`] starts a fresh buffer rather
 /// than offer a short read.
 const MIN_INPUT_ROOM: usize = 8 * 1024;
@@ -161,6 +165,8 @@ pub struct Connection {
     /// zeroed room for the next read.
     input: BytesMut,
     filled: usize,
+    /// The size of the next buffer [`input_buffer`](Self::input_buffer) makes room in.
+    input_target: usize,
     output: VecDeque<Bytes>,
     output_len: usize,
     scratch: BytesMut,
@@ -199,6 +205,7 @@ impl Connection {
             decoder: RecordDecoder::new(),
             input: BytesMut::new(),
             filled: 0,
+            input_target: INPUT_BUFFER_LEN,
             output: VecDeque::new(),
             output_len: 0,
             scratch: BytesMut::new(),
@@ -589,7 +596,7 @@ impl Connection {
     /// of it.
     pub fn input_buffer(&mut self) -> &mut [u8] {
         if self.input.len() - self.filled < MIN_INPUT_ROOM {
-            let want = INPUT_BUFFER_LEN.max(self.filled + MIN_INPUT_ROOM);
+            let want = self.input_target.max(self.filled + MIN_INPUT_ROOM);
             // Keep the undecoded bytes and make room. When no event or body chunk still
             // points into the buffer (the caller dropped them, as a streaming reader
             // does), `reserve` takes the whole allocation back in place, moving those few
@@ -617,6 +624,10 @@ impl Connection {
         );
         self.check_open()?;
         self.check_buffered()?;
+        if n >= MIN_INPUT_ROOM && self.filled + n == self.input.len() {
+            // The read filled all the room: more is likely waiting.
+            self.input_target = (self.input_target * 2).min(MAX_INPUT_BUFFER_LEN);
+        }
         self.filled += n;
         self.process()
     }
