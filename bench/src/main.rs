@@ -16,7 +16,8 @@
 //! workload in a child process (this binary again, `client ...`), so the CPU time
 //! (getrusage), peak RSS and allocation counts (a counting global allocator) are the
 //! client's alone, measured around the timed loop after a warm-up. Rounds interleave the
-//! clients (A B C D, A B C D, ...); the tables give medians. Sequential runs pin the
+//! clients, each round starting one client later (A B C D, B C D A, ...); the tables give
+//! medians. Sequential runs pin the
 //! child and every php-fpm process to CPU 1; the others run on both CPUs. Syscalls per
 //! request come from `strace -f -c` of one child with N requests minus one with none.
 
@@ -320,7 +321,10 @@ fn main() {
                 "0,1"
             };
             server.pin(cpus);
-            for &kind in &plan.kinds {
+            // Each round starts one client later, so that no client always runs first
+            // (right after another workload) or last.
+            for i in 0..plan.kinds.len() {
+                let kind = plan.kinds[(i + round) % plan.kinds.len()];
                 let job = Job {
                     kind,
                     workload,

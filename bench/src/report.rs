@@ -170,7 +170,7 @@ impl Results {
         }
         let _ = writeln!(
             out,
-            "\nMedians of {} interleaved rounds (every client once per round, in turn). CPU: getrusage of the client process (user + system, all threads) around the timed loop, after 1000 warm-up requests for the small workloads. Allocations: calls to alloc/realloc in the timed loop (a counting global allocator). Syscalls: `strace -f -c` of a run with N/4 requests minus one with none, per request. Peak RSS: the whole client process (the upload body, {} MiB, is in memory for every client). `vs floor`: throughput ratio (higher is better); CPU ratios: lower is better.",
+            "\nMedians of {} interleaved rounds (every client once per round, in turn, each round starting one client later). CPU: getrusage of the client process (user + system, all threads) around the timed loop, after 1000 warm-up requests for the small workloads. Allocations: calls to alloc/realloc in the timed loop (a counting global allocator). Syscalls: `strace -f -c` of a run with N/4 requests minus one with none, per request. Peak RSS: the whole client process (the upload body, {} MiB, is in memory for every client). `vs floor`: throughput ratio (higher is better); CPU ratios: lower is better.",
             plan.rounds,
             plan.upload_bytes >> 20
         );
