@@ -538,7 +538,10 @@ impl<R: Runtime> Client<R> {
     pub async fn request(&self, request: Request) -> Result<Response, Error> {
         let mut stream = self.request_streaming(request).await?;
         let max = self.inner.options.max_body_bytes;
-        let mut chunks: Vec<Bytes> = Vec::new();
+        // The first chunk apart: a body of one chunk (most small responses) is returned
+        // as it is, with no list allocated.
+        let mut first: Option<Bytes> = None;
+        let mut more: Vec<Bytes> = Vec::new();
         let mut total = 0u64;
         while let Some(chunk) = stream.chunk().await? {
             total += chunk.len() as u64;
@@ -549,14 +552,18 @@ impl<R: Runtime> Client<R> {
                     limit: max,
                 });
             }
-            chunks.push(chunk);
+            match first {
+                None => first = Some(chunk),
+                Some(_) => more.push(chunk),
+            }
         }
-        let body = match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().expect("one chunk"),
-            _ => {
+        let body = match first {
+            None => Bytes::new(),
+            Some(first) if more.is_empty() => first,
+            Some(first) => {
                 let mut all = Vec::with_capacity(total as usize);
-                chunks.iter().for_each(|c| all.extend_from_slice(c));
+                all.extend_from_slice(&first);
+                more.iter().for_each(|c| all.extend_from_slice(c));
                 all.into()
             }
         };
@@ -565,7 +572,8 @@ impl<R: Runtime> Client<R> {
             .expect("chunk() answered None: the request ended");
         Ok(Response {
             status: stream.head.status(),
-            head: stream.head.clone(),
+            // Moved out, not cloned: the stream is done with it.
+            head: std::mem::take(&mut stream.head),
             body,
             stderr: stream.take_stderr(),
             end,

@@ -313,7 +313,12 @@ impl Client {
             let conn = self.conn();
             let mut slices = [IoSlice::new(&[]); 64];
             let n = conn.proto.transmit(&mut slices);
-            match conn.stream.write_vectored(&slices[..n]) {
+            // A small request is one slice: `write` spares the kernel the iovec import.
+            let result = match n {
+                1 => conn.stream.write(&slices[0]),
+                _ => conn.stream.write_vectored(&slices[..n]),
+            };
+            match result {
                 Ok(0) => return Err(self.io_error(io::ErrorKind::WriteZero.into())),
                 Ok(written) => conn.proto.consume_transmit(written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -446,7 +451,8 @@ impl Client {
         let end = reader.end.expect("chunk returned None: the request ended");
         Ok(Response {
             status: reader.head.status(),
-            head: reader.head.clone(),
+            // Moved out, not cloned: the reader is done with it.
+            head: std::mem::take(&mut reader.head),
             body,
             stderr: std::mem::take(&mut reader.stderr),
             end,

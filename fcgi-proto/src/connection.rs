@@ -134,6 +134,10 @@ struct Request {
 
 /// The size of a fresh input buffer: one read takes a whole 64 KiB record.
 const INPUT_BUFFER_LEN: usize = 64 * 1024;
+/// The largest the input buffer grows to while reads keep filling it (a long response
+/// arriving faster than it is read): a quarter as many reads per byte. Small exchanges
+/// never fill 64 KiB and keep the 64 KiB buffer.
+const MAX_INPUT_BUFFER_LEN: usize = 256 * 1024;
 /// Below this much free room, [`Connection::input_buffer`] starts a fresh buffer rather
 /// than offer a short read.
 const MIN_INPUT_ROOM: usize = 8 * 1024;
@@ -161,6 +165,8 @@ pub struct Connection {
     /// zeroed room for the next read.
     input: BytesMut,
     filled: usize,
+    /// The size of the next buffer [`input_buffer`](Self::input_buffer) makes room in.
+    input_target: usize,
     output: VecDeque<Bytes>,
     output_len: usize,
     scratch: BytesMut,
@@ -199,6 +205,7 @@ impl Connection {
             decoder: RecordDecoder::new(),
             input: BytesMut::new(),
             filled: 0,
+            input_target: INPUT_BUFFER_LEN,
             output: VecDeque::new(),
             output_len: 0,
             scratch: BytesMut::new(),
@@ -313,7 +320,16 @@ impl Connection {
         put_header(&mut self.scratch, RecordType::BEGIN_REQUEST, id, 8);
         self.scratch.put_slice(&begin_request_body(role, flags));
         let mut record_start = None;
-        for (name, value) in params.iter() {
+        // The usual case: every pair fits in one record, copied in one piece.
+        let whole = params.encoded().and_then(|pairs| {
+            let len = u16::try_from(pairs.len()).ok().filter(|&n| n > 0)?;
+            Some((pairs, len))
+        });
+        if let Some((pairs, len)) = whole {
+            put_header(&mut self.scratch, RecordType::PARAMS, id, len);
+            self.scratch.put_slice(pairs);
+        }
+        for (name, value) in params.iter().filter(|_| whole.is_none()) {
             let len = nv::encoded_len(name, value);
             let start = match record_start {
                 Some(start) if self.scratch.len() - start - HEADER_LEN + len <= MAX_CONTENT_LEN => {
@@ -432,6 +448,11 @@ impl Connection {
     }
 
     fn queue_stream(&mut self, record_type: RecordType, id: u16, mut data: Bytes) {
+        // Room for every record header at once: each header is split off `scratch` as
+        // its own chunk, and growing `scratch` a header at a time allocated twice per
+        // record (a new buffer, then its shared header) while earlier ones wait unsent.
+        self.scratch
+            .reserve(data.len().div_ceil(STREAM_CHUNK_LEN) * HEADER_LEN + HEADER_LEN);
         while !data.is_empty() {
             let chunk = data.split_to(data.len().min(STREAM_CHUNK_LEN));
             // `chunk` is at most STREAM_CHUNK_LEN (65528) bytes.
@@ -575,9 +596,15 @@ impl Connection {
     /// of it.
     pub fn input_buffer(&mut self) -> &mut [u8] {
         if self.input.len() - self.filled < MIN_INPUT_ROOM {
-            let mut fresh = BytesMut::zeroed(INPUT_BUFFER_LEN.max(self.filled + MIN_INPUT_ROOM));
-            fresh[..self.filled].copy_from_slice(&self.input[..self.filled]);
-            self.input = fresh;
+            let want = self.input_target.max(self.filled + MIN_INPUT_ROOM);
+            // Keep the undecoded bytes and make room. When no event or body chunk still
+            // points into the buffer (the caller dropped them, as a streaming reader
+            // does), `reserve` takes the whole allocation back in place, moving those few
+            // bytes to its front: a long response reuses one buffer instead of allocating
+            // one per 64 KiB.
+            self.input.truncate(self.filled);
+            self.input.reserve(want - self.filled);
+            self.input.resize(want, 0);
         }
         &mut self.input[self.filled..]
     }
@@ -597,6 +624,10 @@ impl Connection {
         );
         self.check_open()?;
         self.check_buffered()?;
+        if n >= MIN_INPUT_ROOM && self.filled + n == self.input.len() {
+            // The read filled all the room: more is likely waiting.
+            self.input_target = (self.input_target * 2).min(MAX_INPUT_BUFFER_LEN);
+        }
         self.filled += n;
         self.process()
     }

@@ -24,7 +24,7 @@ pub fn encoded_len(name: &[u8], value: &[u8]) -> usize {
     length_len(name.len()) + length_len(value.len()) + name.len() + value.len()
 }
 
-fn put_length(out: &mut impl BufMut, len: usize) {
+pub(crate) fn put_length(out: &mut impl BufMut, len: usize) {
     if len < 128 {
         // Fits: checked just above.
         out.put_u8(len as u8);

@@ -40,8 +40,14 @@ struct Entry {
 /// ```
 #[derive(Clone, Default)]
 pub struct Params {
+    /// Each pair as it goes on the wire (name-value encoded), in order. Unless `stale`,
+    /// `buf` is exactly the concatenation of the entries' encodings, so a request's
+    /// `PARAMS` content is copied in one piece.
     buf: Vec<u8>,
     entries: Vec<Entry>,
+    /// Some bytes of `buf` belong to no pair any more (a value replaced by one of another
+    /// length, a pair removed or joined): encode pair by pair.
+    stale: bool,
 }
 
 impl fmt::Debug for Params {
@@ -109,8 +115,10 @@ impl Params {
     /// An empty set with room for `count` params of `bytes` name and value bytes in all.
     pub fn with_capacity(count: usize, bytes: usize) -> Self {
         Self {
-            buf: Vec::with_capacity(bytes),
+            // Each pair's two lengths take at least two bytes.
+            buf: Vec::with_capacity(bytes + 2 * count),
             entries: Vec::with_capacity(count),
+            stale: false,
         }
     }
 
@@ -159,9 +167,45 @@ impl Params {
         Ok(())
     }
 
+    /// Appends a new pair, encoded.
+    fn push_pair(&mut self, name: &[u8], value: &[u8]) {
+        nv::put_length(&mut self.buf, name.len());
+        nv::put_length(&mut self.buf, value.len());
+        let name_start = self.buf.len();
+        self.buf.extend_from_slice(name);
+        self.buf.extend_from_slice(value);
+        self.entries.push(Entry {
+            name_start,
+            name_len: name.len(),
+            value_start: name_start + name.len(),
+            value_len: value.len(),
+        });
+    }
+
+    /// Drops the last pair from the encoding when the encoding is exact; answers whether
+    /// it did.
+    fn pop_exact(&mut self, i: usize) -> bool {
+        if self.stale || i + 1 != self.entries.len() {
+            return false;
+        }
+        let e = self.entries[i];
+        let length_len = |n: usize| if n < 128 { 1 } else { 4 };
+        self.buf
+            .truncate(e.name_start - length_len(e.name_len) - length_len(e.value_len));
+        self.entries.pop();
+        true
+    }
+
     fn insert_checked(&mut self, name: &[u8], value: &[u8]) {
         match self.position(name) {
+            Some(i) if self.entries[i].value_len == value.len() => {
+                // Same length: the encoding stays exact.
+                let e = self.entries[i];
+                self.buf[e.value_start..e.value_start + value.len()].copy_from_slice(value);
+            }
+            Some(i) if self.pop_exact(i) => self.push_pair(name, value),
             Some(i) => {
+                self.stale = true;
                 let e = &mut self.entries[i];
                 if value.len() <= e.value_len {
                     // Overwrite in place; the old value's tail is simply unused.
@@ -172,17 +216,7 @@ impl Params {
                 }
                 e.value_len = value.len();
             }
-            None => {
-                let name_start = self.buf.len();
-                self.buf.extend_from_slice(name);
-                self.buf.extend_from_slice(value);
-                self.entries.push(Entry {
-                    name_start,
-                    name_len: name.len(),
-                    value_start: name_start + name.len(),
-                    value_len: value.len(),
-                });
-            }
+            None => self.push_pair(name, value),
         }
     }
 
@@ -207,6 +241,7 @@ impl Params {
                 size,
             });
         }
+        self.stale = true;
         let start = self.buf.len();
         self.buf
             .extend_from_within(e.value_start..e.value_start + e.value_len);
@@ -222,7 +257,10 @@ impl Params {
     pub fn remove(&mut self, name: impl AsRef<[u8]>) -> bool {
         match self.position(name.as_ref()) {
             Some(i) => {
-                self.entries.remove(i);
+                if !self.pop_exact(i) {
+                    self.entries.remove(i);
+                    self.stale = true;
+                }
                 true
             }
             None => false,
@@ -238,7 +276,15 @@ impl Params {
 
     /// The size of all pairs encoded, without record headers.
     pub fn encoded_len(&self) -> usize {
-        self.iter().map(|(n, v)| nv::encoded_len(n, v)).sum()
+        match self.encoded() {
+            Some(pairs) => pairs.len(),
+            None => self.iter().map(|(n, v)| nv::encoded_len(n, v)).sum(),
+        }
+    }
+
+    /// Every pair encoded, in order, when that is at hand in one piece.
+    pub(crate) fn encoded(&self) -> Option<&[u8]> {
+        (!self.stale).then_some(&self.buf[..])
     }
 
     /// `CONTENT_LENGTH` as a number: `Ok(None)` when unset or empty, an error when it is
@@ -877,6 +923,51 @@ mod tests {
         let q = p.clone();
         p.insert("A", "z").unwrap();
         assert_eq!(q.get("A"), Some(&b"yy"[..]));
+    }
+
+    /// The pair-by-pair encoding of `p`, the reference for its one-piece encoding.
+    fn encode_each(p: &Params) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in p.iter() {
+            nv::encode_pair(&mut out, name, value).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn one_piece_encoding_matches_pair_by_pair() {
+        // A fixed pseudo-random walk of inserts, replacements (same, shorter, longer,
+        // across the 128-byte length boundary), joins and removals, first and last pairs
+        // alike: whenever the one-piece encoding is offered, it is exact.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n) as usize
+        };
+        let names = ["A", "BB", "CONTENT_LENGTH", "HTTP_X", "Q"];
+        let mut exact = 0;
+        for _ in 0..200 {
+            let mut p = Params::new();
+            for _ in 0..12 {
+                let name = names[next(names.len() as u64)];
+                let value = vec![b'v'; [0, 1, 5, 127, 128, 300][next(6)]];
+                match next(4) {
+                    0 | 1 => p.insert(name, &value).unwrap(),
+                    2 => p.append_joined(name.as_bytes(), &value, b", ").unwrap(),
+                    _ => {
+                        p.remove(name);
+                    }
+                }
+                if let Some(pairs) = p.encoded() {
+                    exact += 1;
+                    assert_eq!(pairs, &encode_each(&p)[..]);
+                }
+                assert_eq!(p.encoded_len(), encode_each(&p).len());
+            }
+        }
+        assert!(exact > 200, "the walk keeps the one-piece encoding often");
     }
 
     #[test]

@@ -1,0 +1,649 @@
+//! The client side: one client kind running one workload in this (child) process, timed
+//! by a [`Meter`] around the measured loop only (after a warm-up).
+//!
+//! Every client gets the same prebuilt request and clones it per request, as its API
+//! takes it (fcgi's `Params`, fastcgi-client's `Params`); the raw floor sends bytes it
+//! encoded once.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+
+use bytes::Bytes;
+use fcgi_proto::{Address, Config, Connection, Params, ParamsBuilder};
+
+use crate::meter::Meter;
+
+/// A client under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// One pre-encoded request, one write, read until END_REQUEST: the floor.
+    Raw,
+    /// fcgi-blocking.
+    Blocking,
+    /// fcgi-tokio.
+    Tokio,
+    /// The `fastcgi-client` crate (latest release), over tokio.
+    FastcgiClient,
+    // ---- HOOK: fcgi-async-std ----------------------------------------------------------
+    // To add fcgi-async-std after merging its branch: add a variant `AsyncStd` here, its
+    // name in `Kind::ALL`/`name`, a dependency in bench/Cargo.toml, and a module like
+    // `tokio_client` below (seq / concurrent / large / upload), dispatched in `run`.
+    // Nothing else in the driver changes: it runs every kind of `Kind::ALL`.
+}
+
+impl Kind {
+    /// Every kind, in the order of the tables (the floor first).
+    pub(crate) const ALL: &'static [Kind] =
+        &[Kind::Raw, Kind::Blocking, Kind::Tokio, Kind::FastcgiClient];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Raw => "raw-floor",
+            Kind::Blocking => "fcgi-blocking",
+            Kind::Tokio => "fcgi-tokio",
+            Kind::FastcgiClient => "fastcgi-client",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+/// A workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Workload {
+    /// `n` small requests (hello.php) one after another on a kept connection.
+    Seq,
+    /// `n` small requests from 32 concurrent tasks (threads for the blocking clients),
+    /// each with its own kept connection.
+    Concurrent,
+    /// `n` responses of `bytes` bytes each (big.php), streamed and counted.
+    Large,
+    /// `n` uploads of `bytes` bytes each (PUT to sink.php, which reads and counts them).
+    Upload,
+}
+
+impl Workload {
+    pub(crate) const ALL: &'static [Workload] = &[
+        Workload::Seq,
+        Workload::Concurrent,
+        Workload::Large,
+        Workload::Upload,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Seq => "seq",
+            Workload::Concurrent => "concurrent",
+            Workload::Large => "large",
+            Workload::Upload => "upload",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Workload> {
+        Workload::ALL.iter().copied().find(|w| w.name() == name)
+    }
+}
+
+/// Tasks (or threads) of the concurrent workload.
+pub(crate) const TASKS: usize = 32;
+
+/// Streams the body of `big.php?bytes=N`: N bytes of `x`, echoed in 64 KiB pieces.
+pub(crate) const BIG_PHP: &str = r#"<?php
+$n = max(0, (int) ($_GET['bytes'] ?? 0));
+header('Content-Type: application/octet-stream');
+$chunk = str_repeat('x', 65536);
+while ($n >= 65536) {
+    echo $chunk;
+    $n -= 65536;
+}
+if ($n > 0) {
+    echo substr($chunk, 0, $n);
+}
+"#;
+
+/// Reads the request body in 1 MiB pieces and answers its length.
+pub(crate) const SINK_PHP: &str = r#"<?php
+$in = fopen('php://input', 'rb');
+$len = 0;
+while (($chunk = fread($in, 1048576)) !== false && $chunk !== '') {
+    $len += strlen($chunk);
+}
+echo $len;
+"#;
+
+/// What one child runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Job {
+    pub(crate) kind: Kind,
+    pub(crate) workload: Workload,
+    pub(crate) socket: PathBuf,
+    pub(crate) docroot: PathBuf,
+    /// Measured requests (0: only the warm-up, the baseline for syscall counts).
+    pub(crate) n: u64,
+    /// Response or upload size of the large and upload workloads.
+    pub(crate) bytes: u64,
+    /// Warm-up requests before the measured ones.
+    pub(crate) warmup: u64,
+}
+
+/// The request of a workload, as fcgi `Params` (method, URI, script; upload: the length).
+fn params(job: &Job) -> Params {
+    let (method, uri, script) = match job.workload {
+        Workload::Seq | Workload::Concurrent => ("GET", "/hello.php".to_owned(), "hello.php"),
+        Workload::Large => ("GET", format!("/big.php?bytes={}", job.bytes), "big.php"),
+        Workload::Upload => ("PUT", "/sink.php".to_owned(), "sink.php"),
+    };
+    let filename = job.docroot.join(script);
+    let filename = filename.to_str().expect("UTF-8 docroot");
+    let path = uri.split('?').next().unwrap_or(&uri).to_owned();
+    let mut params = ParamsBuilder::new(method, &uri)
+        .script(&path, filename)
+        .build()
+        .expect("params");
+    if job.workload == Workload::Upload {
+        params
+            .insert("CONTENT_LENGTH", job.bytes.to_string())
+            .expect("a valid param");
+    }
+    params
+}
+
+/// The body of an upload: `bytes` bytes in memory, shared by every client.
+fn upload_body(job: &Job) -> Bytes {
+    Bytes::from(vec![b'u'; job.bytes as usize])
+}
+
+const HELLO: &[u8] = b"Hello, World!";
+
+/// Runs a job and prints its `result` line.
+pub(crate) fn run(job: &Job) {
+    match job.kind {
+        Kind::Raw => raw::run(job),
+        Kind::Blocking => blocking::run(job),
+        Kind::Tokio => tokio_client::run(job),
+        Kind::FastcgiClient => fastcgi_client_crate::run(job),
+    }
+}
+
+/// Runs `per_thread` on [`TASKS`] threads, each warmed up before the measured start.
+fn threads<C: Send + 'static>(
+    job: &Job,
+    connect: impl Fn() -> C,
+    one: fn(&mut C),
+) -> (Meter, Vec<std::thread::JoinHandle<()>>) {
+    let barrier = Arc::new(Barrier::new(TASKS + 1));
+    let per = job.n / TASKS as u64;
+    let warmup = job.warmup / TASKS as u64 + 1;
+    let handles = (0..TASKS)
+        .map(|_| {
+            let mut client = connect();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                for _ in 0..warmup {
+                    one(&mut client);
+                }
+                barrier.wait();
+                for _ in 0..per {
+                    one(&mut client);
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    (Meter::start(), handles)
+}
+
+fn join(meter: Meter, handles: Vec<std::thread::JoinHandle<()>>, requests: u64) {
+    for handle in handles {
+        handle.join().expect("client thread");
+    }
+    meter.finish(requests, 0);
+}
+
+/// The floor: pre-encoded bytes, one write, a scan for END_REQUEST.
+mod raw {
+    use super::*;
+
+    /// Walks record headers to find the end of END_REQUEST; counts STDOUT content bytes.
+    /// Parses nothing else.
+    #[derive(Default)]
+    struct EndScan {
+        header: [u8; 8],
+        have: usize,
+        in_record: bool,
+        kind: u8,
+        content: usize,
+        padding: usize,
+        stdout: u64,
+    }
+
+    impl EndScan {
+        /// Feeds received bytes; true once END_REQUEST (content and padding) has arrived.
+        fn feed(&mut self, mut data: &[u8]) -> bool {
+            loop {
+                if self.in_record {
+                    let n = self.content.min(data.len());
+                    if self.kind == 6 {
+                        self.stdout += n as u64;
+                    }
+                    self.content -= n;
+                    data = &data[n..];
+                    let p = self.padding.min(data.len());
+                    self.padding -= p;
+                    data = &data[p..];
+                    if self.content > 0 || self.padding > 0 {
+                        return false;
+                    }
+                    self.in_record = false;
+                    if self.kind == 3 {
+                        return true;
+                    }
+                }
+                if data.is_empty() {
+                    return false;
+                }
+                let n = (8 - self.have).min(data.len());
+                self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
+                self.have += n;
+                data = &data[n..];
+                if self.have < 8 {
+                    return false;
+                }
+                self.have = 0;
+                let h = self.header;
+                self.kind = h[1];
+                self.content = usize::from(u16::from_be_bytes([h[4], h[5]]));
+                self.padding = usize::from(h[6]);
+                self.in_record = true;
+            }
+        }
+    }
+
+    /// The whole request as one buffer.
+    fn encode(params: &Params, body: Option<Bytes>) -> Vec<u8> {
+        let mut conn = Connection::new(Config::default());
+        let id = conn.start_request(params).expect("starts");
+        if let Some(body) = body {
+            conn.send_stdin(id, body).expect("body");
+        }
+        conn.finish_stdin(id).expect("ends");
+        let mut wire = Vec::with_capacity(conn.transmit_len());
+        for chunk in conn.transmit_chunks() {
+            wire.extend_from_slice(chunk);
+        }
+        wire
+    }
+
+    struct Raw {
+        stream: UnixStream,
+        wire: Vec<u8>,
+        buf: Vec<u8>,
+    }
+
+    impl Raw {
+        fn connect(socket: &Path, wire: Vec<u8>, buf_len: usize) -> Self {
+            Self {
+                stream: UnixStream::connect(socket).expect("connect"),
+                wire,
+                buf: vec![0; buf_len],
+            }
+        }
+
+        /// One exchange; answers the STDOUT bytes (head included).
+        fn exchange(&mut self) -> u64 {
+            self.stream.write_all(&self.wire).expect("write");
+            let mut scan = EndScan::default();
+            loop {
+                let n = self.stream.read(&mut self.buf).expect("read");
+                assert!(n > 0, "php-fpm closed the connection");
+                if scan.feed(&self.buf[..n]) {
+                    return scan.stdout;
+                }
+            }
+        }
+    }
+
+    fn small(client: &mut Raw) {
+        let stdout = client.exchange();
+        assert!(stdout > HELLO.len() as u64);
+    }
+
+    pub(super) fn run(job: &Job) {
+        let params = params(job);
+        let socket = job.socket.clone();
+        match job.workload {
+            Workload::Seq => {
+                let mut client = Raw::connect(&socket, encode(&params, None), 64 * 1024);
+                for _ in 0..job.warmup {
+                    small(&mut client);
+                }
+                let meter = Meter::start();
+                for _ in 0..job.n {
+                    small(&mut client);
+                }
+                meter.finish(job.n, 0);
+            }
+            Workload::Concurrent => {
+                let wire = encode(&params, None);
+                let (meter, handles) = threads(
+                    job,
+                    || Raw::connect(&socket, wire.clone(), 64 * 1024),
+                    small,
+                );
+                join(meter, handles, job.n / TASKS as u64 * TASKS as u64);
+            }
+            Workload::Large => {
+                let mut client = Raw::connect(&socket, encode(&params, None), 256 * 1024);
+                let meter = Meter::start();
+                for _ in 0..job.n {
+                    assert!(client.exchange() >= job.bytes);
+                }
+                meter.finish(job.n, job.n * job.bytes);
+            }
+            Workload::Upload => {
+                let wire = encode(&params, Some(upload_body(job)));
+                let mut client = Raw::connect(&socket, wire, 64 * 1024);
+                let meter = Meter::start();
+                for _ in 0..job.n {
+                    client.exchange();
+                }
+                meter.finish(job.n, job.n * job.bytes);
+            }
+        }
+    }
+}
+
+mod blocking {
+    use super::*;
+    use fcgi_blocking::{Client, Request};
+
+    fn small(client: &mut (Client, Params)) {
+        let response = client
+            .0
+            .request(Request::new(client.1.clone()))
+            .expect("request");
+        assert_eq!(response.body, HELLO);
+    }
+
+    pub(super) fn run(job: &Job) {
+        let params = params(job);
+        let address = Address::Unix(job.socket.clone());
+        let client = || Client::new(address.clone()).expect("address");
+        match job.workload {
+            Workload::Seq => {
+                let mut c = (client(), params);
+                for _ in 0..job.warmup {
+                    small(&mut c);
+                }
+                let meter = Meter::start();
+                for _ in 0..job.n {
+                    small(&mut c);
+                }
+                meter.finish(job.n, 0);
+            }
+            Workload::Concurrent => {
+                let (meter, handles) = threads(job, || (client(), params.clone()), small);
+                join(meter, handles, job.n / TASKS as u64 * TASKS as u64);
+            }
+            Workload::Large => {
+                let mut c = client();
+                let meter = Meter::start();
+                for _ in 0..job.n {
+                    let mut reader = c
+                        .request_streaming(Request::new(params.clone()))
+                        .expect("request");
+                    let mut got = 0u64;
+                    while let Some(chunk) = reader.next_chunk().expect("body") {
+                        got += chunk.len() as u64;
+                    }
+                    assert_eq!(got, job.bytes);
+                }
+                meter.finish(job.n, job.n * job.bytes);
+            }
+            Workload::Upload => {
+                let body = upload_body(job);
+                let mut c = client();
+                let meter = Meter::start();
+                for _ in 0..job.n {
+                    let response = c
+                        .request(Request::new(params.clone()).body(body.clone()))
+                        .expect("request");
+                    assert_eq!(response.body, job.bytes.to_string().as_bytes());
+                }
+                meter.finish(job.n, job.n * job.bytes);
+            }
+        }
+    }
+}
+
+mod tokio_client {
+    use super::*;
+    use fcgi_tokio::{Client, Options, Request};
+
+    async fn small(client: &Client, params: &Params) {
+        let response = client
+            .request(Request::new(params.clone()))
+            .await
+            .expect("request");
+        assert_eq!(&response.body[..], HELLO);
+    }
+
+    pub(super) fn run(job: &Job) {
+        let params = params(job);
+        let address = Address::Unix(job.socket.clone());
+        let mut options = Options::default();
+        options.max_connections = TASKS;
+        options.max_idle = TASKS;
+        let client = Client::with_upstreams([address], options).expect("client");
+        let runtime = if job.workload == Workload::Concurrent {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        .expect("runtime");
+        runtime.block_on(async {
+            match job.workload {
+                Workload::Seq => {
+                    for _ in 0..job.warmup {
+                        small(&client, &params).await;
+                    }
+                    let meter = Meter::start();
+                    for _ in 0..job.n {
+                        small(&client, &params).await;
+                    }
+                    meter.finish(job.n, 0);
+                }
+                Workload::Concurrent => {
+                    let per = job.n / TASKS as u64;
+                    let warm = job.warmup / TASKS as u64 + 1;
+                    for phase in [warm, per] {
+                        let meter = (phase == per).then(Meter::start);
+                        let tasks: Vec<_> = (0..TASKS)
+                            .map(|_| {
+                                let (client, params) = (client.clone(), params.clone());
+                                tokio::spawn(async move {
+                                    for _ in 0..phase {
+                                        small(&client, &params).await;
+                                    }
+                                })
+                            })
+                            .collect();
+                        for task in tasks {
+                            task.await.expect("task");
+                        }
+                        if let Some(meter) = meter {
+                            meter.finish(per * TASKS as u64, 0);
+                        }
+                    }
+                }
+                Workload::Large => {
+                    let meter = Meter::start();
+                    for _ in 0..job.n {
+                        let mut stream = client
+                            .request_streaming(Request::new(params.clone()))
+                            .await
+                            .expect("request");
+                        let mut got = 0u64;
+                        while let Some(chunk) = stream.chunk().await.expect("body") {
+                            got += chunk.len() as u64;
+                        }
+                        assert_eq!(got, job.bytes);
+                    }
+                    meter.finish(job.n, job.n * job.bytes);
+                }
+                Workload::Upload => {
+                    let body = upload_body(job);
+                    let meter = Meter::start();
+                    for _ in 0..job.n {
+                        let response = client
+                            .request(Request::new(params.clone()).body(body.clone()))
+                            .await
+                            .expect("request");
+                        assert_eq!(&response.body[..], job.bytes.to_string().as_bytes());
+                    }
+                    meter.finish(job.n, job.n * job.bytes);
+                }
+            }
+        });
+    }
+}
+
+/// The `fastcgi-client` crate in keep-alive mode over tokio's UnixStream.
+mod fastcgi_client_crate {
+    use super::*;
+    use fastcgi_client::{io, response::Content, Client, Params as FParams, Request, StreamExt};
+    use tokio::net::UnixStream as TokioUnix;
+
+    type KeepAlive =
+        Client<fastcgi_client::io::TokioCompat<TokioUnix>, fastcgi_client::conn::KeepAlive>;
+
+    /// The same params as fcgi's, in fastcgi-client's type, borrowing `'static` text (as
+    /// a program whose params are literals does), so a clone copies only the map.
+    fn fparams(params: &Params) -> FParams<'static> {
+        let text =
+            |b: &[u8]| -> &'static str { String::from_utf8(b.to_vec()).expect("UTF-8").leak() };
+        let mut out = FParams::default();
+        out.clear();
+        for (name, value) in params.iter() {
+            out.insert(text(name).into(), text(value).into());
+        }
+        out
+    }
+
+    async fn connect(socket: &Path) -> KeepAlive {
+        Client::new_keep_alive_tokio(TokioUnix::connect(socket).await.expect("connect"))
+    }
+
+    async fn small(client: &mut KeepAlive, params: &FParams<'static>) {
+        let output = client
+            .execute(Request::new(params.clone(), io::empty()))
+            .await
+            .expect("request");
+        assert!(output.stdout.expect("stdout").ends_with(HELLO));
+    }
+
+    pub(super) fn run(job: &Job) {
+        let params = fparams(&params(job));
+        let runtime = if job.workload == Workload::Concurrent {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        .expect("runtime");
+        let socket = job.socket.clone();
+        runtime.block_on(async {
+            match job.workload {
+                Workload::Seq => {
+                    let mut client = connect(&socket).await;
+                    for _ in 0..job.warmup {
+                        small(&mut client, &params).await;
+                    }
+                    let meter = Meter::start();
+                    for _ in 0..job.n {
+                        small(&mut client, &params).await;
+                    }
+                    meter.finish(job.n, 0);
+                }
+                Workload::Concurrent => {
+                    let per = job.n / TASKS as u64;
+                    let warm = job.warmup / TASKS as u64 + 1;
+                    let mut clients = Vec::new();
+                    for _ in 0..TASKS {
+                        clients.push(connect(&socket).await);
+                    }
+                    for phase in [warm, per] {
+                        let meter = (phase == per).then(Meter::start);
+                        let tasks: Vec<_> = clients
+                            .drain(..)
+                            .map(|mut client| {
+                                let params = params.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..phase {
+                                        small(&mut client, &params).await;
+                                    }
+                                    client
+                                })
+                            })
+                            .collect();
+                        for task in tasks {
+                            clients.push(task.await.expect("task"));
+                        }
+                        if let Some(meter) = meter {
+                            meter.finish(per * TASKS as u64, 0);
+                        }
+                    }
+                }
+                Workload::Large => {
+                    let mut client = connect(&socket).await;
+                    let meter = Meter::start();
+                    for _ in 0..job.n {
+                        let mut stream = client
+                            .execute_stream(Request::new(params.clone(), io::empty()))
+                            .await
+                            .expect("request");
+                        let mut got = 0u64;
+                        while let Some(content) = stream.next().await {
+                            if let Content::Stdout(out) = content.expect("body") {
+                                got += out.len() as u64;
+                            }
+                        }
+                        // STDOUT includes the head here: this client does not parse it.
+                        assert!(got >= job.bytes);
+                    }
+                    meter.finish(job.n, job.n * job.bytes);
+                }
+                Workload::Upload => {
+                    let body = upload_body(job);
+                    let mut client = connect(&socket).await;
+                    let meter = Meter::start();
+                    for _ in 0..job.n {
+                        let output = client
+                            .execute(Request::new(
+                                params.clone(),
+                                futures_util::io::Cursor::new(&body[..]),
+                            ))
+                            .await
+                            .expect("request");
+                        let stdout = output.stdout.expect("stdout");
+                        assert!(stdout.ends_with(job.bytes.to_string().as_bytes()));
+                    }
+                    meter.finish(job.n, job.n * job.bytes);
+                }
+            }
+        });
+    }
+}
