@@ -24,25 +24,28 @@ pub(crate) enum Kind {
     Blocking,
     /// fcgi-tokio.
     Tokio,
+    /// fcgi-async-std, on async-std.
+    AsyncStd,
     /// The `fastcgi-client` crate (latest release), over tokio.
     FastcgiClient,
-    // ---- HOOK: fcgi-async-std ----------------------------------------------------------
-    // To add fcgi-async-std after merging its branch: add a variant `AsyncStd` here, its
-    // name in `Kind::ALL`/`name`, a dependency in bench/Cargo.toml, and a module like
-    // `tokio_client` below (seq / concurrent / large / upload), dispatched in `run`.
-    // Nothing else in the driver changes: it runs every kind of `Kind::ALL`.
 }
 
 impl Kind {
     /// Every kind, in the order of the tables (the floor first).
-    pub(crate) const ALL: &'static [Kind] =
-        &[Kind::Raw, Kind::Blocking, Kind::Tokio, Kind::FastcgiClient];
+    pub(crate) const ALL: &'static [Kind] = &[
+        Kind::Raw,
+        Kind::Blocking,
+        Kind::Tokio,
+        Kind::AsyncStd,
+        Kind::FastcgiClient,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Raw => "raw-floor",
             Kind::Blocking => "fcgi-blocking",
             Kind::Tokio => "fcgi-tokio",
+            Kind::AsyncStd => "fcgi-async-std",
             Kind::FastcgiClient => "fastcgi-client",
         }
     }
@@ -165,6 +168,7 @@ pub(crate) fn run(job: &Job) {
         Kind::Raw => raw::run(job),
         Kind::Blocking => blocking::run(job),
         Kind::Tokio => tokio_client::run(job),
+        Kind::AsyncStd => async_std_client::run(job),
         Kind::FastcgiClient => fastcgi_client_crate::run(job),
     }
 }
@@ -397,7 +401,7 @@ mod blocking {
                         .request_streaming(Request::new(params.clone()))
                         .expect("request");
                     let mut got = 0u64;
-                    while let Some(chunk) = reader.next_chunk().expect("body") {
+                    while let Some(chunk) = reader.chunk().expect("body") {
                         got += chunk.len() as u64;
                     }
                     assert_eq!(got, job.bytes);
@@ -420,26 +424,108 @@ mod blocking {
     }
 }
 
-mod tokio_client {
-    use super::*;
-    use fcgi_tokio::{Client, Options, Request};
+/// The measured loops of an async adapter whose API is fcgi-tokio's: `$module` runs
+/// `$adapter`'s client under `$block_on(workload, future)`, spawning the concurrent
+/// workload's tasks with `$spawn(future)` (a future of `()`).
+macro_rules! async_client {
+    ($module:ident, $adapter:ident, $block_on:expr, $spawn:expr) => {
+        mod $module {
+            use super::*;
+            use $adapter::{Client, Options, Request};
 
-    async fn small(client: &Client, params: &Params) {
-        let response = client
-            .request(Request::new(params.clone()))
-            .await
-            .expect("request");
-        assert_eq!(&response.body[..], HELLO);
-    }
+            async fn small(client: &Client, params: &Params) {
+                let response = client
+                    .request(Request::new(params.clone()))
+                    .await
+                    .expect("request");
+                assert_eq!(&response.body[..], HELLO);
+            }
 
-    pub(super) fn run(job: &Job) {
-        let params = params(job);
-        let address = Address::Unix(job.socket.clone());
-        let mut options = Options::default();
-        options.max_connections = TASKS;
-        options.max_idle = TASKS;
-        let client = Client::with_upstreams([address], options).expect("client");
-        let runtime = if job.workload == Workload::Concurrent {
+            pub(super) fn run(job: &Job) {
+                let params = params(job);
+                let address = Address::Unix(job.socket.clone());
+                let mut options = Options::default();
+                options.max_connections = TASKS;
+                options.max_idle = TASKS;
+                let client = Client::with_upstreams([address], options).expect("client");
+                let block_on = $block_on;
+                let spawn = $spawn;
+                block_on(job.workload, async {
+                    match job.workload {
+                        Workload::Seq => {
+                            for _ in 0..job.warmup {
+                                small(&client, &params).await;
+                            }
+                            let meter = Meter::start();
+                            for _ in 0..job.n {
+                                small(&client, &params).await;
+                            }
+                            meter.finish(job.n, 0);
+                        }
+                        Workload::Concurrent => {
+                            let per = job.n / TASKS as u64;
+                            let warm = job.warmup / TASKS as u64 + 1;
+                            for phase in [warm, per] {
+                                let meter = (phase == per).then(Meter::start);
+                                let tasks: Vec<_> = (0..TASKS)
+                                    .map(|_| {
+                                        let (client, params) = (client.clone(), params.clone());
+                                        spawn(async move {
+                                            for _ in 0..phase {
+                                                small(&client, &params).await;
+                                            }
+                                        })
+                                    })
+                                    .collect();
+                                for task in tasks {
+                                    task.await;
+                                }
+                                if let Some(meter) = meter {
+                                    meter.finish(per * TASKS as u64, 0);
+                                }
+                            }
+                        }
+                        Workload::Large => {
+                            let meter = Meter::start();
+                            for _ in 0..job.n {
+                                let mut stream = client
+                                    .request_streaming(Request::new(params.clone()))
+                                    .await
+                                    .expect("request");
+                                let mut got = 0u64;
+                                while let Some(chunk) = stream.chunk().await.expect("body") {
+                                    got += chunk.len() as u64;
+                                }
+                                assert_eq!(got, job.bytes);
+                            }
+                            meter.finish(job.n, job.n * job.bytes);
+                        }
+                        Workload::Upload => {
+                            let body = upload_body(job);
+                            let meter = Meter::start();
+                            for _ in 0..job.n {
+                                let response = client
+                                    .request(Request::new(params.clone()).body(body.clone()))
+                                    .await
+                                    .expect("request");
+                                assert_eq!(&response.body[..], job.bytes.to_string().as_bytes());
+                            }
+                            meter.finish(job.n, job.n * job.bytes);
+                        }
+                    }
+                });
+            }
+        }
+    };
+}
+
+async_client!(
+    tokio_client,
+    fcgi_tokio,
+    |workload, future| {
+        // One thread for the sequential loops (as the other clients), two workers for
+        // the concurrent one.
+        let runtime = if workload == Workload::Concurrent {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -450,72 +536,20 @@ mod tokio_client {
                 .build()
         }
         .expect("runtime");
-        runtime.block_on(async {
-            match job.workload {
-                Workload::Seq => {
-                    for _ in 0..job.warmup {
-                        small(&client, &params).await;
-                    }
-                    let meter = Meter::start();
-                    for _ in 0..job.n {
-                        small(&client, &params).await;
-                    }
-                    meter.finish(job.n, 0);
-                }
-                Workload::Concurrent => {
-                    let per = job.n / TASKS as u64;
-                    let warm = job.warmup / TASKS as u64 + 1;
-                    for phase in [warm, per] {
-                        let meter = (phase == per).then(Meter::start);
-                        let tasks: Vec<_> = (0..TASKS)
-                            .map(|_| {
-                                let (client, params) = (client.clone(), params.clone());
-                                tokio::spawn(async move {
-                                    for _ in 0..phase {
-                                        small(&client, &params).await;
-                                    }
-                                })
-                            })
-                            .collect();
-                        for task in tasks {
-                            task.await.expect("task");
-                        }
-                        if let Some(meter) = meter {
-                            meter.finish(per * TASKS as u64, 0);
-                        }
-                    }
-                }
-                Workload::Large => {
-                    let meter = Meter::start();
-                    for _ in 0..job.n {
-                        let mut stream = client
-                            .request_streaming(Request::new(params.clone()))
-                            .await
-                            .expect("request");
-                        let mut got = 0u64;
-                        while let Some(chunk) = stream.chunk().await.expect("body") {
-                            got += chunk.len() as u64;
-                        }
-                        assert_eq!(got, job.bytes);
-                    }
-                    meter.finish(job.n, job.n * job.bytes);
-                }
-                Workload::Upload => {
-                    let body = upload_body(job);
-                    let meter = Meter::start();
-                    for _ in 0..job.n {
-                        let response = client
-                            .request(Request::new(params.clone()).body(body.clone()))
-                            .await
-                            .expect("request");
-                        assert_eq!(&response.body[..], job.bytes.to_string().as_bytes());
-                    }
-                    meter.finish(job.n, job.n * job.bytes);
-                }
-            }
-        });
+        runtime.block_on(future)
+    },
+    |future| {
+        let task = tokio::spawn(future);
+        async move { task.await.expect("task") }
     }
-}
+);
+
+async_client!(
+    async_std_client,
+    fcgi_async_std,
+    |_workload, future| async_std::task::block_on(future),
+    async_std::task::spawn
+);
 
 /// The `fastcgi-client` crate in keep-alive mode over tokio's UnixStream.
 mod fastcgi_client_crate {
