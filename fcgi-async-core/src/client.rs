@@ -452,6 +452,8 @@ impl<R: Runtime> Client<R> {
             received: 0,
             requests: 0,
             idle_since: Instant::now(),
+            read_idle: None,
+            write_idle: None,
             _open: OpenGuard::new(&self.inner.open),
         }
     }

@@ -29,6 +29,11 @@ pub(crate) struct Conn<R: Runtime> {
     /// Requests it has carried.
     pub(crate) requests: u64,
     pub(crate) idle_since: std::time::Instant,
+    /// The read and write timeouts of the request it carries. They live with the
+    /// connection, not the request, so that their timers are made once and carried from
+    /// request to request (see [`Idle`]): no timer is registered per request.
+    pub(crate) read_idle: Option<Idle<R>>,
+    pub(crate) write_idle: Option<Idle<R>>,
     pub(crate) _open: OpenGuard,
 }
 
@@ -92,8 +97,6 @@ pub(crate) struct Exchange<R: Runtime> {
     pub(crate) id: Option<RequestId>,
     body: Body,
     body_done: bool,
-    read_idle: Option<Idle<R>>,
-    write_idle: Option<Idle<R>>,
     read_armed: bool,
     deadline: Option<(Deadline<R>, Duration)>,
 }
@@ -125,19 +128,19 @@ impl<R: Runtime> Exchange<R> {
     }
 
     fn new(
-        conn: Conn<R>,
+        mut conn: Conn<R>,
         id: Option<RequestId>,
         body: Body,
         timeouts: Timeouts,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
+        Idle::restart(&mut conn.read_idle, timeouts.read);
+        Idle::restart(&mut conn.write_idle, timeouts.write);
         Self {
             conn,
             body_done: id.is_none(),
             id,
             body,
-            read_idle: timeouts.read.map(Idle::new),
-            write_idle: timeouts.write.map(Idle::new),
             read_armed: false,
             deadline: deadline.map(|(at, total)| (Deadline::at(at), total)),
         }
@@ -173,7 +176,7 @@ impl<R: Runtime> Exchange<R> {
                     return Poll::Ready(Err(self.conn.proto_error(e)));
                 }
                 // New output: the write timeout counts from now.
-                if let Some(idle) = &mut self.write_idle {
+                if let Some(idle) = &mut self.conn.write_idle {
                     idle.progress();
                 }
             }
@@ -193,7 +196,7 @@ impl<R: Runtime> Exchange<R> {
                     Poll::Ready(Ok(written)) => {
                         proto.consume_transmit(written);
                         wrote = true;
-                        if let Some(idle) = &mut self.write_idle {
+                        if let Some(idle) = &mut self.conn.write_idle {
                             idle.progress();
                         }
                     }
@@ -207,7 +210,7 @@ impl<R: Runtime> Exchange<R> {
             let sent = self.body_done && self.conn.proto.transmit_len() == 0;
             if sent && !self.read_armed {
                 self.read_armed = true;
-                if let Some(idle) = &mut self.read_idle {
+                if let Some(idle) = &mut self.conn.read_idle {
                     idle.progress();
                 }
             }
@@ -230,7 +233,7 @@ impl<R: Runtime> Exchange<R> {
                     if let Err(e) = fed {
                         return Poll::Ready(Err(self.conn.proto_error(e)));
                     }
-                    if let Some(idle) = &mut self.read_idle {
+                    if let Some(idle) = &mut self.conn.read_idle {
                         idle.progress();
                     }
                     continue;
@@ -248,7 +251,7 @@ impl<R: Runtime> Exchange<R> {
                 }
             }
             if self.conn.proto.transmit_len() > 0 {
-                if let Some(idle) = &mut self.write_idle {
+                if let Some(idle) = &mut self.conn.write_idle {
                     if idle.poll_expired(cx).is_ready() {
                         let limit = idle.limit;
                         return Poll::Ready(Err(self.timeout(Phase::Write, limit)));
@@ -256,7 +259,7 @@ impl<R: Runtime> Exchange<R> {
                 }
             }
             if self.read_armed {
-                if let Some(idle) = &mut self.read_idle {
+                if let Some(idle) = &mut self.conn.read_idle {
                     if idle.poll_expired(cx).is_ready() {
                         let limit = idle.limit;
                         return Poll::Ready(Err(self.timeout(Phase::Read, limit)));

@@ -37,6 +37,14 @@ pub(crate) struct Idle<R: Runtime> {
     _runtime: PhantomData<fn() -> R>,
 }
 
+impl<R: Runtime> std::fmt::Debug for Idle<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idle")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R: Runtime> Idle<R> {
     pub(crate) fn new(limit: Duration) -> Self {
         Self {
@@ -44,6 +52,18 @@ impl<R: Runtime> Idle<R> {
             last: R::now(),
             timer: None,
             _runtime: PhantomData,
+        }
+    }
+
+    /// `slot` made ready for a new request with `limit` (`None`: no timeout): the
+    /// timer already in it is kept, and moved only if it would fire late.
+    pub(crate) fn restart(slot: &mut Option<Self>, limit: Option<Duration>) {
+        match (slot.as_mut(), limit) {
+            (Some(idle), Some(limit)) => {
+                idle.limit = limit;
+                idle.progress();
+            }
+            (_, limit) => *slot = limit.map(Self::new),
         }
     }
 
@@ -93,6 +113,8 @@ mod tests {
     thread_local! {
         /// The fake clock of the test on this thread.
         static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+        /// Timers the fake runtime has made on this thread.
+        static TIMERS: Cell<u32> = const { Cell::new(0) };
     }
 
     fn advance(by: Duration) {
@@ -159,6 +181,7 @@ mod tests {
         }
 
         fn timer(at: Instant) -> FakeTimer {
+            TIMERS.set(TIMERS.get() + 1);
             FakeTimer(at)
         }
 
@@ -200,5 +223,29 @@ mod tests {
         advance(Duration::from_secs(5));
         assert!(deadline.poll_expired(&mut cx()).is_ready());
         assert!(deadline.poll_expired(&mut cx()).is_ready());
+    }
+
+    #[test]
+    fn a_restarted_idle_timeout_keeps_its_timer_and_counts_from_the_restart() {
+        let mut slot = None;
+        Idle::<Fake>::restart(&mut slot, Some(Duration::from_secs(10)));
+        let made = TIMERS.get();
+        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
+        advance(Duration::from_secs(8));
+        // The next request on the connection: the same timer, counting anew.
+        Idle::restart(&mut slot, Some(Duration::from_secs(10)));
+        advance(Duration::from_secs(9));
+        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
+        advance(Duration::from_secs(1));
+        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_ready());
+        // A shorter limit moves the timer earlier.
+        Idle::restart(&mut slot, Some(Duration::from_secs(1)));
+        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
+        advance(Duration::from_secs(1));
+        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_ready());
+        assert_eq!(TIMERS.get(), made + 1, "one timer for the three requests");
+        // A request without the timeout keeps none.
+        Idle::restart(&mut slot, None);
+        assert!(slot.is_none());
     }
 }
