@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use fcgi_blocking::{Address, Client, Error, Options, Phase, Request};
-use fcgi_proto::{Params, ParamsBuilder};
 use fcgi_testkit::PhpFpm;
 
 fn addresses(fpm: &PhpFpm) -> [Address; 2] {
@@ -15,24 +14,8 @@ fn addresses(fpm: &PhpFpm) -> [Address; 2] {
     ]
 }
 
-fn params(fpm: &PhpFpm, method: &str, script: &str, query: &str) -> Params {
-    let filename = fpm.script(script);
-    let filename = filename.to_str().expect("temp paths are UTF-8");
-    let uri = if query.is_empty() {
-        format!("/{script}")
-    } else {
-        format!("/{script}?{query}")
-    };
-    let name = format!("/{script}");
-    ParamsBuilder::new(method, &uri)
-        .script(&name, filename)
-        .document_root(fpm.docroot().to_str().expect("temp paths are UTF-8"))
-        .build()
-        .expect("valid params")
-}
-
 fn get(fpm: &PhpFpm, script: &str, query: &str) -> Request {
-    Request::new(params(fpm, "GET", script, query))
+    Request::new(fpm.params("GET", script, query))
 }
 
 #[test]

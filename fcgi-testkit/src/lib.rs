@@ -411,6 +411,26 @@ impl PhpFpm {
         self.docroot.join(name)
     }
 
+    /// Params for `METHOD /SCRIPT?QUERY` (no `?` when `query` is empty) run by script
+    /// `script` of this docroot: nginx's defaults with `SCRIPT_NAME`, `SCRIPT_FILENAME`
+    /// and `DOCUMENT_ROOT` set.
+    pub fn params(&self, method: &str, script: &str, query: &str) -> fcgi_proto::Params {
+        let filename = self.script(script);
+        let uri = if query.is_empty() {
+            format!("/{script}")
+        } else {
+            format!("/{script}?{query}")
+        };
+        fcgi_proto::ParamsBuilder::new(method, &uri)
+            .script(
+                &format!("/{script}"),
+                filename.to_str().expect("UTF-8 temp path"),
+            )
+            .document_root(self.docroot.to_str().expect("UTF-8 temp path"))
+            .build()
+            .expect("valid params")
+    }
+
     /// Writes a script into the docroot (creating directories in `name`) and returns its
     /// absolute path. The file is replaced atomically, so a request running at the same
     /// time sees the old or the new script, never a piece of it.

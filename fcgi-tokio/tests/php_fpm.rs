@@ -4,7 +4,6 @@
 use fcgi_testkit::{hex_sha256, random_bytes};
 
 use bytes::Bytes;
-use fcgi_proto::{Params, ParamsBuilder};
 use fcgi_testkit::PhpFpm;
 use fcgi_tokio::{Address, Body, Client, Error, Options, Request};
 
@@ -19,23 +18,8 @@ fn unix_client(fpm: &PhpFpm) -> Client {
     )
 }
 
-fn params(fpm: &PhpFpm, method: &str, script: &str, query: &str) -> Params {
-    let filename = fpm.script(script);
-    let uri = if query.is_empty() {
-        format!("/{script}")
-    } else {
-        format!("/{script}?{query}")
-    };
-    let name = format!("/{script}");
-    ParamsBuilder::new(method, &uri)
-        .script(&name, filename.to_str().unwrap())
-        .document_root(fpm.docroot().to_str().unwrap())
-        .build()
-        .unwrap()
-}
-
 fn get(fpm: &PhpFpm, script: &str, query: &str) -> Request {
-    Request::new(params(fpm, "GET", script, query))
+    Request::new(fpm.params("GET", script, query))
 }
 
 #[tokio::test]
@@ -48,7 +32,7 @@ async fn post_body_from_a_stream_and_a_reader() {
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let stream = futures_util::stream::iter(chunks);
-    let request = Request::new(params(fpm, "POST", "echo.php", ""))
+    let request = Request::new(fpm.params("POST", "echo.php", ""))
         .body(Body::from_stream(stream, body.len() as u64));
     let response = client.request(request).await.unwrap();
     assert_eq!(
@@ -56,7 +40,7 @@ async fn post_body_from_a_stream_and_a_reader() {
         Some(hex_sha256(&body).as_str())
     );
 
-    let request = Request::new(params(fpm, "POST", "echo.php", "")).body(Body::from_reader(
+    let request = Request::new(fpm.params("POST", "echo.php", "")).body(Body::from_reader(
         std::io::Cursor::new(body.clone()),
         body.len() as u64,
     ));
@@ -64,7 +48,7 @@ async fn post_body_from_a_stream_and_a_reader() {
     assert_eq!(&response.body[..], &body[..]);
 
     // A body shorter than declared is refused before it reaches the server.
-    let request = Request::new(params(fpm, "POST", "echo.php", ""))
+    let request = Request::new(fpm.params("POST", "echo.php", ""))
         .body(Body::from_reader(std::io::Cursor::new(vec![0u8; 5]), 6));
     let err = client.request(request).await.unwrap_err();
     assert!(matches!(err, Error::Usage(_)), "{err}");

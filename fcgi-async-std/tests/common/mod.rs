@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use fcgi_async_std::{Address, Client, Options, Request};
-use fcgi_proto::{Params, ParamsBuilder};
 use fcgi_testkit::PhpFpm;
 
 /// The runtime a test runs on: its `block_on` drives the test, its executor runs the
@@ -119,27 +118,12 @@ pub fn unix_client(fpm: &PhpFpm, options: Options) -> Client {
     client(Address::Unix(fpm.unix_socket().to_path_buf()), options)
 }
 
-pub fn params(fpm: &PhpFpm, method: &str, script: &str, query: &str) -> Params {
-    let filename = fpm.script(script);
-    let uri = if query.is_empty() {
-        format!("/{script}")
-    } else {
-        format!("/{script}?{query}")
-    };
-    let name = format!("/{script}");
-    ParamsBuilder::new(method, &uri)
-        .script(&name, filename.to_str().unwrap())
-        .document_root(fpm.docroot().to_str().unwrap())
-        .build()
-        .unwrap()
-}
-
 pub fn get(fpm: &PhpFpm, script: &str, query: &str) -> Request {
-    Request::new(params(fpm, "GET", script, query))
+    Request::new(fpm.params("GET", script, query))
 }
 
 pub fn post(fpm: &PhpFpm, script: &str, body: impl Into<fcgi_async_std::Body>) -> Request {
-    Request::new(params(fpm, "POST", script, "")).body(body)
+    Request::new(fpm.params("POST", script, "")).body(body)
 }
 
 /// A pseudo-random sequence (xorshift), the same on every run.

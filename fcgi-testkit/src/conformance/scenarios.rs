@@ -79,29 +79,12 @@ fn addresses(fpm: &PhpFpm) -> [Address; 2] {
     [unix(fpm), Address::from(fpm.tcp_addr())]
 }
 
-fn params(fpm: &PhpFpm, method: &str, script: &str, query: &str) -> Params {
-    let filename = fpm.script(script);
-    let uri = if query.is_empty() {
-        format!("/{script}")
-    } else {
-        format!("/{script}?{query}")
-    };
-    ParamsBuilder::new(method, &uri)
-        .script(
-            &format!("/{script}"),
-            filename.to_str().expect("UTF-8 temp path"),
-        )
-        .document_root(fpm.docroot().to_str().expect("UTF-8 temp path"))
-        .build()
-        .expect("valid params")
-}
-
 fn get(fpm: &PhpFpm, script: &str, query: &str) -> TestRequest {
-    TestRequest::new(params(fpm, "GET", script, query))
+    TestRequest::new(fpm.params("GET", script, query))
 }
 
 fn echo(fpm: &PhpFpm, body: impl Into<Vec<u8>>) -> TestRequest {
-    TestRequest::new(params(fpm, "POST", "echo.php", "")).body(body)
+    TestRequest::new(fpm.params("POST", "echo.php", "")).body(body)
 }
 
 fn client<'a>(
@@ -227,13 +210,13 @@ scenario!(
         let fpm = shared_fpm();
         let c = client(a, unix(fpm), Settings::default());
         let data = random_bytes(3 * 1024 * 1024 + 17, 99);
-        let mut request = TestRequest::new(params(fpm, "POST", "echo.php", ""));
+        let mut request = TestRequest::new(fpm.params("POST", "echo.php", ""));
         request.body = TestBody::Reader { data: data.clone(), declared: data.len() as u64 };
         let r = ok(&*c, request, "reader body").await;
         assert_eq!(r.header("x-body-sha256"), Some(hex_sha256(&data).as_str()));
         assert_eq!(r.body, data);
 
-        let mut request = TestRequest::new(params(fpm, "POST", "echo.php", ""));
+        let mut request = TestRequest::new(fpm.params("POST", "echo.php", ""));
         request.body = TestBody::Reader { data: vec![1u8; 10], declared: 11 };
         let err = c.request(request).await.unwrap_err();
         assert!(matches!(err, ClientError::Usage(_)), "{err:?}");
@@ -960,7 +943,7 @@ scenario!(
         let fpm = PhpFpm::builder().max_children(6).start();
         let address = unix(&fpm);
         // The socket and the scripts keep their paths across the restart.
-        let echo_params = params(&fpm, "POST", "echo.php", "");
+        let echo_params = fpm.params("POST", "echo.php", "");
         let fpm_slot = RefCell::new(Some(fpm));
         let fpm_slot = &fpm_slot;
         let settings = Settings {
