@@ -175,13 +175,13 @@ impl FastCgiService {
             .await
             .map_err(HttpError::Upstream)?;
         let head_only = parts.method == Method::HEAD;
-        into_response(stream, head_only)
+        into_response(stream, head_only).await
     }
 }
 
 /// The HTTP response for a FastCGI response whose head has arrived.
-fn into_response(
-    stream: ResponseStream,
+async fn into_response(
+    mut stream: ResponseStream,
     head_only: bool,
 ) -> Result<Response<ResponseBody>, HttpError> {
     let parts = stream
@@ -193,7 +193,7 @@ fn into_response(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let body = if head_only || no_body {
-        drain(stream);
+        drain(&mut stream).await;
         ResponseBody::empty()
     } else {
         ResponseBody::stream(stream)
@@ -206,18 +206,18 @@ fn into_response(
 }
 
 /// Reads what the application wrote after a head that has no body, so that its
-/// connection goes back to the pool (php-fpm writes nothing after the head of a `HEAD`
-/// request; a script may still).
-fn drain(mut stream: ResponseStream) {
-    tokio::spawn(async move {
-        let mut read = 0;
-        while let Ok(Some(chunk)) = stream.chunk().await {
-            read += chunk.len();
-            if read > DRAIN_LIMIT {
-                break;
-            }
+/// connection is back in the pool before the response goes out (php-fpm writes nothing
+/// after the head of a `HEAD` request; a script may still). The client's read and
+/// total timeouts bound the wait; past [`DRAIN_LIMIT`] bytes the stream is dropped,
+/// which closes its connection.
+async fn drain(stream: &mut ResponseStream) {
+    let mut read = 0;
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        read += chunk.len();
+        if read > DRAIN_LIMIT {
+            break;
         }
-    });
+    }
 }
 
 impl<B> tower_service::Service<Request<B>> for FastCgiService
