@@ -20,9 +20,14 @@ use crate::{Plan, Server};
 const CONNECTIONS: usize = 32;
 const WRK_THREADS: usize = 2;
 /// nginx's kept upstream connections per worker process (nginx counts `keepalive` per
-/// worker): 2 x 16 = 32, the wrk connection count, below the pool's 40 workers. More
-/// would let idle kept connections hold every php-fpm worker while new ones queue.
+/// worker): 2 x 16 = 32, the wrk connection count.
 const NGINX_KEEPALIVE: usize = 16;
+/// php-fpm workers the section needs. php-fpm gives each kept connection a worker of
+/// its own for as long as it is open, idle or not, and every server stays up (with its
+/// pool filled) while the others are measured: nginx's 32, `fcgi serve`'s 32 and the
+/// example's (at most 32), plus spare ones. With fewer, the server started last found
+/// every worker held by the others' idle connections and answered nothing.
+pub(crate) const PHP_WORKERS: u32 = 3 * CONNECTIONS as u32 + 8;
 
 struct Wrk {
     per_second: f64,
@@ -396,6 +401,11 @@ pub(crate) fn run(plan: &Plan, server: &Server) -> String {
     );
     for (running, samples) in servers.iter().zip(&samples) {
         if samples.is_empty() {
+            let _ = writeln!(
+                out,
+                "| {} | no responses (wrk's output is in the log) | | | |",
+                running.name
+            );
             continue;
         }
         let of = |f: fn(&Wrk) -> f64| median(samples.iter().map(f).collect());

@@ -276,10 +276,10 @@ fn tool(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// 32 concurrent clients each keep a connection: 32 workers busy, plus spare ones for the
-/// gateway's and nginx's pools. Static pool (the test kit's only kind).
+/// A static pool (the test kit's only kind) large enough for the 32 concurrent clients
+/// and for the gateway section's servers, which keep their connections open side by side.
 fn start_php_fpm() -> PhpFpm {
-    let fpm = PhpFpm::builder().max_children(40).start();
+    let fpm = PhpFpm::builder().max_children(gateway::PHP_WORKERS).start();
     fpm.write_script("big.php", clients::BIG_PHP);
     fpm.write_script("sink.php", clients::SINK_PHP);
     fpm
