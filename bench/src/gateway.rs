@@ -24,10 +24,11 @@ const WRK_THREADS: usize = 2;
 const NGINX_KEEPALIVE: usize = 16;
 /// php-fpm workers the section needs. php-fpm gives each kept connection a worker of
 /// its own for as long as it is open, idle or not, and every server stays up (with its
-/// pool filled) while the others are measured: nginx's 32, `fcgi serve`'s 32 and the
-/// example's (at most 32), plus spare ones. With fewer, the server started last found
-/// every worker held by the others' idle connections and answered nothing.
-pub(crate) const PHP_WORKERS: u32 = 3 * CONNECTIONS as u32 + 8;
+/// pool filled) while the others are measured: nginx's 32, `fcgi serve`'s 32 and 8, the
+/// example's 8, plus spare ones. With fewer, the server started last found every worker
+/// held by the others' idle connections and answered nothing, and in earlier runs nginx,
+/// measured while `fcgi serve` held 32 workers, had a p99 of hundreds of milliseconds.
+pub(crate) const PHP_WORKERS: u32 = 2 * CONNECTIONS as u32 + 8 + 8 + 8;
 
 struct Wrk {
     per_second: f64,
@@ -273,10 +274,16 @@ fn start_nginx(server: &Server) -> Result<Running, String> {
     })
 }
 
-/// Gateway command templates that exist beside this binary (or the one given).
-fn gateway_commands(plan: &Plan) -> Vec<String> {
+/// Gateways to measure: a name for the table and a command template each, those that
+/// exist beside this binary (or the one given).
+fn gateway_commands(plan: &Plan) -> Vec<(String, String)> {
     if let Some(cmd) = &plan.gateway_cmd {
-        return vec![cmd.clone()];
+        let program = cmd.split_whitespace().next().unwrap_or_default();
+        let name = Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return vec![(name, cmd.clone())];
     }
     let dir: PathBuf = std::env::current_exe()
         .ok()
@@ -293,22 +300,35 @@ fn gateway_commands(plan: &Plan) -> Vec<String> {
             o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--listen")
         })
     {
-        found.push(format!(
-            "{} serve --listen {{listen}} --root {{root}} --connections {{connections}} {{upstream}}",
+        let serve = format!(
+            "{} serve --listen {{listen}} --root {{root}}",
             fcgi.display()
+        );
+        // As many connections as nginx keeps, and the default: fewer PHP processes
+        // competing for the CPUs, requests waiting in the gateway instead.
+        found.push((
+            format!("fcgi serve, {CONNECTIONS} connections"),
+            format!("{serve} --connections {{connections}} {{upstream}}"),
+        ));
+        found.push((
+            "fcgi serve, 8 connections (its default)".to_string(),
+            format!("{serve} {{upstream}}"),
         ));
     }
     let example = dir.join("examples").join("php_gateway");
     if example.exists() {
-        found.push(format!(
-            "{} --listen {{listen}} --upstream {{upstream}} --root {{root}}",
-            example.display()
+        found.push((
+            "php_gateway example (8 connections)".to_string(),
+            format!(
+                "{} --listen {{listen}} --upstream {{upstream}} --root {{root}}",
+                example.display()
+            ),
         ));
     }
     found
 }
 
-fn start_gateway(template: &str, server: &Server) -> Result<Running, String> {
+fn start_gateway(name: &str, template: &str, server: &Server) -> Result<Running, String> {
     let port = free_port();
     let cmd = template
         .replace("{listen}", &format!("127.0.0.1:{port}"))
@@ -329,13 +349,9 @@ fn start_gateway(template: &str, server: &Server) -> Result<Running, String> {
         let _ = child.kill();
         return Err(format!("{cmd}: did not listen"));
     }
-    let name = Path::new(program)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let pid = child.id();
     Ok(Running {
-        name: format!("{name} ({})", args.first().copied().unwrap_or("")),
+        name: name.to_string(),
         child,
         port,
         pids: vec![pid],
@@ -365,8 +381,8 @@ pub(crate) fn run(plan: &Plan, server: &Server) -> String {
     if templates.is_empty() {
         out.push_str("Gateway skipped: no `fcgi serve` beside this binary (the `fcgi` binary of fcgi-cli with the `serve` subcommand) and no `examples/php_gateway`; give one with `--gateway-cmd 'CMD {listen} {upstream} {root} {connections}'`.\n\n");
     }
-    for template in &templates {
-        match start_gateway(template, server) {
+    for (name, template) in &templates {
+        match start_gateway(name, template, server) {
             Ok(s) => servers.push(s),
             Err(e) => {
                 let _ = writeln!(out, "Gateway skipped: {e}.\n");
@@ -376,7 +392,7 @@ pub(crate) fn run(plan: &Plan, server: &Server) -> String {
     if servers.is_empty() {
         return out;
     }
-    let rounds = plan.rounds.min(3);
+    let rounds = plan.rounds;
     let mut samples: Vec<Vec<Wrk>> = servers.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (s, running) in servers.iter().enumerate() {
