@@ -49,6 +49,8 @@ unknown length (chunked) are spooled (1 MiB in memory, the rest in a temporary
 file) and sent with their length; the largest body is 1 GiB (413 above).
 The application cannot be reached: 502; it takes over 60 s to answer: 504.
 Warnings (those errors, the application's FCGI_STDERR) go to standard error.
+SIGTERM or SIGINT stops it: it accepts no more connections, lets the requests
+in flight finish (at most 30 s) and exits with 0 (1 if it had to cut some).
 ";
 
 /// What `fcgi serve ...` asks for.
@@ -188,35 +190,121 @@ async fn serve(args: ServeArgs) -> u8 {
         say("the listening socket has no address");
         return 1;
     };
+    // Made before the first line, so that a signal from then on is handled.
+    let stop_signal = match StopSignal::new() {
+        Ok(signal) => signal,
+        Err(e) => {
+            say(&format!("cannot handle SIGTERM and SIGINT: {e}"));
+            return 1;
+        }
+    };
     say(&format!(
         "listening on http://{local}, root {}, FastCGI at {}",
         gateway.root().display(),
         args.upstream
     ));
+    serve_until_stopped(listener, local, gateway, stop_signal).await
+}
+
+/// How long the requests in flight have to finish after SIGTERM or SIGINT.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves every connection `listener` accepts until SIGTERM or SIGINT. Then it accepts
+/// no more, closes each connection once its request in flight is answered (at once for
+/// one between requests), and answers 0 when they are all closed: 1 if some are still
+/// open after [`FINISH_TIMEOUT`] or at a second signal.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    gateway: Gateway,
+    mut stop_signal: StopSignal,
+) -> u8 {
+    // Told once: stop after the request in flight.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    // Each connection's task holds a sender: `recv` answers `None` once all are gone.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
-        let (socket, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of descriptors, most likely: give connections time to close.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+        let (socket, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, most likely: give connections time to close.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            name = stop_signal.next() => {
+                say(&format!(
+                    "{name}: accepting no more connections, finishing the requests in flight (at most {} s)",
+                    FINISH_TIMEOUT.as_secs()
+                ));
+                break;
             }
         };
         let _ = socket.set_nodelay(true);
         let local = socket.local_addr().unwrap_or(local);
         let gateway = gateway.for_connection(PeerAddrs::new(remote, local));
+        let mut stopping = stopping.clone();
+        let open = open.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(gateway.handle(request).await) }
             });
             // HTTP/1.1 keep-alive; a client slower than 30 s to send a head is dropped.
-            let _ = http1::Builder::new()
+            let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
+                .serve_connection(TokioIo::new(socket), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                // (The guard `wait_for` answers is not kept across the await below.)
+                _ = async { stopping.wait_for(|stop| *stop).await.is_ok() } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(open);
         });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    tokio::select! {
+        _ = all_closed.recv() => 0,
+        _ = tokio::time::sleep(FINISH_TIMEOUT) => {
+            say("requests still in flight after the timeout: stopping anyway");
+            1
+        }
+        name = stop_signal.next() => {
+            say(&format!("{name} again: stopping with requests in flight"));
+            1
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, handled from the moment this is made.
+struct StopSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 

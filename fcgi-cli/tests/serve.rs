@@ -281,3 +281,65 @@ fn usage_errors_and_help() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/fcgi-root"));
 }
+
+/// SIGTERM: a request in flight is answered in full, a connection between requests is
+/// closed, and the server exits with 0 once they are done.
+#[test]
+fn sigterm_finishes_requests_in_flight_then_exits_0() {
+    let fpm = PhpFpm::shared();
+    // The script marks that it has started, then works on for 300 ms.
+    fpm.write_script(
+        "cli_serve_slow.php",
+        "<?php touch($_GET['mark']); usleep(300000); echo 'finished';",
+    );
+    let mark = fpm.docroot().join("cli_serve_slow.mark");
+    let _ = std::fs::remove_file(&mark);
+    let mut serve = start_default();
+
+    let mut idle = TcpStream::connect(serve.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let addr = serve.addr;
+    let path = format!("/cli_serve_slow.php?mark={}", mark.display());
+    let in_flight = std::thread::spawn(move || request(addr, "GET", &path, &[], b""));
+    let waited = std::time::Instant::now();
+    while !mark.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the script never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let got = in_flight.join().unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, b"finished");
+    // The idle connection is closed, not answered.
+    let mut rest = Vec::new();
+    assert_eq!(idle.read_to_end(&mut rest).unwrap(), 0);
+
+    let waited = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "fcgi serve still runs"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(status.code(), Some(0));
+    let said = serve.stderr.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        said.starts_with("fcgi: SIGTERM: accepting no more connections"),
+        "{said}"
+    );
+    assert!(TcpStream::connect(serve.addr).is_err());
+}
