@@ -614,19 +614,11 @@ impl<R: Runtime> Client<R> {
                 None => {}
                 Some(Err(e)) => return Err(e),
                 Some(Ok((request, head))) => {
-                    return Ok(ResponseStream {
-                        address: request.address.clone(),
-                        exchange: None,
-                        mux: Some(request),
-                        permit: None,
-                        client: self.clone(),
-                        head,
-                        end: None,
-                        stderr,
-                        stderr_taken: false,
-                        on_stderr,
-                        pending: Bytes::new(),
-                    });
+                    let address = request.address.clone();
+                    let source = Source::Mux(request);
+                    return Ok(ResponseStream::new(
+                        self, address, source, head, stderr, on_stderr,
+                    ));
                 }
             }
         }
@@ -645,19 +637,14 @@ impl<R: Runtime> Client<R> {
             let result = read_head(&mut exchange, &mut stderr, &mut on_stderr).await;
             match result {
                 Ok(Ok(head)) => {
-                    return Ok(ResponseStream {
-                        address: exchange.conn.address.clone(),
-                        exchange: Some(exchange),
-                        mux: None,
-                        permit: Some(permit),
-                        client: self.clone(),
-                        head,
-                        end: None,
-                        stderr,
-                        stderr_taken: false,
-                        on_stderr,
-                        pending: Bytes::new(),
-                    });
+                    let address = exchange.conn.address.clone();
+                    let source = Source::Plain {
+                        exchange,
+                        _permit: permit,
+                    };
+                    return Ok(ResponseStream::new(
+                        self, address, source, head, stderr, on_stderr,
+                    ));
                 }
                 Ok(Err(e)) => {
                     // The request ended with a refusal or a bad head; the connection is fine.
@@ -972,9 +959,7 @@ async fn read_head(
 /// connection: aborts the request alone, see [`Options::multiplex`]).
 pub struct ResponseStream<R: Runtime> {
     address: Arc<str>,
-    exchange: Option<Exchange<R>>,
-    mux: Option<MuxRequest<R>>,
-    permit: Option<SemaphorePermit<R>>,
+    source: Source<R>,
     client: Client<R>,
     head: ResponseHead,
     end: Option<End>,
@@ -994,7 +979,43 @@ impl<R: Runtime> fmt::Debug for ResponseStream<R> {
     }
 }
 
+/// Where the rest of a response comes from.
+// Boxing the large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Source<R: Runtime> {
+    /// A connection of its own, with its slot in the pool.
+    Plain {
+        exchange: Exchange<R>,
+        _permit: SemaphorePermit<R>,
+    },
+    /// A request on a multiplexed connection.
+    Mux(MuxRequest<R>),
+    /// The body has ended or failed.
+    Done,
+}
+
 impl<R: Runtime> ResponseStream<R> {
+    fn new(
+        client: &Client<R>,
+        address: Arc<str>,
+        source: Source<R>,
+        head: ResponseHead,
+        stderr: Vec<u8>,
+        on_stderr: Option<StderrCallback>,
+    ) -> Self {
+        Self {
+            address,
+            source,
+            client: client.clone(),
+            head,
+            end: None,
+            stderr,
+            stderr_taken: false,
+            on_stderr,
+            pending: Bytes::new(),
+        }
+    }
+
     /// The response head.
     pub fn head(&self) -> &ResponseHead {
         &self.head
@@ -1039,19 +1060,15 @@ impl<R: Runtime> ResponseStream<R> {
             return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
         }
         loop {
-            let polled = if let Some(request) = self.mux.as_mut() {
-                request.poll_event(cx)
-            } else if let Some(exchange) = self.exchange.as_mut() {
-                exchange.poll_event(cx)
-            } else {
-                return Poll::Ready(Ok(None));
+            let polled = match &mut self.source {
+                Source::Mux(request) => request.poll_event(cx),
+                Source::Plain { exchange, .. } => exchange.poll_event(cx),
+                Source::Done => return Poll::Ready(Ok(None)),
             };
             match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
-                    self.exchange = None;
-                    self.mux = None;
-                    self.permit = None;
+                    self.source = Source::Done;
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Ok(Event::Body { data, .. })) => return Poll::Ready(Ok(Some(data))),
@@ -1060,11 +1077,12 @@ impl<R: Runtime> ResponseStream<R> {
                 }
                 Poll::Ready(Ok(Event::End { end, .. })) => {
                     self.end = Some(end);
-                    if let Some(exchange) = self.exchange.take() {
+                    // The connection goes back before its pool slot.
+                    if let Source::Plain { exchange, _permit } =
+                        std::mem::replace(&mut self.source, Source::Done)
+                    {
                         self.client.check_in(exchange.conn);
                     }
-                    self.mux = None;
-                    self.permit = None;
                 }
                 Poll::Ready(Ok(_)) => {}
             }
