@@ -379,6 +379,39 @@ async fn static_file() {
     );
 }
 
+/// A HEAD to a script that keeps streaming after its head: the response goes out after
+/// the drain's bound (1 s), not when the script ends, and that connection is closed.
+#[tokio::test]
+async fn head_to_a_streaming_script_is_answered_without_waiting_for_its_end() {
+    let gateway = gateway();
+    let fcgi = gateway.fastcgi().client().clone();
+    let server = serve(gateway).await;
+    fpm().write_script(
+        "gw_stream.php",
+        "<?php echo 'first'; flush(); sleep(5); echo 'late';",
+    );
+    let client = http_client();
+    let start = std::time::Instant::now();
+    let request = Request::head(format!("http://{}/gw_stream.php", server.addr))
+        .body(empty())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
+    // The script sleeps 5 s: answered well before that.
+    assert!(
+        start.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(fcgi.connections_opened(), 1);
+    assert_eq!(fcgi.idle_connections(), 0);
+    let got = get(&server, "/hello.php").await;
+    assert_eq!(got.body, "Hello, World!");
+    assert_eq!(fcgi.connections_opened(), 2);
+}
+
 #[tokio::test]
 async fn head_has_no_body_and_keeps_connections() {
     let gateway = gateway();

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use ::http::{header, Method, Request, Response, StatusCode};
 use fcgi_proto::ParamsBuilder;
@@ -18,6 +19,10 @@ use crate::{Client, ResponseStream};
 /// Most bytes of a response without a body (HEAD, 204, 304) read and thrown away so
 /// that its FastCGI connection can be kept; past it, the connection is closed instead.
 const DRAIN_LIMIT: usize = 1024 * 1024;
+/// Longest wait for the end of a response without a body; past it, the response goes
+/// out and the connection is closed (a script that streams would otherwise hold the
+/// answer to a `HEAD` for as long as it runs).
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 struct Inner {
     client: Client,
@@ -207,17 +212,20 @@ async fn into_response(
 
 /// Reads what the application wrote after a head that has no body, so that its
 /// connection is back in the pool before the response goes out (php-fpm writes nothing
-/// after the head of a `HEAD` request; a script may still). The client's read and
-/// total timeouts bound the wait; past [`DRAIN_LIMIT`] bytes the stream is dropped,
-/// which closes its connection.
+/// after the head of a `HEAD` request; a script may still). Past [`DRAIN_LIMIT`] bytes
+/// or [`DRAIN_TIME`], the stream is dropped, which closes its connection, as nginx
+/// closes one it has not read to the end.
 async fn drain(stream: &mut ResponseStream) {
-    let mut read = 0;
-    while let Ok(Some(chunk)) = stream.chunk().await {
-        read += chunk.len();
-        if read > DRAIN_LIMIT {
-            break;
+    let read_to_end = async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            read += chunk.len();
+            if read > DRAIN_LIMIT {
+                break;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read_to_end).await;
 }
 
 impl<B> tower_service::Service<Request<B>> for FastCgiService
