@@ -311,8 +311,10 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
+    // The shell's own `kill`: a bare machine may have no kill program.
+    let killed = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", serve.child.id()))
         .status()
         .unwrap();
     assert!(killed.success());
