@@ -134,6 +134,16 @@ async fn get(server: &Server, path: &str) -> Got {
     send(server, Request::get(path), empty()).await
 }
 
+/// Waits until `condition` holds of `fcgi`'s pool (a response without a body is drained
+/// in the background after it has gone out); fails after 10 s.
+async fn until(fcgi: &Client, what: &str, condition: impl Fn(&Client) -> bool) {
+    let start = std::time::Instant::now();
+    while !condition(fcgi) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[tokio::test]
 async fn hello() {
     let server = serve(gateway()).await;
@@ -379,10 +389,10 @@ async fn static_file() {
     );
 }
 
-/// A HEAD to a script that keeps streaming after its head: the response goes out after
-/// the drain's bound (1 s), not when the script ends, and that connection is closed.
+/// A HEAD to a script that keeps streaming after its head: answered at once, not when
+/// the script ends; the background drain gives up after 1 s and closes that connection.
 #[tokio::test]
-async fn head_to_a_streaming_script_is_answered_without_waiting_for_its_end() {
+async fn head_to_a_streaming_script_is_answered_at_once() {
     let gateway = gateway();
     let fcgi = gateway.fastcgi().client().clone();
     let server = serve(gateway).await;
@@ -405,7 +415,10 @@ async fn head_to_a_streaming_script_is_answered_without_waiting_for_its_end() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(fcgi.connections_opened(), 1);
+    until(&fcgi, "the drained connection is closed", |c| {
+        c.open_connections() == 0
+    })
+    .await;
     assert_eq!(fcgi.idle_connections(), 0);
     let got = get(&server, "/hello.php").await;
     assert_eq!(got.body, "Hello, World!");
@@ -430,6 +443,10 @@ async fn head_has_no_body_and_keeps_connections() {
         );
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert!(body.is_empty());
+        until(&fcgi, "the connection is back", |c| {
+            c.idle_connections() == 1
+        })
+        .await;
     }
     for _ in 0..5 {
         let request = Request::get(format!("http://{}/hello.php", server.addr))
@@ -440,8 +457,8 @@ async fn head_has_no_body_and_keeps_connections() {
         assert_eq!(body, "Hello, World!");
     }
     // A script that sends its length and its body to a HEAD request, then works on:
-    // the length is passed on, the body read and thrown away, and the connection back
-    // in the pool before the response goes out, so the next request reuses it.
+    // the length is passed on at once, the body read and thrown away, and the
+    // connection back in the pool when the script ends.
     fpm().write_script(
         "gw_len.php",
         "<?php header('Content-Length: 5'); echo 'hello'; flush(); usleep(50000);",
@@ -455,6 +472,10 @@ async fn head_has_no_body_and_keeps_connections() {
         assert_eq!(response.headers()["content-length"], "5");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert!(body.is_empty());
+        until(&fcgi, "the connection is back", |c| {
+            c.idle_connections() == 1
+        })
+        .await;
     }
     let request = Request::get(format!("http://{}/gw_len.php", server.addr))
         .body(empty())
@@ -637,4 +658,29 @@ async fn tower_service_directly() {
         "File not found.\n"
     );
     assert_eq!(header::CONTENT_TYPE, "content-type");
+}
+
+/// A response with the application's `Content-Length`: hyper stops reading the body once
+/// it has that many bytes, before the `END_REQUEST` record; the rest is drained so that
+/// the FastCGI connection is kept, request after request.
+#[tokio::test]
+async fn content_length_responses_keep_their_connection() {
+    let gateway = gateway();
+    let fcgi = gateway.fastcgi().client().clone();
+    let server = serve(gateway).await;
+    fpm().write_script(
+        "gw_length.php",
+        "<?php header('Content-Length: 5'); echo 'hello';",
+    );
+    for _ in 0..5 {
+        let got = get(&server, "/gw_length.php").await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.header("content-length"), Some("5"));
+        assert_eq!(got.body, "hello");
+        until(&fcgi, "the connection is back", |c| {
+            c.idle_connections() == 1
+        })
+        .await;
+    }
+    assert_eq!(fcgi.connections_opened(), 1);
 }

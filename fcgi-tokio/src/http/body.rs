@@ -7,6 +7,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
@@ -18,6 +19,13 @@ use crate::{Body, ResponseStream};
 
 /// Most bytes read from a static file at once.
 const FILE_CHUNK: usize = 64 * 1024;
+/// Most bytes of a FastCGI response read and thrown away after its HTTP response is done
+/// with it, so that its connection can be kept; past it, the connection is closed.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+/// Longest time such a response is read and thrown away; past it, the connection is
+/// closed (a script that streams on would otherwise hold it, and its worker, for as
+/// long as it runs).
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// The error type of request bodies the service takes.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -201,6 +209,41 @@ impl ResponseBody {
             },
         }
     }
+}
+
+/// A body dropped before its end: hyper stops polling once it has sent the
+/// `Content-Length` the application gave (the `END_REQUEST` record still unread), or the
+/// client has gone. The rest is drained so that the connection can be kept.
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Kind::Stream(stream) = std::mem::replace(&mut self.kind, Kind::Empty) {
+            drain(*stream);
+        }
+    }
+}
+
+/// Reads what is left of a FastCGI response and throws it away, in a task of its own,
+/// so that its connection goes back to the pool: the rest of a response whose HTTP
+/// response has no body (HEAD, 204, 304; php-fpm writes nothing after the head of a
+/// `HEAD` request, a script may still) or has been sent in full. Past [`DRAIN_LIMIT`]
+/// bytes or [`DRAIN_TIME`], or outside a tokio runtime, the stream is dropped, which
+/// closes its connection, as nginx closes one it has not read to the end.
+pub(super) fn drain(mut stream: ResponseStream) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let read_to_end = async {
+            let mut read = 0;
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                read += chunk.len();
+                if read > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, read_to_end).await;
+    });
 }
 
 impl http_body::Body for ResponseBody {

@@ -48,10 +48,12 @@
 //! - The response as nginx passes it: `Status` consumed into the status line, a
 //!   `Location` without `Status` is 302, hop-by-hop headers (and those the
 //!   application's `Connection` names) dropped, every `Set-Cookie` kept in order. A
-//!   `HEAD` request, 1xx, 204 and 304 responses have no body: what the application
-//!   writes after the head is read and discarded before the response goes out, so
-//!   that its connection is back in the pool for the next request (for at most 1 s
-//!   and 1 MiB; past them the response goes out and that connection is closed).
+//!   `HEAD` request, 1xx, 204 and 304 responses have no body: they go out at once,
+//!   and what the application writes after the head is read and discarded in the
+//!   background, so that its connection goes back to the pool (for at most 1 s and
+//!   1 MiB; past them that connection is closed). The same goes for the rest of a
+//!   response dropped before its end, such as the `END_REQUEST` record after a body
+//!   of the application's `Content-Length`, which hyper does not wait for.
 //! - Failures answer without detail: 400 for a bad request, 502 when the application
 //!   cannot be reached or answers badly, 504 when it times out; the detail goes to
 //!   `tracing` (target `fcgi_tokio`).

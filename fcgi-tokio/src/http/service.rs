@@ -7,22 +7,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use ::http::{header, Method, Request, Response, StatusCode};
 use fcgi_proto::ParamsBuilder;
 
-use super::body::{request_body, BoxError};
+use super::body::{drain, request_body, BoxError};
 use super::{HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget, ServiceOptions};
 use crate::{Client, ResponseStream};
-
-/// Most bytes of a response without a body (HEAD, 204, 304) read and thrown away so
-/// that its FastCGI connection can be kept; past it, the connection is closed instead.
-const DRAIN_LIMIT: usize = 1024 * 1024;
-/// Longest wait for the end of a response without a body; past it, the response goes
-/// out and the connection is closed (a script that streams would otherwise hold the
-/// answer to a `HEAD` for as long as it runs).
-const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 struct Inner {
     client: Client,
@@ -180,13 +171,13 @@ impl FastCgiService {
             .await
             .map_err(HttpError::Upstream)?;
         let head_only = parts.method == Method::HEAD;
-        into_response(stream, head_only).await
+        into_response(stream, head_only)
     }
 }
 
 /// The HTTP response for a FastCGI response whose head has arrived.
-async fn into_response(
-    mut stream: ResponseStream,
+fn into_response(
+    stream: ResponseStream,
     head_only: bool,
 ) -> Result<Response<ResponseBody>, HttpError> {
     let parts = stream
@@ -198,7 +189,7 @@ async fn into_response(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let body = if head_only || no_body {
-        drain(&mut stream).await;
+        drain(stream);
         ResponseBody::empty()
     } else {
         ResponseBody::stream(stream)
@@ -208,24 +199,6 @@ async fn into_response(
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     Ok(response)
-}
-
-/// Reads what the application wrote after a head that has no body, so that its
-/// connection is back in the pool before the response goes out (php-fpm writes nothing
-/// after the head of a `HEAD` request; a script may still). Past [`DRAIN_LIMIT`] bytes
-/// or [`DRAIN_TIME`], the stream is dropped, which closes its connection, as nginx
-/// closes one it has not read to the end.
-async fn drain(stream: &mut ResponseStream) {
-    let read_to_end = async {
-        let mut read = 0;
-        while let Ok(Some(chunk)) = stream.chunk().await {
-            read += chunk.len();
-            if read > DRAIN_LIMIT {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, read_to_end).await;
 }
 
 impl<B> tower_service::Service<Request<B>> for FastCgiService
