@@ -552,8 +552,17 @@ impl PhpFpm {
         let Some(mut running) = self.running.take() else {
             return;
         };
-        // A stopped master cannot replace the workers killed next to it.
+        // A stopped master cannot replace the workers killed next to it. `kill` returns
+        // once the signal is sent, not once the master has stopped: a worker it forks
+        // in between would be missed, and would keep the listening sockets open.
         process::signal("STOP", &[self.master_pid]);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !process::stopped(self.master_pid)
+            && process::alive(self.master_pid)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let workers = process::children(self.master_pid);
         let mut all = workers.clone();
         all.push(self.master_pid);

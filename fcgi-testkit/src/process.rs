@@ -19,6 +19,12 @@ pub(crate) fn alive(pid: u32) -> bool {
     matches!(stat(pid), Some((state, _)) if state != 'Z' && state != 'X')
 }
 
+/// Whether `pid` is stopped by a signal (SIGSTOP): it then runs no code, and a `fork`
+/// it was in has finished (a process stops only on its way back to user space).
+pub(crate) fn stopped(pid: u32) -> bool {
+    matches!(stat(pid), Some(('T' | 't', _)))
+}
+
 /// The living children of `pid`, in ascending order.
 pub(crate) fn children(pid: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
