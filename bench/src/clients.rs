@@ -174,6 +174,19 @@ pub(crate) fn run(job: &Job) {
 }
 
 /// Runs `per_thread` on [`TASKS`] threads, each warmed up before the measured start.
+/// The sequential workload for a blocking client: `one` request at a time on `client`,
+/// the warm-up, then the measured `job.n`.
+fn sequential<C>(job: &Job, client: &mut C, one: fn(&mut C)) {
+    for _ in 0..job.warmup {
+        one(client);
+    }
+    let meter = Meter::start();
+    for _ in 0..job.n {
+        one(client);
+    }
+    meter.finish(job.n, 0);
+}
+
 fn threads<C: Send + 'static>(
     job: &Job,
     connect: impl Fn() -> C,
@@ -322,14 +335,7 @@ mod raw {
         match job.workload {
             Workload::Seq => {
                 let mut client = Raw::connect(&socket, encode(&params, None), 64 * 1024);
-                for _ in 0..job.warmup {
-                    small(&mut client);
-                }
-                let meter = Meter::start();
-                for _ in 0..job.n {
-                    small(&mut client);
-                }
-                meter.finish(job.n, 0);
+                sequential(job, &mut client, small);
             }
             Workload::Concurrent => {
                 let wire = encode(&params, None);
@@ -379,15 +385,7 @@ mod blocking {
         let client = || Client::new(address.clone()).expect("address");
         match job.workload {
             Workload::Seq => {
-                let mut c = (client(), params);
-                for _ in 0..job.warmup {
-                    small(&mut c);
-                }
-                let meter = Meter::start();
-                for _ in 0..job.n {
-                    small(&mut c);
-                }
-                meter.finish(job.n, 0);
+                sequential(job, &mut (client(), params), small);
             }
             Workload::Concurrent => {
                 let (meter, handles) = threads(job, || (client(), params.clone()), small);
