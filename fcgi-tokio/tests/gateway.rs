@@ -2,10 +2,7 @@
 //! a hyper server on 127.0.0.1:0 in this process serves the test kit's docroot, and a
 //! hyper-util client requests from it.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,11 +15,11 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
+
+mod support;
+use support::{serve, Server};
 
 type TestBody = BoxBody<Bytes, std::io::Error>;
 
@@ -40,38 +37,6 @@ fn gateway() -> Gateway {
         ScriptConfig::new(fpm().docroot().to_str().unwrap()),
     )
     .unwrap()
-}
-
-/// A running gateway: its address, and how many HTTP connections it accepted.
-struct Server {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-}
-
-/// Serves `gateway` on 127.0.0.1:0 for as long as the test's runtime runs.
-async fn serve(gateway: Gateway) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let (socket, remote) = listener.accept().await.unwrap();
-            count.fetch_add(1, Ordering::SeqCst);
-            let gateway = gateway.for_connection(PeerAddrs::new(remote, addr));
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-                });
-                let _ = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
-    Server { addr, accepted }
 }
 
 fn http_client() -> hyper_util::client::legacy::Client<HttpConnector, TestBody> {

@@ -2,16 +2,13 @@
 //! client, all but php-fpm in this process) in bounded memory. Alone in its test
 //! binary, so that no other test's allocations blur the measure.
 
-use std::convert::Infallible;
-
 use fcgi_testkit::PhpFpm;
-use fcgi_tokio::http::{Gateway, PeerAddrs, ScriptConfig};
+use fcgi_tokio::http::{Gateway, ScriptConfig};
 use fcgi_tokio::{Address, Client, Options};
 use http_body_util::{BodyExt, Empty};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
+
+mod support;
 
 /// The process's resident set size in KiB, from /proc.
 fn rss_kib() -> u64 {
@@ -31,23 +28,7 @@ async fn a_256_mib_response_streams_through_the_gateway_in_bounded_memory() {
     )
     .unwrap();
     let gateway = Gateway::new(client, ScriptConfig::new(fpm.docroot().to_str().unwrap())).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (socket, remote) = listener.accept().await.unwrap();
-            let gateway = gateway.for_connection(PeerAddrs::new(remote, addr));
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
+    let addr = support::serve(gateway).await.addr;
     let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
     let get = |len: u64| {
