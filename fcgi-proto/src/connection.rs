@@ -174,6 +174,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     event_bytes: usize,
     values_pending: usize,
+    /// The last `GET_VALUES_RESULT` had pairs and no empty record has ended it yet: some
+    /// servers end every record stream they write, management records included.
+    values_unended: bool,
     error: Option<ProtocolError>,
     eof: bool,
 }
@@ -213,6 +216,7 @@ impl Connection {
             events: VecDeque::new(),
             event_bytes: 0,
             values_pending: 0,
+            values_unended: false,
             error: None,
             eof: false,
         }
@@ -829,11 +833,19 @@ impl Connection {
     ) -> Result<(), ProtocolError> {
         match header.record_type {
             RecordType::GET_VALUES_RESULT => {
+                // Go's net/http/fcgi, among others, writes the answer as a stream: the
+                // pairs, then an empty record. That empty record ends the answer before
+                // it; one is accepted per answer, so a flood of them is still an error.
+                // An empty record that follows no answer is itself the answer (no values).
+                if data.is_empty() && std::mem::take(&mut self.values_unended) {
+                    return Ok(());
+                }
                 if self.values_pending == 0 {
                     return Err(ProtocolError::UnsolicitedValues);
                 }
                 let values = ServerValues::decode(&data).map_err(ProtocolError::BadValues)?;
                 self.values_pending -= 1;
+                self.values_unended = !data.is_empty();
                 self.push_event(Event::Values(values));
             }
             RecordType::UNKNOWN_TYPE => {

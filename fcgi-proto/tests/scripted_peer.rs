@@ -1107,6 +1107,56 @@ fn unknown_type_answering_get_values_ends_the_wait() {
 }
 
 #[test]
+fn get_values_answer_ended_by_an_empty_record() {
+    // Go's net/http/fcgi (and any server that ends every record stream it writes) answers
+    // GET_VALUES with the pairs, then an empty GET_VALUES_RESULT.
+    let asked = || {
+        let mut conn = Connection::default();
+        conn.get_values(&["FCGI_MPXS_CONNS"]).unwrap();
+        take_output(&mut conn);
+        conn
+    };
+    let mpxs = || Ev::Values(vec![(b"FCGI_MPXS_CONNS".to_vec(), b"1".to_vec())]);
+    for mode in MODES {
+        let mut conn = asked();
+        let answer = Reply::new()
+            .values(&[(b"FCGI_MPXS_CONNS", b"1")])
+            .values(&[]);
+        assert_eq!(feed(&mut conn, &answer, mode), [mpxs()], "{mode:?}");
+        assert!(conn.is_reusable());
+        // The end may come in a later read, after the next question was asked: it still
+        // ends the first answer, and the second answer is awaited.
+        let mut conn = asked();
+        let first = Reply::new().values(&[(b"FCGI_MPXS_CONNS", b"1")]);
+        assert_eq!(feed(&mut conn, &first, mode), [mpxs()]);
+        conn.get_values(&["FCGI_MPXS_CONNS"]).unwrap();
+        take_output(&mut conn);
+        assert_eq!(feed(&mut conn, &Reply::new().values(&[]), mode), []);
+        assert!(!conn.is_reusable(), "the second answer is still awaited");
+        assert_eq!(feed(&mut conn, &answer, mode), [mpxs()]);
+        assert!(conn.is_reusable());
+        assert_eq!(conn.receive_eof(), Ok(()));
+    }
+    // An empty record that ends nothing is an answer without values (a server that knows
+    // none of the names), and then one more is unsolicited: a flood is still an error.
+    expect_protocol_error(
+        asked,
+        &Reply::new().values(&[]).values(&[]),
+        &[Ev::Values(vec![])],
+        ProtocolError::UnsolicitedValues,
+    );
+    expect_protocol_error(
+        asked,
+        &Reply::new()
+            .values(&[(b"FCGI_MPXS_CONNS", b"1")])
+            .values(&[])
+            .values(&[]),
+        &[mpxs()],
+        ProtocolError::UnsolicitedValues,
+    );
+}
+
+#[test]
 fn get_values_too_large_is_refused_and_queues_nothing() {
     let mut conn = Connection::default();
     let name = "N".repeat(40_000);
