@@ -525,6 +525,15 @@ impl<R: Runtime> Client<R> {
         let worn_out = options
             .max_requests_per_connection
             .is_some_and(|max| conn.requests >= max);
+        if let Some(error) = conn.proto.error() {
+            // The request had ended whole (its response is delivered) when the server
+            // broke the protocol: a record after END_REQUEST, say.
+            tracing::warn!(
+                address = %conn.address,
+                %error,
+                "FastCGI server broke the protocol after a response ended; connection closed"
+            );
+        }
         if !conn.proto.is_reusable() || worn_out {
             return;
         }

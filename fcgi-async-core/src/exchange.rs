@@ -99,6 +99,10 @@ pub(crate) struct Exchange<R: Runtime> {
     body_done: bool,
     read_armed: bool,
     deadline: Option<(Deadline<R>, Duration)>,
+    /// The connection failed on input; the events the core queued before that are
+    /// handed out first (a response that ended whole before a stray record is
+    /// delivered), then this.
+    failed: Option<Error>,
 }
 
 impl<R: Runtime> Exchange<R> {
@@ -143,6 +147,7 @@ impl<R: Runtime> Exchange<R> {
             body,
             read_armed: false,
             deadline: deadline.map(|(at, total)| (Deadline::at(at), total)),
+            failed: None,
         }
     }
 
@@ -158,6 +163,13 @@ impl<R: Runtime> Exchange<R> {
     /// writing it takes.
     pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         loop {
+            if self.failed.is_some() {
+                return Poll::Ready(match self.conn.proto.poll_event() {
+                    Some(event) => Ok(event),
+                    None => Err(self.failed.take().expect("checked above")),
+                });
+            }
+
             // 1. Take more of the request body while little output is queued.
             while let (false, Some(id)) = (self.body_done, self.id) {
                 if self.conn.proto.transmit_len() >= MAX_QUEUED_OUTPUT {
@@ -231,7 +243,9 @@ impl<R: Runtime> Exchange<R> {
                         self.conn.proto.input_written(n)
                     };
                     if let Err(e) = fed {
-                        return Poll::Ready(Err(self.conn.proto_error(e)));
+                        // What arrived before the error is delivered first (see above).
+                        self.failed = Some(self.conn.proto_error(e));
+                        continue;
                     }
                     if let Some(idle) = &mut self.conn.read_idle {
                         idle.progress();

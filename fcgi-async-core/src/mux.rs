@@ -1166,11 +1166,21 @@ impl<R: Runtime> Driver<R> {
             }
         }
         if let Some(broken) = &broken {
-            tracing::debug!(
-                address = %self.address,
-                in_flight = self.live(),
-                "multiplexed FastCGI connection failed"
-            );
+            match broken {
+                // Requests that ended before the violation have their responses.
+                Broken::Protocol(error) => tracing::warn!(
+                    address = %self.address,
+                    in_flight = self.live(),
+                    %error,
+                    "FastCGI server broke the protocol; multiplexed connection closed"
+                ),
+                Broken::Io(error) => tracing::debug!(
+                    address = %self.address,
+                    in_flight = self.live(),
+                    %error,
+                    "multiplexed FastCGI connection failed"
+                ),
+            }
             for slot in self.slots.values_mut() {
                 if let Some(producer) = Self::detach(&mut self.live, slot) {
                     let error = match broken {

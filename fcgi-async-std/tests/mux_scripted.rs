@@ -142,10 +142,10 @@ async fn a_dropped_request_is_aborted_alone(rt: Rt) {
         write_record(&mut s, RecordType::STDERR, 1, b"late stderr");
         end(&mut s, 1);
         end(&mut s, 2);
-        // Id 1 is free again after its END_REQUEST.
-        assert_eq!(read_requests(&mut s, 1), [1]);
-        write_record(&mut s, RecordType::STDOUT, 1, b"\r\nthird");
-        end(&mut s, 1);
+        // The next request takes the next id, never an ended one's.
+        assert_eq!(read_requests(&mut s, 1), [3]);
+        write_record(&mut s, RecordType::STDOUT, 3, b"\r\nthird");
+        end(&mut s, 3);
         // The client is dropped: its driver closes the connection.
         assert!(closed_by_client(&mut s), "the connection stayed open");
     });

@@ -87,6 +87,10 @@ struct Conn {
     received: u64,
     /// When the last request on it ended.
     idle_since: Instant,
+    /// The input broke the protocol; the events the core queued before that are handed
+    /// out first (a response that ended whole before a stray record is delivered), then
+    /// this.
+    failed: Option<Error>,
 }
 
 /// A blocking FastCGI client for one server address.
@@ -277,6 +281,7 @@ impl Client {
             write_timeout: None,
             received: 0,
             idle_since: Instant::now(),
+            failed: None,
         });
         Ok(())
     }
@@ -358,13 +363,21 @@ impl Client {
             }
             Err(e) => return Err(self.io_error(e)),
         };
-        fed.map_err(|e| self.proto_error(e))
+        if let Err(e) = fed {
+            let error = self.proto_error(e);
+            self.conn().failed = Some(error);
+        }
+        Ok(())
     }
 
     fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event, Error> {
         loop {
-            if let Some(event) = self.conn().proto.poll_event() {
+            let conn = self.conn();
+            if let Some(event) = conn.proto.poll_event() {
                 return Ok(event);
+            }
+            if let Some(error) = conn.failed.take() {
+                return Err(error);
             }
             self.read_some(deadline)?;
         }
@@ -648,6 +661,14 @@ impl ResponseReader<'_> {
                 }
                 Ok(Event::End { end, .. }) => {
                     self.end = Some(end);
+                    if let Some(error) = self.client.conn.as_ref().and_then(|c| c.failed.as_ref()) {
+                        // The request had ended whole (its response is delivered) when
+                        // the server broke the protocol: a record after END_REQUEST, say.
+                        tracing::warn!(
+                            %error,
+                            "FastCGI server broke the protocol after a response ended; connection closed"
+                        );
+                    }
                     let conn = self.client.conn();
                     if conn.proto.is_reusable() {
                         conn.idle_since = Instant::now();

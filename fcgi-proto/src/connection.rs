@@ -171,6 +171,10 @@ pub struct Connection {
     output_len: usize,
     scratch: BytesMut,
     requests: Vec<Request>,
+    /// Where the search for the next request's id starts: ids rotate over the
+    /// connection's life, so a late record of an ended request can never be taken for
+    /// the next request's.
+    next_id: u16,
     events: VecDeque<Event>,
     event_bytes: usize,
     values_pending: usize,
@@ -213,6 +217,7 @@ impl Connection {
             output_len: 0,
             scratch: BytesMut::new(),
             requests: Vec::new(),
+            next_id: 1,
             events: VecDeque::new(),
             event_bytes: 0,
             values_pending: 0,
@@ -311,9 +316,15 @@ impl Connection {
             });
         }
         let declared_len = params.content_length()?;
-        let id = (1..=u16::MAX)
+        // The first id from `next_id` on (1 to 65535, then 1 again) that is not in
+        // flight: a kept connection uses 65535 ids before it repeats one.
+        let id = (0..u16::MAX)
+            .map(|k| {
+                ((u32::from(self.next_id) - 1 + u32::from(k)) % u32::from(u16::MAX)) as u16 + 1
+            })
             .find(|id| self.requests.iter().all(|r| r.id != *id))
             .expect("fewer than 65535 requests are in flight (max_concurrent is a u16)");
+        self.next_id = id % u16::MAX + 1;
         let flags = if self.config.keep_conn {
             FLAG_KEEP_CONN
         } else {

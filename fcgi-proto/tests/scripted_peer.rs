@@ -613,7 +613,7 @@ fn roles_keep_conn_flag_and_data_stream() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn keep_alive_reuses_the_connection_and_the_request_id() {
+fn keep_alive_reuses_the_connection_with_the_next_request_id() {
     for mode in MODES {
         let mut conn = Connection::default();
         assert!(conn.is_reusable() && conn.can_start_request());
@@ -657,24 +657,25 @@ fn keep_alive_reuses_the_connection_and_the_request_id() {
         assert!(conn.is_reusable() && conn.can_start_request(), "{mode:?}");
         assert_eq!(conn.in_flight(), 0);
 
-        // Second request on the same connection: the id is reused.
+        // Second request on the same connection: the next id, never the ended one's.
         let (id2, params2) = start(&mut conn, "/second.php", b"");
-        assert_eq!(id2, id);
+        assert_eq!(id2.get(), 2);
+        let n = id2.get();
         expect_one_request(&mut conn, id2, &params2, b"");
         let reply = Reply::new()
             .stdout(
-                1,
+                n,
                 b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n",
             )
-            .stdout(1, b"")
-            .stderr(1, b"")
-            .end(1, 3, COMPLETE);
+            .stdout(n, b"")
+            .stderr(n, b"")
+            .end(n, 3, COMPLETE);
         assert_eq!(
             feed(&mut conn, &reply, mode),
             [
-                head_reason(1, 404, "Not Found", &[("Content-type", "text/html")]),
-                body(1, b"File not found.\n"),
-                end(1, 3, COMPLETE),
+                head_reason(n, 404, "Not Found", &[("Content-type", "text/html")]),
+                body(n, b"File not found.\n"),
+                end(n, 3, COMPLETE),
             ],
             "{mode:?}"
         );
@@ -765,32 +766,87 @@ fn multiplexed(mode: Mode, via_setter: bool) {
         ],
         "{mode:?}"
     );
-    // Request 2 ended while 1 runs on: its id is free again.
+    // Request 2 ended while 1 runs on: a slot is free again.
     assert_eq!(conn.in_flight(), 1);
     assert!(conn.can_start_request() && !conn.is_reusable());
+    // The next id, not the one that just ended: a late record of request 2 can never
+    // be taken for request 3's.
     let (c, params_c) = start(&mut conn, "/c.php", b"");
-    assert_eq!(c.get(), 2);
+    assert_eq!(c.get(), 3);
     expect_one_request(&mut conn, c, &params_c, b"");
 
     let reply = Reply::new()
-        .stdout(2, b"\nC")
+        .stdout(3, b"\nC")
         .stdout(1, b"body-a-2")
         .stdout(1, b"")
         .stderr(1, b"")
         .end(1, 7, COMPLETE)
-        .end(2, 0, COMPLETE);
+        .end(3, 0, COMPLETE);
     assert_eq!(
         feed(&mut conn, &reply, mode),
         [
-            head(2, 200, &[]),
-            body(2, b"C"),
+            head(3, 200, &[]),
+            body(3, b"C"),
             body(1, b"body-a-2"),
             end(1, 7, COMPLETE),
-            end(2, 0, COMPLETE),
+            end(3, 0, COMPLETE),
         ],
         "{mode:?}"
     );
     assert!(conn.is_reusable());
+}
+
+#[test]
+fn a_late_record_of_an_ended_request_is_never_the_next_ones() {
+    // A broken server sends one more STDOUT for request 1 after its END_REQUEST, in a
+    // later packet, while request 2 runs on the kept connection. With ids reused it
+    // would be request 2's body; with ids rotated it names no request in flight.
+    let mut conn = Connection::default();
+    let (first, _) = start(&mut conn, "/a.php", b"");
+    take_output(&mut conn);
+    conn.receive(&answer_empty(first)).unwrap();
+    while conn.poll_event().is_some() {}
+    assert!(conn.is_reusable());
+    let (next, _) = start(&mut conn, "/b.php", b"");
+    take_output(&mut conn);
+    assert_ne!(next, first);
+    let stray = Reply::new().stdout(first.get(), b"Status: 200\r\n\r\nnot yours");
+    assert_eq!(
+        conn.receive(&stray.bytes),
+        Err(Error::Protocol(ProtocolError::UnknownRequest {
+            record_type: RecordType::STDOUT,
+            request_id: first.get(),
+        }))
+    );
+    assert_eq!(
+        conn.poll_event(),
+        None,
+        "nothing delivered to request {next}"
+    );
+}
+
+#[test]
+fn request_ids_rotate_and_skip_those_in_flight() {
+    let mut conn = Connection::new(config_mpx(3));
+    let params = params_for("/x.php", None);
+    let run = |conn: &mut Connection| {
+        let id = conn.start_request(&params).unwrap();
+        conn.finish_stdin(id).unwrap();
+        id
+    };
+    // Request 1 stays in flight while 65 534 others come and go.
+    let long = run(&mut conn);
+    assert_eq!(long.get(), 1);
+    for expected in 2..=u16::MAX {
+        let id = run(&mut conn);
+        assert_eq!(id.get(), expected);
+        take_output(&mut conn);
+        conn.receive(&answer_empty(id)).unwrap();
+        while conn.poll_event().is_some() {}
+    }
+    // Past 65535 the ids start again at 1, which is in flight: 2 comes next.
+    assert_eq!(run(&mut conn).get(), 2);
+    assert_eq!(run(&mut conn).get(), 3);
 }
 
 #[test]
@@ -861,9 +917,11 @@ fn abort_sends_abort_request_discards_output_and_still_ends() {
         assert!(sent.aborted && !sent.stdin_finished);
         assert_eq!(sent.stdin, b"1234");
         assert_eq!(records.last().unwrap().ty, RecordType::ABORT_REQUEST);
+        let n = id.get();
+        assert_eq!(n, 2);
         assert_eq!(
-            feed(&mut conn, &Reply::new().end(1, 0, COMPLETE), mode),
-            [end(1, 0, COMPLETE)]
+            feed(&mut conn, &Reply::new().end(n, 0, COMPLETE), mode),
+            [end(n, 0, COMPLETE)]
         );
         assert!(conn.is_reusable());
     }
@@ -971,14 +1029,14 @@ fn each_protocol_status_with_output() {
             // A partial head is an incomplete head whatever the status.
             let (id, _) = start(&mut conn, "/x.php", b"");
             take_output(&mut conn);
-            let reply = Reply::new().stdout(1, b"Status: 503").end(1, 0, status);
+            let n = id.get();
+            let reply = Reply::new().stdout(n, b"Status: 503").end(n, 0, status);
             assert_eq!(
                 feed(&mut conn, &reply, mode),
-                [Ev::HeadError(1, HeadError::Incomplete), end(1, 0, status)],
+                [Ev::HeadError(n, HeadError::Incomplete), end(n, 0, status)],
                 "{status} {mode:?}"
             );
             assert!(conn.is_reusable());
-            let _ = id;
         }
     }
 }
@@ -1344,6 +1402,12 @@ fn params_larger_than_one_record_are_split_between_pairs() {
 // CONTENT_LENGTH, limits, partial writes.
 // ---------------------------------------------------------------------------------------
 
+/// The bytes of a whole answer to request `id`: an empty head and body, then its end.
+fn answer_empty(id: RequestId) -> Vec<u8> {
+    let n = id.get();
+    Reply::new().stdout(n, b"\n").end(n, 0, COMPLETE).bytes
+}
+
 #[test]
 fn content_length_is_enforced() {
     let mut conn = Connection::default();
@@ -1383,8 +1447,7 @@ fn content_length_is_enforced() {
     );
     let sent = expect_one_request(&mut conn, id, &params, b"abcde");
     assert_eq!(sent.stdin_records, [3, 2]);
-    conn.receive(&Reply::new().stdout(1, b"\n").end(1, 0, COMPLETE).bytes)
-        .unwrap();
+    conn.receive(&answer_empty(id)).unwrap();
 
     // No CONTENT_LENGTH: no body may be sent.
     let params = params_for("/get.php", None);
@@ -1399,8 +1462,7 @@ fn content_length_is_enforced() {
     );
     conn.finish_stdin(id).unwrap();
     expect_one_request(&mut conn, id, &params, b"");
-    conn.receive(&Reply::new().stdout(1, b"\n").end(1, 0, COMPLETE).bytes)
-        .unwrap();
+    conn.receive(&answer_empty(id)).unwrap();
 
     // An empty CONTENT_LENGTH counts as none; a non-number is refused before anything
     // is queued.
@@ -1408,8 +1470,7 @@ fn content_length_is_enforced() {
     p.insert("CONTENT_LENGTH", "").unwrap();
     let id = conn.start_request(&p).unwrap();
     conn.finish_stdin(id).unwrap();
-    conn.receive(&Reply::new().stdout(1, b"\n").end(1, 0, COMPLETE).bytes)
-        .unwrap();
+    conn.receive(&answer_empty(id)).unwrap();
     take_output(&mut conn);
     while conn.poll_event().is_some() {}
     for bad in ["12a", "-1", " 5", "+5", "99999999999999999999"] {
@@ -1469,18 +1530,19 @@ fn stderr_beyond_the_limit_is_counted_not_delivered() {
             "{mode:?}"
         );
         // The count is per request.
-        start(&mut conn, "/noisy.php", b"");
+        let (id, _) = start(&mut conn, "/noisy.php", b"");
         take_output(&mut conn);
+        let n = id.get();
         let reply = Reply::new()
-            .stderr(1, b"0123456789")
-            .stdout(1, b"\n")
-            .end(1, 0, COMPLETE);
+            .stderr(n, b"0123456789")
+            .stdout(n, b"\n")
+            .end(n, 0, COMPLETE);
         assert_eq!(
             feed(&mut conn, &reply, mode),
             [
-                stderr(1, b"0123456789"),
-                head(1, 200, &[]),
-                end(1, 0, COMPLETE)
+                stderr(n, b"0123456789"),
+                head(n, 200, &[]),
+                end(n, 0, COMPLETE)
             ]
         );
     }
@@ -1671,15 +1733,16 @@ fn head_errors_fail_the_request_only() {
             assert!(conn.is_reusable());
             assert_eq!(conn.error(), None);
             // The next request on the connection works.
-            start(&mut conn, "/good.php", b"");
+            let (id, _) = start(&mut conn, "/good.php", b"");
             take_output(&mut conn);
+            let n = id.get();
             assert_eq!(
                 feed(
                     &mut conn,
-                    &Reply::new().stdout(1, b"\nok").end(1, 0, COMPLETE),
+                    &Reply::new().stdout(n, b"\nok").end(n, 0, COMPLETE),
                     mode
                 ),
-                [head(1, 200, &[]), body(1, b"ok"), end(1, 0, COMPLETE)]
+                [head(n, 200, &[]), body(n, b"ok"), end(n, 0, COMPLETE)]
             );
         }
     }

@@ -129,10 +129,10 @@ async fn a_dropped_request_is_aborted_alone() {
         write_record(&mut s, RecordType::STDERR, 1, b"late stderr").await;
         end(&mut s, 1).await;
         end(&mut s, 2).await;
-        // Id 1 is free again after its END_REQUEST.
-        assert_eq!(read_requests(&mut s, 1).await, [1]);
-        write_record(&mut s, RecordType::STDOUT, 1, b"\r\nthird").await;
-        end(&mut s, 1).await;
+        // The next request takes the next id, never an ended one's.
+        assert_eq!(read_requests(&mut s, 1).await, [3]);
+        write_record(&mut s, RecordType::STDOUT, 3, b"\r\nthird").await;
+        end(&mut s, 3).await;
         // The client is dropped: its driver closes the connection.
         let eof = tokio::time::timeout(Duration::from_secs(5), read_record(&mut s)).await;
         assert!(matches!(eof, Ok(None)), "the connection stayed open");

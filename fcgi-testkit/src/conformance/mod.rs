@@ -346,6 +346,7 @@ macro_rules! conformance_suite {
             max_requests_one_two_hundred_sequential_requests,
             a_256_mib_response_streams_in_bounded_memory,
             every_hostile_case,
+            a_record_after_end_request_spares_the_response,
             worker_killed_mid_response_fails_that_request_only,
             socket_file_removed_while_a_connection_is_kept,
             a_script_slower_than_every_timeout,

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use fcgi_proto::{Address, ClientError, HeadError, Params, ParamsBuilder, Phase};
+use fcgi_proto::{Address, ClientError, HeadError, Params, ParamsBuilder, Phase, ProtocolStatus};
 
 use super::{
     join_all, poll_once_then_drop, timeout, Adapter, Flow, Isolation, LocalFuture, Need, Reply,
@@ -37,6 +37,7 @@ pub const ALL: &[Scenario] = &[
     max_requests_one_two_hundred_sequential_requests::SCENARIO,
     a_256_mib_response_streams_in_bounded_memory::SCENARIO,
     every_hostile_case::SCENARIO,
+    a_record_after_end_request_spares_the_response::SCENARIO,
     worker_killed_mid_response_fails_that_request_only::SCENARIO,
     socket_file_removed_while_a_connection_is_kept::SCENARIO,
     a_script_slower_than_every_timeout::SCENARIO,
@@ -608,6 +609,43 @@ scenario!(
             }
         }
         assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    }
+);
+
+scenario!(
+    /// A stray record right after END_REQUEST, read together with it: the request was
+    /// over at END_REQUEST, so its response is delivered whole (buffered and streamed),
+    /// and the connection, which the stray record broke, is closed instead of kept.
+    a_record_after_end_request_spares_the_response, &[], Isolation::Shared, |a| {
+        let case = hostile::cases()
+            .into_iter()
+            .find(|c| c.name == "stdout_after_end_request")
+            .expect("the hostile case");
+        let params = ParamsBuilder::new("GET", "/hostile.php")
+            .script("/hostile.php", "/srv/hostile.php")
+            .build()
+            .expect("valid params");
+        let server = Hostile::start(&case);
+        let c = client(a, Address::Unix(server.socket().to_path_buf()), Settings::default());
+        let r = ok(&*c, TestRequest::new(params.clone()), "buffered").await;
+        assert_eq!((r.status, &r.body[..], r.header("content-type")), (200, hostile::BODY, Some("text/plain")));
+        assert_eq!(c.open_connections(), 0, "the broken connection was kept");
+        drop(c);
+        server.join();
+
+        let server = Hostile::start(&case);
+        let c = client(a, Address::Unix(server.socket().to_path_buf()), Settings::default());
+        let mut body = Vec::new();
+        let mut collect = |chunk: &[u8]| {
+            body.extend_from_slice(chunk);
+            Flow::Continue
+        };
+        let s = c.stream(TestRequest::new(params), &mut collect).await.expect("streamed");
+        assert_eq!((s.status, &body[..]), (200, hostile::BODY));
+        assert_eq!(s.end.map(|e| e.protocol_status), Some(ProtocolStatus::REQUEST_COMPLETE));
+        assert_eq!(c.open_connections(), 0, "the broken connection was kept");
+        drop(c);
+        server.join();
     }
 );
 
