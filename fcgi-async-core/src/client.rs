@@ -1,15 +1,16 @@
 //! The shared client: a pool of connections per upstream, requests, responses.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use event_listener::Event as Notify;
 use fcgi_proto::{
     Address, ClientError as Error, Config, Connection, End, Event, LimitKind, Params, Phase,
     ResponseHead, ServerValues,
@@ -17,6 +18,7 @@ use fcgi_proto::{
 use futures_core::Stream;
 
 use crate::body::Body;
+use crate::discovery::Probe;
 use crate::exchange::{Conn, Exchange, OpenGuard, Timeouts};
 use crate::mux::{self, MuxPool, MuxRequest, Outcome};
 use crate::runtime::{Runtime, Semaphore, SemaphorePermit};
@@ -51,7 +53,9 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub struct Options {
     /// Bound on opening a connection, waiting for a free pool slot included (default
-    /// 10 s).
+    /// 10 s). A request that found every connection the pool may open busy for that
+    /// long fails with [`Phase::PoolSlot`] ("no connection free within ..."), one that
+    /// could not connect in time with [`Phase::Connect`].
     pub connect_timeout: Option<Duration>,
     /// Bound on each wait for the server to send more, once the request is sent (default
     /// 60 s, as nginx's `fastcgi_read_timeout`).
@@ -79,11 +83,16 @@ pub struct Options {
     pub config: Config,
     /// Multiplex requests on shared connections when the server can (default `false`).
     ///
-    /// When set, before the first request to an upstream the client asks it
-    /// `GET_VALUES` (`FCGI_MPXS_CONNS`, `FCGI_MAX_REQS`, `FCGI_MAX_CONNS`) on a short-lived
-    /// connection of its own (within [`connect_timeout`](Self::connect_timeout), 10 s
-    /// without one; it takes a pool slot while it lasts and is not counted by
-    /// [`Client::connections_opened`]), and keeps the answer for the client's life.
+    /// When set, the first request to an upstream starts a probe in the background: it
+    /// asks `GET_VALUES` (`FCGI_MPXS_CONNS`, `FCGI_MAX_REQS`, `FCGI_MAX_CONNS`) on a
+    /// short-lived connection of its own (within [`connect_timeout`](Self::connect_timeout),
+    /// 10 s without one; one such connection per upstream at a time, beside the pool's
+    /// and not counted by [`Client::connections_opened`]), and the client keeps the
+    /// answer for its life. **Requests never wait for the probe**: until it has
+    /// answered, they go one per connection, as without this option; requests waiting
+    /// for a pool slot when it answers switch to multiplexing, and a kept connection
+    /// becomes the first multiplexed one. To have every request multiplexed from the
+    /// first, await [`Client::discover_multiplexing`] once at startup.
     ///
     /// - A server that does not multiplex (php-fpm answers `FCGI_MPXS_CONNS=0`; a server
     ///   without `GET_VALUES` answers `UNKNOWN_TYPE`) is served exactly as without this
@@ -94,8 +103,8 @@ pub struct Options {
     ///   the first connection with room; another connection opens only when all are
     ///   full, up to [`max_connections`](Self::max_connections) (and `FCGI_MAX_CONNS`).
     /// - When the `GET_VALUES` exchange fails (php-fpm does not answer while all its
-    ///   workers are busy), requests use one connection each and the client asks again
-    ///   5 s later.
+    ///   workers are busy; some servers never answer it), requests go on one per
+    ///   connection and the client asks again 5 s later, in the background.
     ///
     /// On a multiplexed connection, a task of its own ([`Runtime::spawn`]) owns the socket
     /// and writes every request's records and body while it reads every response, so
@@ -209,9 +218,54 @@ struct Upstream<R: Runtime> {
     /// With [`Options::multiplex`]: what `GET_VALUES` said, once it answered. `None`
     /// inside: the server does not multiplex.
     mode: OnceLock<Option<mux::Settings>>,
-    /// Held while asking `GET_VALUES`; after a failed exchange, when to ask again.
-    discovery: async_lock::Mutex<Option<Instant>>,
+    /// Whether a `GET_VALUES` probe is running; after a failed one, when to ask again.
+    discovery: Mutex<Discovery>,
+    /// Notified when a probe ends: requests waiting for a one-request slot look at
+    /// `mode` again.
+    probe_ended: Notify,
     mux: MuxPool,
+}
+
+/// The state of an upstream's `GET_VALUES` probe ([`Options::multiplex`]).
+#[derive(Debug, Default)]
+struct Discovery {
+    running: bool,
+    retry_at: Option<Instant>,
+}
+
+/// What [`Client::checkout`] found.
+// Boxing the large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Checkout<R: Runtime> {
+    /// A connection, whether it was reused, and its pool slot.
+    Conn(Conn<R>, bool, PlainSlot<R>),
+    /// The upstream answered `GET_VALUES` while the request waited for a slot: it
+    /// looks at the multiplexed path again.
+    ModeKnown,
+}
+
+/// The pool slot of a one-request connection. Freeing it wakes the requests waiting
+/// for room on the upstream's multiplexed connections, which share the slots.
+struct PlainSlot<R: Runtime> {
+    permit: Option<SemaphorePermit<R>>,
+    freed: Arc<Notify>,
+}
+
+impl<R: Runtime> PlainSlot<R> {
+    /// The permit, for a connection that keeps the slot as a multiplexed one.
+    fn into_permit(mut self) -> SemaphorePermit<R> {
+        self.permit
+            .take()
+            .expect("a slot holds its permit until dropped")
+    }
+}
+
+impl<R: Runtime> Drop for PlainSlot<R> {
+    fn drop(&mut self) {
+        if self.permit.take().is_some() {
+            self.freed.notify(usize::MAX);
+        }
+    }
 }
 
 struct Inner<R: Runtime> {
@@ -353,7 +407,8 @@ impl<R: Runtime> Client<R> {
                 idle: Mutex::new(Vec::new()),
                 waiting: AtomicUsize::new(0),
                 mode: OnceLock::new(),
-                discovery: async_lock::Mutex::new(None),
+                discovery: Mutex::new(Discovery::default()),
+                probe_ended: Notify::new(),
                 mux: MuxPool::default(),
             })
             .collect();
@@ -459,13 +514,16 @@ impl<R: Runtime> Client<R> {
     }
 
     /// A connection to an upstream, starting with `first`: an idle one (unless
-    /// `fresh_only`), or a new one. Answers whether it was reused.
+    /// `fresh_only`), or a new one. With `may_switch`, a request of a multiplexing
+    /// client that waits for a slot while its upstream's probe runs stops waiting when
+    /// the probe ends ([`Checkout::ModeKnown`]).
     async fn checkout(
         &self,
         first: usize,
         deadline: Option<(Instant, Duration)>,
         fresh_only: bool,
-    ) -> Result<(Conn<R>, bool, SemaphorePermit<R>), Error> {
+        may_switch: bool,
+    ) -> Result<Checkout<R>, Error> {
         let ups = &self.inner.upstreams;
         let options = &self.inner.options;
         let mut last_error = None;
@@ -473,24 +531,52 @@ impl<R: Runtime> Client<R> {
             let index = (first + k) % ups.len();
             let up = &ups[index];
             let bound = self.connect_bound(deadline);
-            let timeout = || Error::Timeout {
+            let waited_too_long = || Error::Timeout {
                 address: up.text.to_string(),
-                phase: Phase::Connect,
+                phase: Phase::PoolSlot,
                 after: bound.unwrap_or_default(),
             };
             let started = R::now();
             let _waiting = Waiting::enter(&up.waiting);
-            let acquire = up.permits.acquire();
-            let permit = match bound {
-                Some(b) => R::timeout(b, acquire).await.ok_or_else(timeout)?,
-                None => acquire.await,
+            let switch = may_switch && options.multiplex && up.mode.get().is_none();
+            let permit = if switch {
+                // Listening before looking: a probe that ends after the look wakes this.
+                let mut ended = pin!(up.probe_ended.listen());
+                if up.mode.get().is_some() {
+                    return Ok(Checkout::ModeKnown);
+                }
+                let mut acquire = pin!(up.permits.acquire());
+                let raced = poll_fn(|cx| {
+                    if let Poll::Ready(permit) = acquire.as_mut().poll(cx) {
+                        return Poll::Ready(Some(permit));
+                    }
+                    ended.as_mut().poll(cx).map(|()| None)
+                });
+                let raced = match bound {
+                    Some(b) => R::timeout(b, raced).await.ok_or_else(waited_too_long)?,
+                    None => raced.await,
+                };
+                match raced {
+                    Some(permit) => permit,
+                    None => return Ok(Checkout::ModeKnown),
+                }
+            } else {
+                let acquire = up.permits.acquire();
+                match bound {
+                    Some(b) => R::timeout(b, acquire).await.ok_or_else(waited_too_long)?,
+                    None => acquire.await,
+                }
+            };
+            let slot = PlainSlot {
+                permit: Some(permit),
+                freed: up.mux.waiters(),
             };
             while let Some(mut conn) = (!fresh_only).then(|| lock(&up.idle).pop()).flatten() {
                 let fresh = options
                     .idle_timeout
                     .is_none_or(|t| conn.idle_since.elapsed() < t);
                 if fresh && conn.is_alive() {
-                    return Ok((conn, true, permit));
+                    return Ok(Checkout::Conn(conn, true, slot));
                 }
             }
             // Idle connections count against max_connections too: the oldest give way
@@ -504,9 +590,15 @@ impl<R: Runtime> Client<R> {
             match R::connect(&up.address, left).await {
                 Ok(io) => {
                     self.inner.opened.fetch_add(1, Ordering::Relaxed);
-                    return Ok((self.new_conn(io, index), false, permit));
+                    return Ok(Checkout::Conn(self.new_conn(io, index), false, slot));
                 }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(timeout()),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(Error::Timeout {
+                        address: up.text.to_string(),
+                        phase: Phase::Connect,
+                        after: bound.unwrap_or_default(),
+                    })
+                }
                 Err(source) => {
                     tracing::debug!(address = %up.text, error = %source, "FastCGI connect failed");
                     last_error = Some(Error::Connect {
@@ -519,12 +611,10 @@ impl<R: Runtime> Client<R> {
         Err(last_error.expect("a client has at least one upstream"))
     }
 
-    /// Puts a connection whose request ended back in its pool, or closes it.
-    fn check_in(&self, mut conn: Conn<R>) {
+    /// Puts a connection whose request ended back in its pool (as a multiplexed one when
+    /// its upstream turned out to multiplex), or closes it.
+    fn check_in(&self, mut conn: Conn<R>, slot: PlainSlot<R>) {
         let options = &self.inner.options;
-        let worn_out = options
-            .max_requests_per_connection
-            .is_some_and(|max| conn.requests >= max);
         if let Some(error) = conn.proto.error() {
             // The request had ended whole (its response is delivered) when the server
             // broke the protocol: a record after END_REQUEST, say.
@@ -534,11 +624,19 @@ impl<R: Runtime> Client<R> {
                 "FastCGI server broke the protocol after a response ended; connection closed"
             );
         }
+        let worn_out = options
+            .max_requests_per_connection
+            .is_some_and(|max| conn.requests >= max);
         if !conn.proto.is_reusable() || worn_out {
             return;
         }
+        let up = &self.inner.upstreams[conn.upstream];
+        if let Some(Some(settings)) = up.mode.get() {
+            up.mux.adopt::<R>(settings, conn, slot.into_permit());
+            return;
+        }
         conn.idle_since = Instant::now();
-        let mut idle = lock(&self.inner.upstreams[conn.upstream].idle);
+        let mut idle = lock(&up.idle);
         if idle.len() < options.max_idle {
             idle.push(conn);
         }
@@ -610,32 +708,35 @@ impl<R: Runtime> Client<R> {
         let mut replay = body.try_clone();
         let mut body = Some(body);
         let mut stderr = Vec::new();
-        if self.inner.options.multiplex {
-            let mut attempt = MuxAttempt {
-                params: &params,
-                body: &mut body,
-                replay: &mut replay,
-                deadline,
-                stderr: &mut stderr,
-                on_stderr: &mut on_stderr,
-            };
-            match self.request_mux(first, &mut attempt).await {
-                None => {}
-                Some(Err(e)) => return Err(e),
-                Some(Ok((request, head))) => {
-                    let address = request.address.clone();
-                    let source = Source::Mux(request);
-                    return Ok(ResponseStream::new(
-                        self, address, source, head, stderr, on_stderr,
-                    ));
-                }
-            }
-        }
         let mut retry = false;
         loop {
+            if self.inner.options.multiplex {
+                let mut attempt = MuxAttempt {
+                    params: &params,
+                    body: &mut body,
+                    replay: &mut replay,
+                    deadline,
+                    stderr: &mut stderr,
+                    on_stderr: &mut on_stderr,
+                };
+                match self.request_mux(first, &mut attempt).await {
+                    None => {}
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok((request, head))) => {
+                        let address = request.address.clone();
+                        let source = Source::Mux(request);
+                        return Ok(ResponseStream::new(
+                            self, address, source, head, stderr, on_stderr,
+                        ));
+                    }
+                }
+            }
             // A retry goes to a new connection: the next idle one may be as stale as the
             // last (php-fpm workers recycled by pm.max_requests close theirs together).
-            let (conn, reused, permit) = self.checkout(first, deadline, retry).await?;
+            let (conn, reused, slot) = match self.checkout(first, deadline, retry, true).await? {
+                Checkout::Conn(conn, reused, slot) => (conn, reused, slot),
+                Checkout::ModeKnown => continue,
+            };
             let received_before = conn.received;
             let this_body = match body.take() {
                 Some(b) => b,
@@ -647,25 +748,21 @@ impl<R: Runtime> Client<R> {
             match result {
                 Ok(Ok(head)) => {
                     let address = exchange.conn.address.clone();
-                    let source = Source::Plain {
-                        exchange,
-                        _permit: permit,
-                    };
+                    let source = Source::Plain { exchange, slot };
                     return Ok(ResponseStream::new(
                         self, address, source, head, stderr, on_stderr,
                     ));
                 }
                 Ok(Err(e)) => {
                     // The request ended with a refusal or a bad head; the connection is fine.
-                    self.check_in(exchange.conn);
-                    drop(permit);
+                    self.check_in(exchange.conn, slot);
                     return Err(e);
                 }
                 Err(e) => {
                     let stale = matches!(e, Error::Io { .. } | Error::Protocol { .. });
                     let nothing_received = exchange.conn.received == received_before;
                     drop(exchange);
-                    drop(permit);
+                    drop(slot);
                     if reused && stale && nothing_received && replay.is_some() {
                         retry = true;
                         continue;
@@ -682,7 +779,11 @@ impl<R: Runtime> Client<R> {
     pub async fn get_values(&self, names: &[&str]) -> Result<ServerValues, Error> {
         let deadline = self.inner.options.total_timeout.map(|t| (R::now() + t, t));
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
-        let (mut conn, _, _permit) = self.checkout(first, deadline, false).await?;
+        let Checkout::Conn(mut conn, _, _slot) =
+            self.checkout(first, deadline, false, false).await?
+        else {
+            unreachable!("checkout switches paths only when asked to");
+        };
         if conn.proto.in_flight() > 0 || !conn.proto.is_reusable() {
             return Err(Error::Usage("connection not idle".into()));
         }
@@ -712,98 +813,152 @@ struct MuxAttempt<'a> {
 }
 
 impl<R: Runtime> Client<R> {
-    /// Asks an upstream `GET_VALUES` on a connection of its own (never pooled), bounded
-    /// by the connect timeout. `None`: the server does not know `GET_VALUES`.
-    async fn discover(&self, index: usize) -> Result<Option<ServerValues>, Error> {
-        use fcgi_proto::values::{FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS};
+    /// With [`Options::multiplex`], asks every upstream that has not answered yet whether
+    /// it multiplexes (`GET_VALUES`, see there), and waits until each probe has ended:
+    /// answered, or failed within the connect timeout (10 s without one). Requests never
+    /// wait for a probe; before it answers they go one per connection. Await this once
+    /// at startup to have every request multiplexed from the first. Without the option
+    /// it returns at once.
+    ///
+    /// ```no_run
+    /// # async fn run<R: fcgi_async_core::Runtime>() -> Result<(), fcgi_async_core::Error> {
+    /// use fcgi_async_core::{Client, Options};
+    ///
+    /// let mut options = Options::default();
+    /// options.multiplex = true;
+    /// let client = Client::<R>::with_upstreams(["unix:/run/app.sock".parse()?], options)?;
+    /// client.discover_multiplexing().await;
+    /// println!("multiplexes: {:?}", client.upstream_multiplexes(0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn discover_multiplexing(&self) {
+        if !self.inner.options.multiplex {
+            return;
+        }
+        for (index, up) in self.inner.upstreams.iter().enumerate() {
+            // Listening before looking: a probe that ends after the look wakes this.
+            let ended = up.probe_ended.listen();
+            if up.mode.get().is_some() {
+                continue;
+            }
+            self.start_discovery(index, true);
+            ended.await;
+        }
+    }
+
+    /// Starts the `GET_VALUES` probe of the upstream at `index` in the background,
+    /// unless one is running or (without `now`) a failed one is too recent.
+    fn start_discovery(&self, index: usize, now: bool) {
         let up = &self.inner.upstreams[index];
+        {
+            let mut discovery = lock(&up.discovery);
+            let too_soon = discovery.retry_at.is_some_and(|at| R::now() < at);
+            if discovery.running || (too_soon && !now) {
+                return;
+            }
+            discovery.running = true;
+        }
         let options = &self.inner.options;
-        let bound = options.connect_timeout.unwrap_or(DISCOVERY_TIMEOUT);
-        let work = async {
-            let _permit = up.permits.acquire().await;
-            let io = R::connect(&up.address, None)
-                .await
-                .map_err(|source| Error::Connect {
-                    address: up.text.to_string(),
-                    source,
-                })?;
-            let mut conn = self.new_conn(io, index);
-            conn.proto
-                .get_values(&[FCGI_MPXS_CONNS, FCGI_MAX_REQS, FCGI_MAX_CONNS])
-                .map_err(|e| conn.proto_error(e))?;
-            let mut exchange = Exchange::management(conn, self.timeouts(), None);
-            loop {
-                match poll_fn(|cx| exchange.poll_event(cx)).await? {
-                    Event::Values(values) => return Ok(Some(values)),
-                    Event::UnknownType(_) => return Ok(None),
-                    _ => {}
+        let probe = Probe {
+            address: up.address.clone(),
+            text: up.text.clone(),
+            index,
+            config: options.config.clone(),
+            timeouts: self.timeouts(),
+            bound: options.connect_timeout.unwrap_or(DISCOVERY_TIMEOUT),
+            open: self.inner.open.clone(),
+        };
+        // The task holds the client weakly: a dropped client closes its connections at
+        // once, whatever a slow probe is still waiting for.
+        let inner = Arc::downgrade(&self.inner);
+        R::spawn(async move {
+            let answer = probe.run::<R>().await;
+            if let Some(inner) = Weak::upgrade(&inner) {
+                Client { inner }.finish_discovery(index, answer);
+            }
+        });
+    }
+
+    /// Keeps what a probe found and wakes the requests that wait on it.
+    fn finish_discovery(&self, index: usize, answer: Result<Option<ServerValues>, Error>) {
+        let up = &self.inner.upstreams[index];
+        match answer {
+            Err(e) => {
+                tracing::debug!(address = %up.text, error = %e, "FastCGI GET_VALUES failed; not multiplexing for now");
+                let mut discovery = lock(&up.discovery);
+                discovery.running = false;
+                discovery.retry_at = Some(R::now() + DISCOVERY_RETRY);
+            }
+            Ok(values) => {
+                let settings = values
+                    .as_ref()
+                    .and_then(|v| self.mux_settings_from(index, v));
+                tracing::debug!(address = %up.text, ?values, multiplexed = settings.is_some(), "FastCGI GET_VALUES");
+                let mode = up.mode.get_or_init(|| settings);
+                *lock(&up.discovery) = Discovery::default();
+                if let Some(settings) = mode {
+                    // The most recently used idle connection carries on as the first
+                    // multiplexed one (when a slot is free for it); the others close.
+                    let idle = std::mem::take(&mut *lock(&up.idle));
+                    if let Some(mut conn) = idle.into_iter().next_back() {
+                        if conn.is_alive() {
+                            if let Some(permit) = up.permits.try_acquire() {
+                                up.mux.adopt::<R>(settings, conn, permit);
+                            }
+                        }
+                    }
                 }
             }
-        };
-        R::timeout(bound, work).await.unwrap_or_else(|| {
-            Err(Error::Timeout {
-                address: up.text.to_string(),
-                phase: Phase::Connect,
-                after: bound,
-            })
+        }
+        up.probe_ended.notify(usize::MAX);
+    }
+
+    /// The multiplexing settings for the upstream at `index` from its `GET_VALUES`
+    /// answer; `None` when it does not multiplex.
+    fn mux_settings_from(&self, index: usize, values: &ServerValues) -> Option<mux::Settings> {
+        let up = &self.inner.upstreams[index];
+        let options = &self.inner.options;
+        let cap = options.config.max_concurrent_requests;
+        let fallback = if cap > 1 { cap } else { DEFAULT_MUX_REQUESTS };
+        let mut per_connection = values.max_concurrent_requests(fallback);
+        if cap > 1 {
+            per_connection = per_connection.min(cap);
+        }
+        if per_connection < 2 {
+            return None;
+        }
+        let server_max = values
+            .max_connections()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(usize::MAX);
+        Some(mux::Settings {
+            address: up.address.clone(),
+            text: up.text.clone(),
+            config: options.config.clone(),
+            per_connection,
+            max_connections: options.max_connections.max(1).min(server_max),
+            connect_timeout: options.connect_timeout,
+            write_timeout: options.write_timeout,
+            idle_timeout: options.idle_timeout,
+            max_requests_per_connection: options.max_requests_per_connection,
+            opened: self.inner.opened.clone(),
+            open: self.inner.open.clone(),
         })
     }
 
-    /// How the upstream at `index` is served: `Some` settings when it multiplexes.
-    /// Asks `GET_VALUES` once; while another request asks, waits for its answer.
-    async fn mux_settings(&self, index: usize) -> Option<&mux::Settings> {
+    /// How the upstream at `index` is served: `Some` settings when it multiplexes,
+    /// `None` when it does not or has not said yet (its probe then starts, in the
+    /// background).
+    fn mux_settings(&self, index: usize) -> Option<&mux::Settings> {
         let up = &self.inner.upstreams[index];
-        if let Some(mode) = up.mode.get() {
-            return mode.as_ref();
-        }
-        let mut retry_at = up.discovery.lock().await;
-        if let Some(mode) = up.mode.get() {
-            return mode.as_ref();
-        }
-        if retry_at.is_some_and(|at| R::now() < at) {
-            return None;
-        }
-        let values = match self.discover(index).await {
-            Ok(values) => values,
-            Err(e) => {
-                tracing::debug!(address = %up.text, error = %e, "FastCGI GET_VALUES failed; not multiplexing for now");
-                *retry_at = Some(R::now() + DISCOVERY_RETRY);
-                return None;
+        match up.mode.get() {
+            Some(mode) => mode.as_ref(),
+            None => {
+                self.start_discovery(index, false);
+                None
             }
-        };
-        let options = &self.inner.options;
-        let cap = options.config.max_concurrent_requests;
-        let settings = values.as_ref().and_then(|values| {
-            let fallback = if cap > 1 { cap } else { DEFAULT_MUX_REQUESTS };
-            let mut per_connection = values.max_concurrent_requests(fallback);
-            if cap > 1 {
-                per_connection = per_connection.min(cap);
-            }
-            if per_connection < 2 {
-                return None;
-            }
-            let server_max = values
-                .max_connections()
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(usize::MAX);
-            Some(mux::Settings {
-                address: up.address.clone(),
-                text: up.text.clone(),
-                config: options.config.clone(),
-                per_connection,
-                max_connections: options.max_connections.max(1).min(server_max),
-                connect_timeout: options.connect_timeout,
-                write_timeout: options.write_timeout,
-                idle_timeout: options.idle_timeout,
-                max_requests_per_connection: options.max_requests_per_connection,
-                opened: self.inner.opened.clone(),
-                open: self.inner.open.clone(),
-            })
-        });
-        tracing::debug!(address = %up.text, ?values, multiplexed = settings.is_some(), "FastCGI GET_VALUES");
-        *retry_at = None;
-        up.mode.get_or_init(|| settings).as_ref()
+        }
     }
 
     /// Sends a request on a multiplexed connection, trying the upstreams from `first`
@@ -819,7 +974,7 @@ impl<R: Runtime> Client<R> {
         for k in 0..ups.len() {
             let index = (first + k) % ups.len();
             let up = &ups[index];
-            let settings = self.mux_settings(index).await?;
+            let settings = self.mux_settings(index)?;
             let mut unsent_retries = 0;
             let mut replayed = false;
             loop {
@@ -995,7 +1150,7 @@ enum Source<R: Runtime> {
     /// A connection of its own, with its slot in the pool.
     Plain {
         exchange: Exchange<R>,
-        _permit: SemaphorePermit<R>,
+        slot: PlainSlot<R>,
     },
     /// A request on a multiplexed connection.
     Mux(MuxRequest<R>),
@@ -1087,10 +1242,10 @@ impl<R: Runtime> ResponseStream<R> {
                 Poll::Ready(Ok(Event::End { end, .. })) => {
                     self.end = Some(end);
                     // The connection goes back before its pool slot.
-                    if let Source::Plain { exchange, _permit } =
+                    if let Source::Plain { exchange, slot } =
                         std::mem::replace(&mut self.source, Source::Done)
                     {
-                        self.client.check_in(exchange.conn);
+                        self.client.check_in(exchange.conn, slot);
                     }
                 }
                 Poll::Ready(Ok(_)) => {}
@@ -1139,6 +1294,68 @@ impl<R: Runtime> Drop for ResponseStream<R> {
     fn drop(&mut self) {
         if !self.stderr_taken && !self.stderr.is_empty() {
             R::unread_stderr(&self.address, &self.stderr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+    use crate::fake_runtime::Fake;
+    use crate::runtime::NeutralSemaphore;
+
+    /// Remembers that it was woken.
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_freed_one_request_slot_wakes_a_request_waiting_for_a_multiplexed_one() {
+        // One slot, held by a connection that carries one request at a time (opened
+        // before the upstream said it multiplexes). A request waits for room on the
+        // multiplexed connections; the fake clock never moves, so only a wake-up, no
+        // periodic look, can let it go on.
+        let pool = MuxPool::default();
+        let permits = NeutralSemaphore::new(1);
+        let slot = PlainSlot::<Fake> {
+            permit: Some(permits.try_acquire().expect("a free slot")),
+            freed: pool.waiters(),
+        };
+        let settings = mux::Settings {
+            address: Address::Unix("/nowhere.sock".into()),
+            text: "unix:/nowhere.sock".into(),
+            config: Config::default(),
+            per_connection: 10,
+            max_connections: 1,
+            connect_timeout: None,
+            write_timeout: None,
+            idle_timeout: None,
+            max_requests_per_connection: None,
+            opened: Arc::default(),
+            open: Arc::default(),
+        };
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut reserve = pin!(pool.reserve::<Fake>(&permits, &settings, None));
+        assert!(reserve.as_mut().poll(&mut cx).is_pending());
+        assert!(!flag.0.load(Ordering::SeqCst));
+        drop(slot);
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the waiting request was not woken"
+        );
+        match reserve.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok((_, reused))) => assert!(!reused, "a new connection"),
+            other => panic!("{:?}", other.map(|r| r.map(|_| ()))),
         }
     }
 }

@@ -34,7 +34,10 @@
 
 mod body;
 mod client;
+mod discovery;
 mod exchange;
+#[cfg(test)]
+mod fake_runtime;
 mod mux;
 mod runtime;
 mod time;

@@ -35,7 +35,7 @@ use fcgi_proto::{
 };
 
 use crate::body::Body;
-use crate::exchange::OpenGuard;
+use crate::exchange::{Conn, OpenGuard};
 use crate::runtime::{Runtime, Semaphore, SemaphorePermit, Socket};
 use crate::time::{Deadline, Idle};
 
@@ -47,10 +47,6 @@ const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 /// control per request, so a stream nobody reads holds back its whole connection
 /// instead of growing without bound.
 pub(crate) const MAX_BUFFERED_PER_REQUEST: usize = 512 * 1024;
-
-/// How often a request waiting for a free slot looks again even when not woken (a slot
-/// of the pool's semaphore freed by a non-multiplexed checkout wakes nobody here).
-const RECHECK: Duration = Duration::from_millis(100);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every state behind these locks stays consistent between statements.
@@ -384,29 +380,70 @@ impl MuxPool {
                 if conns.len() < settings.max_connections.max(1) {
                     if let Some(permit) = permits.try_acquire() {
                         // Spawned with this request's slot taken.
-                        let conn = spawn_driver::<R>(settings, permit, self.notify.clone());
+                        let conn = spawn_driver::<R>(settings, permit, self.notify.clone(), None);
                         conns.push(conn.clone());
                         return Ok((conn, false));
                     }
                 }
             }
-            let wait = match deadline {
+            // Woken by a slot freed on a multiplexed connection, a connection that
+            // closed, or a one-request connection's pool slot freed (see `waiters`).
+            match deadline {
                 Some(at) => {
                     let left = at.saturating_duration_since(R::now());
                     if left.is_zero() {
                         return Err(Error::Timeout {
                             address: settings.text.to_string(),
-                            phase: Phase::Connect,
+                            phase: Phase::PoolSlot,
                             after: bound.unwrap_or_default(),
                         });
                     }
-                    left.min(RECHECK)
+                    let _ = R::timeout(left, notified).await;
                 }
-                None => RECHECK,
-            };
-            let _ = R::timeout(wait, notified).await;
+                None => notified.await,
+            }
         }
     }
+
+    /// What wakes the requests waiting in [`reserve`](Self::reserve): whoever frees a
+    /// slot of the pool's semaphore notifies it.
+    pub(crate) fn waiters(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// Carries on a connection that served one request at a time (it was opened while
+    /// the upstream's `GET_VALUES` probe ran) as a multiplexed one, with its pool slot.
+    pub(crate) fn adopt<R: Runtime>(
+        &self,
+        settings: &Settings,
+        conn: Conn<R>,
+        permit: SemaphorePermit<R>,
+    ) {
+        let Conn {
+            io,
+            mut proto,
+            requests,
+            _open,
+            ..
+        } = conn;
+        proto.set_max_concurrent_requests(settings.per_connection.max(1));
+        let connected = Connected { io, proto, _open };
+        let conn = spawn_driver::<R>(
+            settings,
+            permit,
+            self.notify.clone(),
+            Some((connected, requests)),
+        );
+        lock(&self.conns).push(conn);
+        self.notify.notify(usize::MAX);
+    }
+}
+
+/// A connection already open, handed to a driver.
+struct Connected<R: Runtime> {
+    io: R::Socket,
+    proto: Connection,
+    _open: OpenGuard,
 }
 
 impl MuxConn {
@@ -591,20 +628,27 @@ impl<R: Runtime> Drop for MuxRequest<R> {
 
 // ----- the driver -------------------------------------------------------------------
 
+/// Spawns the driver of a new connection, whose first request has reserved its slot,
+/// or (`adopted`) of a connection already open, with the requests it has carried.
 fn spawn_driver<R: Runtime>(
     settings: &Settings,
     permit: SemaphorePermit<R>,
     notify: Arc<Notify>,
+    adopted: Option<(Connected<R>, u64)>,
 ) -> MuxConn {
     let (tx, rx) = async_channel::unbounded();
+    let (reserved, total) = match &adopted {
+        Some((_, carried)) => (0, *carried),
+        // The slot of the request that opens the connection.
+        None => (1, 1),
+    };
     let shared = Arc::new(MuxShared {
         slots: Mutex::new(Slots {
-            // The slot of the request that opens the connection.
-            reserved: 1,
+            reserved,
             limit: usize::from(settings.per_connection.max(1)),
-            total: 1,
+            total,
             max_total: settings.max_requests_per_connection,
-            connected: false,
+            connected: adopted.is_some(),
             closed: false,
             connect_error: None,
         }),
@@ -626,6 +670,7 @@ fn spawn_driver<R: Runtime>(
         shared: shared.clone(),
         rx,
         permit,
+        connected: adopted.map(|(connected, _)| connected),
     };
     R::spawn(run::<R>(setup));
     MuxConn {
@@ -647,6 +692,8 @@ struct Setup<R: Runtime> {
     shared: Arc<MuxShared>,
     rx: Receiver<Command>,
     permit: SemaphorePermit<R>,
+    /// A connection already open (adopted), else the driver connects.
+    connected: Option<Connected<R>>,
 }
 
 /// The driver task: connects, then runs the connection until it closes.
@@ -663,9 +710,21 @@ async fn run<R: Runtime>(setup: Setup<R>) {
         shared,
         rx,
         permit,
+        connected,
     } = setup;
-    let io = match R::connect(&address, connect_timeout).await {
-        Ok(io) => io,
+    let connected = match connected {
+        Some(connected) => Ok(connected),
+        None => R::connect(&address, connect_timeout).await.map(|io| {
+            opened.fetch_add(1, Ordering::Relaxed);
+            Connected {
+                io,
+                proto: Connection::new(config),
+                _open: OpenGuard::new(&open),
+            }
+        }),
+    };
+    let Connected { io, proto, _open } = match connected {
+        Ok(connected) => connected,
         Err(source) => {
             tracing::debug!(address = %text, error = %source, "FastCGI connect failed");
             let failure = ConnectError {
@@ -689,12 +748,10 @@ async fn run<R: Runtime>(setup: Setup<R>) {
             return;
         }
     };
-    opened.fetch_add(1, Ordering::Relaxed);
-    let _open = OpenGuard::new(&open);
     shared.set_connected();
     let mut driver = Driver::<R> {
         io,
-        proto: Connection::new(config),
+        proto,
         rx: Box::pin(rx),
         rx_closed: false,
         shared: shared.clone(),

@@ -99,106 +99,10 @@ impl<R: Runtime> Idle<R> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-    use std::future::Future;
-    use std::io::{self, IoSlice};
-    use std::task::{Context, Poll, Waker};
-    use std::time::{Duration, Instant};
-
-    use fcgi_proto::Address;
+    use std::time::Duration;
 
     use super::{Deadline, Idle};
-    use crate::runtime::{NeutralSemaphore, Runtime, Socket, Timer};
-
-    thread_local! {
-        /// The fake clock of the test on this thread.
-        static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
-        /// Timers the fake runtime has made on this thread.
-        static TIMERS: Cell<u32> = const { Cell::new(0) };
-    }
-
-    fn advance(by: Duration) {
-        NOW.set(Some(Fake::now() + by));
-    }
-
-    /// A runtime whose clock moves only when a test says so.
-    #[derive(Debug)]
-    struct Fake;
-
-    #[derive(Debug)]
-    struct NoSocket;
-
-    impl Socket for NoSocket {
-        fn poll_read(&mut self, _: &mut Context<'_>, _: &mut [u8]) -> Poll<io::Result<usize>> {
-            Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
-        }
-
-        fn poll_write_vectored(
-            &mut self,
-            _: &mut Context<'_>,
-            _: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
-        }
-
-        fn try_read(&self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-    }
-
-    /// Fires when the fake clock has reached its instant.
-    struct FakeTimer(Instant);
-
-    impl Timer for FakeTimer {
-        fn reset(&mut self, at: Instant) {
-            self.0 = at;
-        }
-
-        fn poll_fired(&mut self, _: &mut Context<'_>) -> Poll<()> {
-            if Fake::now() >= self.0 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        }
-    }
-
-    impl Runtime for Fake {
-        type Socket = NoSocket;
-        type Timer = FakeTimer;
-        type Semaphore = NeutralSemaphore;
-
-        async fn connect(_: &Address, _: Option<Duration>) -> io::Result<NoSocket> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-
-        fn now() -> Instant {
-            NOW.get().unwrap_or_else(|| {
-                let start = Instant::now();
-                NOW.set(Some(start));
-                start
-            })
-        }
-
-        fn timer(at: Instant) -> FakeTimer {
-            TIMERS.set(TIMERS.get() + 1);
-            FakeTimer(at)
-        }
-
-        async fn timeout<F: Future + Send>(_: Duration, future: F) -> Option<F::Output> {
-            Some(future.await)
-        }
-
-        fn spawn<F>(_: F)
-        where
-            F: Future<Output = ()> + Send + 'static,
-        {
-        }
-    }
-
-    fn cx() -> Context<'static> {
-        Context::from_waker(Waker::noop())
-    }
+    use crate::fake_runtime::{advance, cx, timers_made, Fake};
 
     #[test]
     fn an_idle_timeout_fires_after_the_limit_without_progress() {
@@ -229,7 +133,7 @@ mod tests {
     fn a_restarted_idle_timeout_keeps_its_timer_and_counts_from_the_restart() {
         let mut slot = None;
         Idle::<Fake>::restart(&mut slot, Some(Duration::from_secs(10)));
-        let made = TIMERS.get();
+        let made = timers_made();
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
         advance(Duration::from_secs(8));
         // The next request on the connection: the same timer, counting anew.
@@ -243,7 +147,7 @@ mod tests {
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
         advance(Duration::from_secs(1));
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_ready());
-        assert_eq!(TIMERS.get(), made + 1, "one timer for the three requests");
+        assert_eq!(timers_made(), made + 1, "one timer for the three requests");
         // A request without the timeout keeps none.
         Idle::restart(&mut slot, None);
         assert!(slot.is_none());

@@ -228,9 +228,10 @@ impl Client {
     /// The bound for the next wait: the phase's timeout, or what is left of the total.
     fn bound(&self, phase: Phase, deadline: Option<Instant>) -> Result<Option<Duration>, Error> {
         let phase_timeout = match phase {
-            Phase::Connect => self.options.connect_timeout,
             Phase::Write => self.options.write_timeout,
             Phase::Read => self.options.read_timeout,
+            // Connecting (one connection: there is no pool slot to wait for).
+            _ => self.options.connect_timeout,
         };
         let phase_timeout = phase_timeout.map(|t| t.max(Duration::from_millis(1)));
         let Some(deadline) = deadline else {

@@ -246,7 +246,12 @@ pub(crate) fn run(args: &Args, load: &Load) -> Result<u8, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot start the runtime: {e}")))?;
-    let (mut tally, elapsed) = runtime.block_on(drive(&client, Arc::new(plan), load));
+    let (mut tally, elapsed) = runtime.block_on(async {
+        // Before the clock starts: whether the server multiplexes decides how every
+        // request of the run is sent (requests do not wait for the answer on their own).
+        client.discover_multiplexing().await;
+        drive(&client, Arc::new(plan), load).await
+    });
     tally.latencies.sort_unstable();
     let summary = Summary {
         requests: load.requests,

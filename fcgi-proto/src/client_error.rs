@@ -11,7 +11,11 @@ use crate::record::ProtocolStatus;
 
 /// What the client was doing when a timeout fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Phase {
+    /// Waiting for a pool slot: every connection the pool may open to the server was
+    /// busy (a saturated pool, not a dead server). The connect timeout bounds it.
+    PoolSlot,
     /// Opening the connection.
     Connect,
     /// Writing the request (waiting for the server to take more bytes).
@@ -23,6 +27,7 @@ pub enum Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Phase::PoolSlot => "waiting for a free connection",
             Phase::Connect => "connecting",
             Phase::Write => "writing the request",
             Phase::Read => "reading the response",
@@ -129,6 +134,15 @@ impl fmt::Display for ClientError {
             ClientError::Connect { address, source } => {
                 write!(f, "cannot connect to FastCGI server {address}: {source}")
             }
+            ClientError::Timeout {
+                address,
+                phase: Phase::PoolSlot,
+                after,
+            } => write!(
+                f,
+                "no connection to FastCGI server {address} free within {:.3}s (every connection the pool may open is busy)",
+                after.as_secs_f64()
+            ),
             ClientError::Timeout {
                 address,
                 phase,

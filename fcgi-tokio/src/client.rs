@@ -158,6 +158,16 @@ impl Client {
         self.0.upstream_multiplexes(index)
     }
 
+    /// With [`Options::multiplex`], asks every upstream that has not answered yet whether
+    /// it multiplexes (`GET_VALUES`), and waits until each probe has ended: answered, or
+    /// failed within the connect timeout (10 s without one). Requests never wait for a
+    /// probe; before it answers they go one per connection. Await this once at startup
+    /// to have every request multiplexed from the first. Without the option it returns
+    /// at once.
+    pub async fn discover_multiplexing(&self) {
+        self.0.discover_multiplexing().await
+    }
+
     /// Sends a request and reads its whole response into memory (bounded by
     /// [`Options::max_body_bytes`]).
     pub async fn request(&self, request: Request) -> Result<Response, Error> {

@@ -139,6 +139,9 @@ async fn a_dropped_request_is_aborted_alone() {
     })
     .await;
     let client = client(&path);
+    // The first connection answers GET_VALUES: ask before the first request,
+    // which does not wait for the answer on its own.
+    client.discover_multiplexing().await;
     let first = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -178,6 +181,9 @@ async fn an_idle_connection_closes_after_the_idle_timeout() {
     options.multiplex = true;
     options.idle_timeout = Some(Duration::from_millis(200));
     let client = Client::with_upstreams([Address::Unix(path.to_path_buf())], options).unwrap();
+    // The first connection answers GET_VALUES: ask before the first request,
+    // which does not wait for the answer on its own.
+    client.discover_multiplexing().await;
     assert_eq!(&client.request(get()).await.unwrap().body[..], b"ok");
     assert_eq!(client.open_connections(), 1);
     let start = Instant::now();

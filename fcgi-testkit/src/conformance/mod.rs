@@ -194,6 +194,12 @@ pub trait TestClient {
         names: &'a [&'a str],
     ) -> LocalFuture<'a, Result<ServerValues, ClientError>>;
 
+    /// With multiplexing asked for, asks the upstream whether it multiplexes and waits
+    /// for the answer (requests do not wait for it on their own). Nothing by default.
+    fn discover_multiplexing(&self) -> LocalFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Connections this client has opened so far.
     fn connections_opened(&self) -> u64;
 
@@ -479,6 +485,10 @@ macro_rules! async_suite_client {
                 Result<$adapter::fcgi_proto::ServerValues, $adapter::Error>,
             > {
                 Box::pin(self.0.get_values(names))
+            }
+
+            fn discover_multiplexing(&self) -> $crate::conformance::LocalFuture<'_, ()> {
+                Box::pin(self.0.discover_multiplexing())
             }
 
             fn connections_opened(&self) -> u64 {

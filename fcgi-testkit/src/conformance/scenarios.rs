@@ -98,6 +98,19 @@ fn client<'a>(
         .unwrap_or_else(|e| panic!("{}: a client: {e}", adapter.name()))
 }
 
+/// A client that has asked its upstream whether it multiplexes (with
+/// `settings.multiplex`), so that its first request already takes the path the answer
+/// decides: requests do not wait for that answer on their own.
+async fn discovered<'a>(
+    adapter: &'a dyn Adapter,
+    address: Address,
+    settings: Settings,
+) -> Box<dyn TestClient + 'a> {
+    let c = client(adapter, address, settings);
+    c.discover_multiplexing().await;
+    c
+}
+
 async fn ok(client: &dyn TestClient, request: TestRequest, what: &str) -> Reply {
     client
         .request(request)
@@ -823,8 +836,8 @@ scenario!(
 
 scenario!(
     /// With one connection allowed and in use, a second request waits for the slot
-    /// within the connect timeout, then fails naming the connect phase; the slot's
-    /// connection is reused afterwards.
+    /// within the connect timeout, then fails naming its own phase (a saturated pool,
+    /// not a dead server); the slot's connection is reused afterwards.
     connect_timeout_covers_waiting_for_a_pool_slot, &[Need::SharedPool], Isolation::Shared, |a| {
         let fpm = shared_fpm();
         let settings = Settings {
@@ -850,8 +863,10 @@ scenario!(
                 elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1200),
                 "{elapsed:?}"
             );
-            assert!(matches!(err, ClientError::Timeout { phase: Phase::Connect, .. }), "{err:?}");
-            assert!(err.to_string().contains("connecting"), "{err}");
+            // Its own phase: a saturated pool, not a server that does not answer.
+            assert!(matches!(err, ClientError::Timeout { phase: Phase::PoolSlot, .. }), "{err:?}");
+            assert!(err.to_string().starts_with("no connection to FastCGI server"), "{err}");
+            assert!(err.to_string().contains("free within 0.300s"), "{err}");
         });
         join_all(vec![sleeper, waiter]).await;
         assert_eq!(ok(c, get(fpm, "hello.php", ""), "after").await.body, b"Hello, World!");
@@ -1120,7 +1135,7 @@ scenario!(
             .get_values(&["FCGI_MAX_REQS", "FCGI_MAX_CONNS"]).await.expect("values");
         assert_eq!(values.max_requests(), Some(flup.max_reqs()));
         assert_eq!(values.max_connections(), Some(flup.max_conns()));
-        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        let c = discovered(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed()).await;
         ok(&*c, flup_request("GET", "/hello"), "hello").await;
         let c = &*c;
         let tasks: Vec<LocalFuture<'_, ()>> = (0..100u64)
@@ -1141,7 +1156,7 @@ scenario!(
     /// On a multiplexed connection a fast request finishes while a 2 s one is in flight.
     flup_slow_request_does_not_hold_back_a_fast_one, &[Need::Multiplexing], Isolation::Shared, |a| {
         let flup = Flup::shared();
-        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        let c = discovered(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed()).await;
         ok(&*c, flup_request("GET", "/hello"), "hello").await;
         let c = &*c;
         let slow_done = Cell::new(None);
@@ -1178,7 +1193,7 @@ scenario!(
     flup_concurrent_large_responses_interleave, &[Need::Multiplexing], Isolation::Shared, |a| {
         const LEN: u64 = 256 * 1024;
         let flup = Flup::shared();
-        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        let c = discovered(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed()).await;
         // The order in which body pieces (false) and ends (true) arrived.
         let log: RefCell<Vec<(u64, bool)>> = RefCell::default();
         let (c, log_ref) = (&*c, &log);
@@ -1219,7 +1234,7 @@ scenario!(
     /// 100 requests after them are all correct, on the same one connection.
     flup_dropped_requests_abort_alone, &[Need::Multiplexing, Need::Cancellation], Isolation::Shared, |a| {
         let flup = Flup::shared();
-        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        let c = discovered(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed()).await;
         ok(&*c, flup_request("GET", "/hello"), "hello").await;
         let c = &*c;
         let seed = Cell::new(0x9E37_79B9_7F4A_7C15u64);
@@ -1273,7 +1288,7 @@ scenario!(
     /// multiplexed connection: the body comes back whole, stderr stays apart.
     flup_body_and_stderr_on_a_multiplexed_connection, &[Need::Multiplexing], Isolation::Shared, |a| {
         let flup = Flup::shared();
-        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        let c = discovered(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed()).await;
         ok(&*c, flup_request("GET", "/hello"), "hello").await;
         let whole = random_bytes(64 * 16 * 1024, 99);
         let mut echo = flup_request("POST", "/echo");
@@ -1304,7 +1319,7 @@ scenario!(
         let flup = Flup::shared();
         let address = Address::Unix(flup.unix_socket().to_path_buf());
         let settings = Settings { read_timeout: Some(Duration::from_millis(300)), ..multiplexed() };
-        let c = client(a, address.clone(), settings);
+        let c = discovered(a, address.clone(), settings).await;
         ok(&*c, flup_request("GET", "/hello"), "hello").await;
         let c = &*c;
         let slow_error = RefCell::new(None);
@@ -1325,7 +1340,7 @@ scenario!(
         assert!(is_read_timeout(&err), "{err:?}");
 
         let settings = Settings { total_timeout: Some(Duration::from_millis(300)), ..multiplexed() };
-        let bounded = client(a, address, settings);
+        let bounded = discovered(a, address, settings).await;
         ok(&*bounded, flup_request("GET", "/hello"), "hello").await;
         let start = Instant::now();
         let err = bounded.request(flup_request("GET", "/sleep?ms=1500")).await.unwrap_err();
@@ -1346,7 +1361,7 @@ scenario!(
         let flup = Flup::builder().max_reqs(10).start();
         let address = Address::Unix(flup.unix_socket().to_path_buf());
         let settings = Settings { max_connections: Some(8), ..multiplexed() };
-        let c = client(a, address.clone(), settings.clone());
+        let c = discovered(a, address.clone(), settings.clone()).await;
         let c = &*c;
         let tasks: Vec<LocalFuture<'_, ()>> = (0..100)
             .map(|_| {
@@ -1357,7 +1372,7 @@ scenario!(
             .collect();
         join_all(tasks).await;
         assert_eq!(c.connections_opened(), 8);
-        let sequential = client(a, address, settings);
+        let sequential = discovered(a, address, settings).await;
         for _ in 0..20 {
             ok(&*sequential, flup_request("GET", "/hello"), "hello").await;
         }
@@ -1371,7 +1386,7 @@ scenario!(
     /// with I/O or protocol errors at once; the connection leaves the pool.
     flup_a_broken_connection_fails_every_request_on_it, &[Need::Multiplexing], Isolation::Shared, |a| {
         let flup = Flup::start();
-        let c = client(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed());
+        let c = discovered(a, Address::Unix(flup.unix_socket().to_path_buf()), multiplexed()).await;
         ok(&*c, flup_request("GET", "/hello"), "hello").await;
         let c = &*c;
         let broken = |err: &ClientError| matches!(err, ClientError::Io { .. } | ClientError::Protocol { .. });
@@ -1431,7 +1446,7 @@ scenario!(
         let fpm = shared_fpm();
         let mut settings = multiplexed();
         settings.max_connections = Some(3);
-        let c = client(a, unix(fpm), settings);
+        let c = discovered(a, unix(fpm), settings).await;
         for _ in 0..5 {
             assert_eq!(ok(&*c, get(fpm, "hello.php", ""), "hello").await.body, b"Hello, World!");
         }
