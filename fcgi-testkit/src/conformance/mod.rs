@@ -352,6 +352,7 @@ macro_rules! conformance_suite {
             master_restarted_fails_the_request_in_flight_then_the_next_succeeds,
             write_timeout_when_the_server_stops_reading,
             connect_timeout_on_an_unanswered_connect,
+            unix_connect_to_a_full_backlog_fails_at_once,
             connect_timeout_covers_waiting_for_a_pool_slot,
             full_duplex_output_before_input_does_not_deadlock,
             sixty_four_tasks_share_eight_connections,

@@ -14,7 +14,7 @@ use super::{
     Scenario, Settings, TestBody, TestClient, TestRequest,
 };
 use crate::hostile::{self, Got, Hostile};
-use crate::{fill_large_body, hex_sha256, large_body, random_bytes, Flup, PhpFpm};
+use crate::{fill_large_body, hex_sha256, large_body, random_bytes, Flup, FullBacklog, PhpFpm};
 
 /// Every scenario, in the suite's order.
 pub const ALL: &[Scenario] = &[
@@ -43,6 +43,7 @@ pub const ALL: &[Scenario] = &[
     master_restarted_fails_the_request_in_flight_then_the_next_succeeds::SCENARIO,
     write_timeout_when_the_server_stops_reading::SCENARIO,
     connect_timeout_on_an_unanswered_connect::SCENARIO,
+    unix_connect_to_a_full_backlog_fails_at_once::SCENARIO,
     connect_timeout_covers_waiting_for_a_pool_slot::SCENARIO,
     full_duplex_output_before_input_does_not_deadlock::SCENARIO,
     sixty_four_tasks_share_eight_connections::SCENARIO,
@@ -780,6 +781,38 @@ scenario!(
         );
         assert!(err.to_string().contains(&address.to_string()), "{err}");
         drop(held);
+    }
+);
+
+scenario!(
+    /// A unix socket whose listen queue is full (a server that accepts nothing more)
+    /// fails the request at once, with or without a connect timeout: a connect error
+    /// that names the address, with the kernel's `EAGAIN` (`WouldBlock`) as its source,
+    /// as nginx answers 502 at once. A unix connect has nothing to wait for that a
+    /// timeout could end, so no adapter waits for room.
+    unix_connect_to_a_full_backlog_fails_at_once, &[], Isolation::Shared, |a| {
+        let full = FullBacklog::start();
+        let address = Address::Unix(full.socket().to_path_buf());
+        // 1 s, and the adapter's default (10 s).
+        for connect_timeout in [Some(Duration::from_secs(1)), None] {
+            let settings = Settings { connect_timeout, ..Settings::default() };
+            let c = client(a, address.clone(), settings);
+            let start = Instant::now();
+            let err = c.request(TestRequest::new(Params::new())).await.unwrap_err();
+            let elapsed = start.elapsed();
+            assert!(
+                elapsed < Duration::from_secs(2),
+                "{}, connect timeout {connect_timeout:?}: failed after {elapsed:?}: {err:?}",
+                a.name()
+            );
+            match &err {
+                ClientError::Connect { source, .. } => {
+                    assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock, "{err:?}")
+                }
+                other => panic!("{}: want a connect error, got {other:?}", a.name()),
+            }
+            assert!(err.to_string().contains(&address.to_string()), "{err}");
+        }
     }
 );
 
