@@ -431,12 +431,8 @@ impl Client {
                         .map_err(|e| self.proto_error(e))?;
                     self.write_pending(deadline)?;
                 }
-                let mut extra = [0u8; 1];
-                if matches!(reader.read(&mut extra), Ok(n) if n > 0) {
-                    return Err(Error::Usage(format!(
-                        "the request body reader has more than the {len} bytes declared"
-                    )));
-                }
+                // Nothing more is read: a reader that stays open after its `len` bytes
+                // (a pipe, a socket) would block a read that looks for more.
             }
         }
         self.conn()
