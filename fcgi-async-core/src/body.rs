@@ -46,6 +46,8 @@ enum Source {
 pub struct Body {
     source: Source,
     len: Option<u64>,
+    /// Bytes still to take from a stream or a reader: none is polled once they came.
+    left: u64,
 }
 
 impl fmt::Debug for Body {
@@ -68,10 +70,14 @@ impl Body {
         Self {
             source: Source::Empty,
             len: None,
+            left: 0,
         }
     }
 
-    /// A stream of chunks adding up to `len` bytes.
+    /// A stream of chunks adding up to `len` bytes. Once they came the body is complete
+    /// and the stream is not polled again, so one that stays open after them does not
+    /// hold the request up; one that ends early fails it (a usage error), and so does a
+    /// chunk that goes past `len`.
     pub fn from_stream<S>(stream: S, len: u64) -> Self
     where
         S: Stream<Item = io::Result<Bytes>> + Send + 'static,
@@ -79,11 +85,16 @@ impl Body {
         Self {
             source: Source::Stream(Box::pin(stream)),
             len: Some(len),
+            left: len,
         }
     }
 
-    /// A reader yielding exactly `len` bytes (an adapter turns its runtime's reader into
-    /// a [`BodyReader`]).
+    /// A reader (an adapter turns its runtime's reader into a [`BodyReader`]) of which
+    /// exactly `len` bytes are read, never more: a reader that stays open after them (a
+    /// pipe, a socket, the standard input of a process that has not exited) does not hold
+    /// the request up, and whatever it has after them stays unread (telling whether there
+    /// is more would take a read that can wait forever). A reader that ends before `len`
+    /// bytes fails the request with a usage error.
     pub fn from_reader<R>(reader: R, len: u64) -> Self
     where
         R: BodyReader + 'static,
@@ -91,6 +102,7 @@ impl Body {
         Self {
             source: Source::Reader(Box::pin(reader), BytesMut::new()),
             len: Some(len),
+            left: len,
         }
     }
 
@@ -114,6 +126,7 @@ impl Body {
         Some(Body {
             source,
             len: self.len,
+            left: self.left,
         })
     }
 
@@ -126,9 +139,17 @@ impl Body {
                 self.source = Source::Empty;
                 Poll::Ready((!chunk.is_empty()).then_some(Ok(chunk)))
             }
+            // The declared length came: the body is complete. Nothing more is asked of
+            // the stream or reader, which may stay open and never answer.
+            Source::Stream(_) | Source::Reader(..) if self.left == 0 => Poll::Ready(None),
             Source::Stream(s) => loop {
                 match s.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => continue,
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        // A chunk past the length goes on, for the core to refuse.
+                        self.left = self.left.saturating_sub(chunk.len() as u64);
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
                     other => return other,
                 }
             },
@@ -137,7 +158,11 @@ impl Body {
                 if buf.len() < READ_CHUNK / 4 {
                     *buf = BytesMut::zeroed(READ_CHUNK);
                 }
-                match r.as_mut().poll_read(cx, &mut buf[..]) {
+                // Never more than the bytes still to come.
+                let room = buf
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                match r.as_mut().poll_read(cx, &mut buf[..room]) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
                         cx.waker().wake_by_ref();
@@ -148,6 +173,7 @@ impl Body {
                         if n == 0 {
                             return Poll::Ready(None);
                         }
+                        self.left -= n as u64;
                         Poll::Ready(Some(Ok(buf.split_to(n).freeze())))
                     }
                 }
@@ -160,6 +186,7 @@ impl From<Bytes> for Body {
     fn from(b: Bytes) -> Self {
         Self {
             len: Some(b.len() as u64),
+            left: b.len() as u64,
             source: Source::Bytes(b),
         }
     }

@@ -53,9 +53,22 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub struct Options {
     /// Bound on opening a connection, waiting for a free pool slot included (default
-    /// 10 s). A request that found every connection the pool may open busy for that
-    /// long fails with [`Phase::PoolSlot`] ("no connection free within ..."), one that
-    /// could not connect in time with [`Phase::Connect`].
+    /// 10 s): a TCP server that does not answer fails with [`Error::Timeout`] in
+    /// [`Phase::Connect`] once it runs out; a request that found every connection the
+    /// pool may open busy for that long fails in [`Phase::PoolSlot`] ("no connection
+    /// free within ..."). A unix socket connect never waits: a server that is not
+    /// there, or whose listen queue is full, fails at once with [`Error::Connect`] (a
+    /// full queue with [`io::ErrorKind::WouldBlock`], `EAGAIN`, as nginx answers 502 at
+    /// once), and the next upstream is tried.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fcgi_async_core::Options;
+    ///
+    /// let mut options = Options::default();
+    /// options.connect_timeout = Some(Duration::from_secs(1));
+    /// # let _ = options;
+    /// ```
     pub connect_timeout: Option<Duration>,
     /// Bound on each wait for the server to send more, once the request is sent (default
     /// 60 s, as nginx's `fastcgi_read_timeout`).
@@ -592,19 +605,19 @@ impl<R: Runtime> Client<R> {
                     self.inner.opened.fetch_add(1, Ordering::Relaxed);
                     return Ok(Checkout::Conn(self.new_conn(io, index), false, slot));
                 }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(Error::Timeout {
-                        address: up.text.to_string(),
-                        phase: Phase::Connect,
-                        after: bound.unwrap_or_default(),
-                    })
-                }
                 Err(source) => {
                     tracing::debug!(address = %up.text, error = %source, "FastCGI connect failed");
-                    last_error = Some(Error::Connect {
-                        address: up.text.to_string(),
+                    // A timeout ends the request; a connect error (no server, a unix
+                    // socket whose listen queue is full) tries the next upstream.
+                    let error = Error::connect_failed(
+                        up.text.to_string(),
                         source,
-                    });
+                        bound.unwrap_or_default(),
+                    );
+                    if error.is_timeout() {
+                        return Err(error);
+                    }
+                    last_error = Some(error);
                 }
             }
         }

@@ -32,12 +32,9 @@ impl Probe {
     /// does not know `GET_VALUES` (it answered `UNKNOWN_TYPE`).
     pub(crate) async fn run<R: Runtime>(self) -> Result<Option<ServerValues>, Error> {
         let work = async {
-            let io = R::connect(&self.address, None)
-                .await
-                .map_err(|source| Error::Connect {
-                    address: self.text.to_string(),
-                    source,
-                })?;
+            let io = R::connect(&self.address, None).await.map_err(|source| {
+                Error::connect_failed(self.text.to_string(), source, self.bound)
+            })?;
             let mut conn = Conn::<R> {
                 io,
                 proto: Connection::new(self.config.clone()),

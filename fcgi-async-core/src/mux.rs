@@ -242,23 +242,14 @@ struct Slots {
 struct ConnectError {
     kind: std::io::ErrorKind,
     message: String,
-    /// The connect timeout ran out (after this long).
-    timed_out: Option<Duration>,
+    /// The connect timeout.
+    bound: Duration,
 }
 
 impl ConnectError {
     fn to_error(&self, address: &str) -> Error {
-        match self.timed_out {
-            Some(after) => Error::Timeout {
-                address: address.to_string(),
-                phase: Phase::Connect,
-                after,
-            },
-            None => Error::Connect {
-                address: address.to_string(),
-                source: std::io::Error::new(self.kind, self.message.clone()),
-            },
-        }
+        let source = std::io::Error::new(self.kind, self.message.clone());
+        Error::connect_failed(address, source, self.bound)
     }
 }
 
@@ -730,8 +721,7 @@ async fn run<R: Runtime>(setup: Setup<R>) {
             let failure = ConnectError {
                 kind: source.kind(),
                 message: source.to_string(),
-                timed_out: (source.kind() == std::io::ErrorKind::TimedOut)
-                    .then(|| connect_timeout.unwrap_or_default()),
+                bound: connect_timeout.unwrap_or_default(),
             };
             // Recorded before the channel closes: a request sent after that finds it.
             lock(&shared.slots).connect_error = Some(failure.clone());

@@ -32,7 +32,10 @@ pub trait Runtime: fmt::Debug + Sized + Send + Sync + 'static {
     /// Opens a connection to `address` within `timeout` (`None`: no bound); a TCP host is
     /// resolved and each of its addresses tried in turn, and TCP sockets have
     /// `TCP_NODELAY` set. A connection not made in time fails with
-    /// [`io::ErrorKind::TimedOut`].
+    /// [`io::ErrorKind::TimedOut`]. A unix socket is connected without waiting: one
+    /// whose listen queue is full fails at once with the kernel's `EAGAIN`
+    /// ([`io::ErrorKind::WouldBlock`]), which the engine reports as a connect error (see
+    /// [`ClientError::connect_failed`](fcgi_proto::ClientError::connect_failed) for why).
     fn connect(
         address: &Address,
         timeout: Option<Duration>,

@@ -3,7 +3,9 @@
 
 use std::io::{self, IoSlice, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use async_io::Async;
 use fcgi_async_core::Socket;
 use fcgi_proto::Address;
 use futures_io::{AsyncRead, AsyncWrite};
+use socket2::{Domain, SockAddr, Type};
 
 use crate::time::timeout;
 
@@ -26,7 +29,7 @@ pub(crate) enum Io {
 pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::Result<Io> {
     let attempt = async {
         match address {
-            Address::Unix(path) => Ok(Io::Unix(Async::<UnixStream>::connect(path).await?)),
+            Address::Unix(path) => Ok(Io::Unix(connect_unix(path)?)),
             Address::Tcp(hostport) => {
                 let addresses: Vec<SocketAddr> = match hostport.parse() {
                     Ok(address) => vec![address],
@@ -63,6 +66,19 @@ pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::R
             .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())),
         None => attempt.await,
     }
+}
+
+/// Connects to the unix socket at `path` without waiting. A unix connect succeeds or
+/// fails at once, but for a socket whose listen queue is full: the kernel answers that
+/// with `EAGAIN` (`WouldBlock`), and the client reports it as a connect error, as
+/// fcgi-tokio and fcgi-blocking do (see `fcgi_proto::ClientError::connect_failed` for
+/// why). `Async::<UnixStream>::connect` would take `EAGAIN` for a connect in progress
+/// and fail with a misleading `ENOTCONN` instead.
+fn connect_unix(path: &Path) -> io::Result<Async<UnixStream>> {
+    let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.connect(&SockAddr::unix(path)?)?;
+    Async::new_nonblocking(UnixStream::from(OwnedFd::from(socket)))
 }
 
 impl Socket for Io {

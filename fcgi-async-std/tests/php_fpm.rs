@@ -6,17 +6,20 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{get, post, unix_client, Rt};
 use fcgi_async_std::{Body, Client, Error, Options, Request};
 use fcgi_proto::Params;
+use fcgi_testkit::hostile::{self, Hostile};
 use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
 use smol::io::AsyncReadExt;
 use smol::stream::StreamExt;
 
 on_both_runtimes!(
     post_body_from_a_stream_and_a_reader,
+    body_reader_that_stays_open_after_its_bytes_completes,
     response_body_through_stream_and_async_read,
     stderr_kept_taken_or_handed_to_a_callback,
     close_idle_frees_the_kept_connections,
@@ -61,6 +64,78 @@ async fn post_body_from_a_stream_and_a_reader(_rt: Rt) {
     assert!(matches!(err, Error::Usage(_)), "{err}");
     let response = client.request(get(fpm, "hello.php", "")).await.unwrap();
     assert_eq!(response.status, 200);
+}
+
+/// A reader over `data` that stays open after it: a unix socket whose write end a
+/// thread holds until the returned sender is dropped (as a pipe, or the standard input
+/// of a process that has not exited).
+fn open_reader(data: &[u8]) -> (async_io::Async<std::os::unix::net::UnixStream>, OpenWriter) {
+    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let data = data.to_vec();
+    let feeder = std::thread::spawn(move || {
+        std::io::Write::write_all(&mut writer, &data).unwrap();
+        let _ = wait_done.recv();
+    });
+    let reader = async_io::Async::new(reader).unwrap();
+    (reader, OpenWriter(Some((done, feeder))))
+}
+
+/// Holds the write end of an [`open_reader`] open; dropping it closes it.
+struct OpenWriter(Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
+
+impl Drop for OpenWriter {
+    fn drop(&mut self) {
+        if let Some((done, feeder)) = self.0.take() {
+            drop(done);
+            let _ = feeder.join();
+        }
+    }
+}
+
+/// A body reader with exactly the declared bytes that stays open after them is read up
+/// to those bytes and no further, and the body is ended there: php-fpm echoes it within
+/// 2 s, and a server that reads the body to its end (the empty `STDIN` record) before
+/// it answers does so at once, not after its 2 s wait for an end that never came. Each
+/// request is bounded at 5 s.
+async fn body_reader_that_stays_open_after_its_bytes_completes(_rt: Rt) {
+    let fpm = PhpFpm::shared();
+    let client = unix_client(fpm, Options::default());
+    let body = random_bytes(300 * 1024 + 7, 7);
+    let (reader, _writer) = open_reader(&body);
+    let request = post(
+        fpm,
+        "echo.php",
+        Body::from_reader(reader, body.len() as u64),
+    );
+    let start = Instant::now();
+    let response = common::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .expect("the request waits for the reader's end")
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(
+        response.header("x-body-sha256"),
+        Some(hex_sha256(&body).as_str())
+    );
+    assert!(response.body[..] == body[..]);
+
+    let server = Hostile::start(&hostile::reads_the_body_to_its_end());
+    let client = common::client(
+        fcgi_async_std::Address::Unix(server.socket().to_path_buf()),
+        Options::default(),
+    );
+    let (reader, _writer) = open_reader(&body[..1000]);
+    let request = post(fpm, "echo.php", Body::from_reader(reader, 1000));
+    let start = Instant::now();
+    let response = common::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .expect("the request waits for the reader's end")
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed < hostile::REQUEST_READ_TIMEOUT / 2, "{elapsed:?}");
+    assert!(response.body[..] == hostile::BODY[..]);
 }
 
 async fn response_body_through_stream_and_async_read(_rt: Rt) {
@@ -144,9 +219,11 @@ async fn stderr_kept_taken_or_handed_to_a_callback(_rt: Rt) {
 async fn close_idle_frees_the_kept_connections(_rt: Rt) {
     let fpm = PhpFpm::shared();
     let client = unix_client(fpm, Options::default());
+    // Two requests in flight together (a quick one can end before the second starts,
+    // which then takes its kept connection), so two connections are kept.
     let (a, b) = futures_util::join!(
-        client.request(get(fpm, "hello.php", "")),
-        client.request(get(fpm, "hello.php", ""))
+        client.request(get(fpm, "sleep.php", "ms=100")),
+        client.request(get(fpm, "sleep.php", "ms=100"))
     );
     assert_eq!((a.unwrap().status, b.unwrap().status), (200, 200));
     assert_eq!(client.idle_connections(), 2);

@@ -15,8 +15,28 @@ use fcgi_proto::{ClientError as Error, LimitKind, Phase};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
-    /// Bound on opening a TCP connection (default 10 s). Unix sockets connect at once or
-    /// fail.
+    /// Bound on opening a TCP connection (default 10 s): a server that does not answer
+    /// (its listen queue full, a host gone) fails with [`Error::Timeout`] in
+    /// [`Phase::Connect`] once it runs out. A unix socket never waits, so the bound never
+    /// applies to it: a server that is not there, or whose listen queue is full, fails at
+    /// once with [`Error::Connect`] (a full queue with `io::ErrorKind::WouldBlock`,
+    /// `EAGAIN`, as nginx answers 502 at once).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use fcgi_blocking::{Client, Error, Options, Request};
+    ///
+    /// let mut options = Options::default();
+    /// options.connect_timeout = Some(Duration::from_secs(1));
+    /// let mut client = Client::with_options("unix:/run/php/php-fpm.sock".parse()?, options);
+    /// match client.request(Request::get("/srv/www/index.php", "/")?) {
+    ///     Err(Error::Connect { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
+    ///         eprintln!("php-fpm accepts no more connections")
+    ///     }
+    ///     other => println!("{:?}", other.map(|r| r.status)),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub connect_timeout: Option<Duration>,
     /// Bound on each wait for the server to send more (default 60 s, as nginx's
     /// `fastcgi_read_timeout`).
@@ -264,15 +284,10 @@ impl Client {
     fn open(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
         self.conn = None;
         let bound = self.bound(Phase::Connect, deadline)?;
+        // A unix socket whose queue is full fails at once with `WouldBlock`: a connect
+        // error, not a timeout (`connect_failed` says why).
         let stream = Stream::connect(&self.address, bound).map_err(|source| {
-            if is_timeout(&source) {
-                self.timeout_error(Phase::Connect, bound.unwrap_or_default())
-            } else {
-                Error::Connect {
-                    address: self.address_text.clone(),
-                    source,
-                }
-            }
+            Error::connect_failed(self.address_text.clone(), source, bound.unwrap_or_default())
         })?;
         self.connections_opened += 1;
         self.conn = Some(Conn {
@@ -430,12 +445,8 @@ impl Client {
                         .map_err(|e| self.proto_error(e))?;
                     self.write_pending(deadline)?;
                 }
-                let mut extra = [0u8; 1];
-                if matches!(reader.read(&mut extra), Ok(n) if n > 0) {
-                    return Err(Error::Usage(format!(
-                        "the request body reader has more than the {len} bytes declared"
-                    )));
-                }
+                // Nothing more is read: a reader that stays open after its `len` bytes
+                // (a pipe, a socket) would block a read that looks for more.
             }
         }
         self.conn()

@@ -101,8 +101,26 @@ impl Request {
         self
     }
 
-    /// Streams the body from a reader that yields exactly `len` bytes (a reader that ends
-    /// early or has more fails the request). A request with such a body is not retried.
+    /// Streams the body from a reader: exactly `len` bytes are read from it, never more,
+    /// so a reader that stays open after them (a pipe, a socket, the standard input of a
+    /// process that has not exited) does not hold the request up. Whatever the reader
+    /// has after `len` bytes stays unread in it: telling whether there is more would take
+    /// a read that can wait forever. A reader that ends before `len` bytes fails the
+    /// request with [`Error::Usage`]. A request with such a body is not retried.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use fcgi_blocking::Request;
+    ///
+    /// // The write end stays open: the request takes its 5 bytes and does not wait for
+    /// // the end.
+    /// let (reader, mut writer) = UnixStream::pair()?;
+    /// writer.write_all(b"hello")?;
+    /// let request = Request::get("/srv/www/echo.php", "/echo.php")?.body_reader(reader, 5);
+    /// # let _ = (request, writer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn body_reader(mut self, reader: impl Read + Send + 'static, len: u64) -> Self {
         self.body = Body::Reader {
             reader: Box::new(reader),

@@ -2,10 +2,13 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
 use fcgi_proto::Address;
+use socket2::{Domain, SockAddr, Socket, Type};
 
 #[derive(Debug)]
 pub(crate) enum Stream {
@@ -15,10 +18,11 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// Opens a connection; a TCP host is resolved and each of its addresses tried in turn,
-    /// each within `timeout`.
+    /// each within `timeout`. A unix socket connects without waiting (see
+    /// [`connect_unix`]).
     pub(crate) fn connect(address: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
         match address {
-            Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
+            Address::Unix(path) => Ok(Stream::Unix(connect_unix(path)?)),
             Address::Tcp(hostport) => {
                 let mut last = None;
                 for addr in hostport.to_socket_addrs()? {
@@ -61,6 +65,20 @@ impl Stream {
             Stream::Unix(s) => s.set_nonblocking(on),
         }
     }
+}
+
+/// Connects to the unix socket at `path` without waiting, then makes the socket
+/// blocking. std's `UnixStream::connect` blocks, and a blocking connect to a socket whose
+/// listen queue is full waits for room with no bound but `SO_SNDTIMEO`; a non-blocking
+/// one fails at once with `EAGAIN` (`WouldBlock`), which the client reports as a connect
+/// error, as the async adapters do (see `fcgi_proto::ClientError::connect_failed` for
+/// why). Otherwise a unix connect succeeds or fails at once either way.
+fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.connect(&SockAddr::unix(path)?)?;
+    socket.set_nonblocking(false)?;
+    Ok(UnixStream::from(OwnedFd::from(socket)))
 }
 
 impl Read for Stream {

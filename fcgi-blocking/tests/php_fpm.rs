@@ -2,10 +2,13 @@
 //! the stderr callback and the `Read` body. The scenarios every adapter shares are in
 //! conformance.rs.
 
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fcgi_blocking::{Address, Client, Error, Options, Phase, Request};
-use fcgi_testkit::PhpFpm;
+use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
 
 fn addresses(fpm: &PhpFpm) -> [Address; 2] {
     [
@@ -34,6 +37,55 @@ fn stderr_callback_receives_it_as_it_arrives() {
         all.contains("first message") && all.contains("second message"),
         "{all}"
     );
+}
+
+/// A body reader with exactly the declared bytes that stays open after them (a socket
+/// whose write end a thread holds until the test is done, as a pipe or the standard input
+/// of a process still running) is read up to those bytes and no further: the request
+/// completes with the echoed body. The reader's 5 s read timeout bounds a read past the
+/// end, so such a read fails the time bound instead of hanging the test. A reader that
+/// ends before the declared length is still a usage error.
+#[test]
+fn body_reader_that_stays_open_after_its_bytes_completes() {
+    let fpm = PhpFpm::shared();
+    let mut client = Client::new(Address::Unix(fpm.unix_socket().to_path_buf())).unwrap();
+    let data = random_bytes(300 * 1024 + 7, 7);
+    let (reader, mut writer) = UnixStream::pair().unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (done, wait_done) = mpsc::channel::<()>();
+    let feeder = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            writer.write_all(&data).unwrap();
+            // The write end stays open until the test is done with the request.
+            let _ = wait_done.recv();
+        })
+    };
+    let start = Instant::now();
+    let request =
+        Request::new(fpm.params("POST", "echo.php", "")).body_reader(reader, data.len() as u64);
+    let response = client.request(request).unwrap();
+    let elapsed = start.elapsed();
+    drop(done);
+    feeder.join().unwrap();
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(
+        response.header("x-body-sha256"),
+        Some(hex_sha256(&data).as_str())
+    );
+    assert_eq!(response.body, data);
+
+    // Ten bytes declared as eleven, then the end: a usage error.
+    let (reader, mut writer) = UnixStream::pair().unwrap();
+    writer.write_all(&[1; 10]).unwrap();
+    drop(writer);
+    let request = Request::new(fpm.params("POST", "echo.php", "")).body_reader(reader, 11);
+    let err = client.request(request).unwrap_err();
+    assert!(matches!(err, Error::Usage(_)), "{err:?}");
+    let response = client.request(get(fpm, "hello.php", "")).unwrap();
+    assert_eq!(response.body, b"Hello, World!");
 }
 
 #[test]

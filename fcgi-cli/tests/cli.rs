@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fcgi_testkit::PhpFpm;
+use fcgi_testkit::{FullBacklog, PhpFpm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcgi");
 
@@ -615,6 +615,28 @@ fn cannot_connect_is_exit_3() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn full_listen_queue_is_exit_3_at_once() {
+    // A unix socket whose listen queue is full: the connect fails at once (EAGAIN, as
+    // nginx's 502) instead of waiting for room, with --timeout and without.
+    let full = FullBacklog::start();
+    let socket = format!("unix:{}", path_str(full.socket()));
+    for timeout in [&["--timeout", "1"][..], &[]] {
+        let mut args = timeout.to_vec();
+        args.extend([socket.as_str(), "/x.php"]);
+        let started = Instant::now();
+        let run = fcgi(&args);
+        let took = started.elapsed();
+        run.expect_code(3);
+        assert!(took < Duration::from_secs(2), "{args:?} took {took:?}");
+        assert!(
+            run.stderr.starts_with("fcgi: cannot connect"),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 // ---- exit 2 ----

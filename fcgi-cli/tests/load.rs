@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use fcgi_testkit::PhpFpm;
+use fcgi_testkit::{FullBacklog, PhpFpm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcgi");
 
@@ -352,6 +352,21 @@ fn missing_socket_is_connect_errors_exit_3() {
     let run = fcgi(&["-c", "3", &format!("127.0.0.1:{port}"), "/srv/x.php"]);
     run.expect_code(3);
     assert_eq!(run.errors_of("connect"), 3);
+}
+
+#[test]
+fn full_listen_queue_is_connect_errors_exit_3_at_once() {
+    // A unix socket whose listen queue is full: every connect fails at once (EAGAIN, as
+    // nginx's 502) instead of waiting for room.
+    let full = FullBacklog::start();
+    let socket = format!("unix:{}", path_str(full.socket()));
+    let started = Instant::now();
+    let run = fcgi(&["-n", "10", "-c", "2", "--timeout", "1", &socket, "/x.php"]);
+    let took = started.elapsed();
+    run.expect_code(3);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(run.errors_of("connect"), 10);
+    assert_eq!(run.opened(), 0);
 }
 
 #[test]

@@ -125,6 +125,47 @@ impl ClientError {
     pub fn is_connect(&self) -> bool {
         matches!(self, ClientError::Connect { .. })
     }
+
+    /// The error of a connect to `address` that failed with `source` under the bound
+    /// `bound`: a [`Timeout`](ClientError::Timeout) in [`Phase::Connect`] when the bound
+    /// ran out (`source` is [`io::ErrorKind::TimedOut`]), else a
+    /// [`Connect`](ClientError::Connect) error that keeps `source`. Every adapter names
+    /// its failed connects through it, so the same failure has the same name whichever
+    /// runtime drove the connect.
+    ///
+    /// A unix socket whose listen queue is full (a server that accepts nothing more)
+    /// answers a connect that does not wait with `EAGAIN` at once
+    /// ([`io::ErrorKind::WouldBlock`]). The adapters connect to unix sockets that way and
+    /// report it as it comes, a connect error, as nginx answers 502 at once: a
+    /// non-blocking unix connect has nothing to wait on (no readiness tells when the
+    /// queue has room), so waiting would mean retrying on a timer, and a client failing
+    /// fast lets its caller shed load or fail over to another upstream.
+    ///
+    /// ```
+    /// use std::io;
+    /// use std::time::Duration;
+    /// use fcgi_proto::{ClientError, Phase};
+    ///
+    /// let full = io::Error::from(io::ErrorKind::WouldBlock);
+    /// let e = ClientError::connect_failed("unix:/run/php.sock", full, Duration::from_secs(1));
+    /// assert!(e.is_connect());
+    ///
+    /// let late = io::Error::from(io::ErrorKind::TimedOut);
+    /// let e = ClientError::connect_failed("127.0.0.1:9000", late, Duration::from_secs(1));
+    /// assert!(matches!(e, ClientError::Timeout { phase: Phase::Connect, .. }));
+    /// ```
+    pub fn connect_failed(address: impl Into<String>, source: io::Error, bound: Duration) -> Self {
+        let address = address.into();
+        if source.kind() == io::ErrorKind::TimedOut {
+            ClientError::Timeout {
+                address,
+                phase: Phase::Connect,
+                after: bound,
+            }
+        } else {
+            ClientError::Connect { address, source }
+        }
+    }
 }
 
 impl fmt::Display for ClientError {

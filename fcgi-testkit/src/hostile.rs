@@ -252,6 +252,30 @@ fn preview(bytes: &[u8]) -> String {
     text
 }
 
+/// A well-behaved server that reads the whole request, to the empty `STDIN` record that
+/// ends the body, before it answers 200 with [`BODY`]: what the spec lets any responder
+/// do. A client that never ends the body gets its answer only after
+/// [`REQUEST_READ_TIMEOUT`].
+pub fn reads_the_body_to_its_end() -> Case {
+    Case {
+        name: "reads_the_body_to_its_end",
+        read: ReadRequest::Whole,
+        reply: vec![Step::Write(response(&head_and(BODY), 65535))],
+        timeouts: ClientTimeouts::default(),
+        expected: Expected::Response {
+            status: 200,
+            headers: vec![("content-type", "text/plain")],
+            body: BODY.to_vec(),
+            stderr: Vec::new(),
+        },
+        within: Duration::from_secs(1),
+        memory: MemoryBound {
+            max_growth: DEFAULT_MEMORY_GROWTH,
+            note: "a small reply",
+        },
+    }
+}
+
 /// A named hostile case.
 #[derive(Clone, Debug)]
 pub struct Case {

@@ -16,7 +16,8 @@
 //! drop(own); // SIGTERM to the master, waits for it, removes the temporary directory
 //! ```
 //!
-//! It depends on std, and on fcgi-proto only to build the hostile server's records.
+//! It depends on std, on fcgi-proto only to build the hostile server's records, and on
+//! socket2 only for [`FullBacklog`], a unix socket whose listen queue is full.
 //!
 //! It also runs a private [`Flup`] (Python's flup), a server that multiplexes requests on
 //! one connection, with routes that mirror the PHP scripts: see the [`flup`] module.
@@ -153,12 +154,14 @@
 //! not your child, say with `kill -0`, can seem to take 1-2 s on machines whose PID 1
 //! reaps orphans slowly: that is a zombie waiting, not php-fpm.)
 
+mod backlog;
 mod body;
 pub mod conformance;
 pub mod flup;
 pub mod hostile;
 mod process;
 mod scripts;
+pub mod silent;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -172,6 +175,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use backlog::{FullBacklog, RELEASE_AFTER};
 pub use body::{fill_large_body, hex_sha256, large_body, random_bytes};
 pub use flup::{flup_venv, Flup, FlupBuilder};
 

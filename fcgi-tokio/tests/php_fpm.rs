@@ -1,6 +1,9 @@
 //! What only fcgi-tokio's API has, against a real php-fpm: bodies from a stream, and
 //! `close_idle`. The scenarios every adapter shares are in conformance.rs.
 
+use std::time::{Duration, Instant};
+
+use fcgi_testkit::hostile::{self, Hostile};
 use fcgi_testkit::{hex_sha256, random_bytes};
 
 use bytes::Bytes;
@@ -62,13 +65,88 @@ async fn post_body_from_a_stream_and_a_reader() {
     );
 }
 
+/// A reader over `data` that stays open after it: a unix socket whose write end a
+/// thread holds until the returned sender is dropped (as a pipe, or the standard input
+/// of a process that has not exited).
+fn open_reader(data: &[u8]) -> (tokio::net::UnixStream, OpenWriter) {
+    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    reader.set_nonblocking(true).unwrap();
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let data = data.to_vec();
+    let feeder = std::thread::spawn(move || {
+        std::io::Write::write_all(&mut writer, &data).unwrap();
+        let _ = wait_done.recv();
+    });
+    let reader = tokio::net::UnixStream::from_std(reader).unwrap();
+    (reader, OpenWriter(Some((done, feeder))))
+}
+
+/// Holds the write end of an [`open_reader`] open; dropping it closes it.
+struct OpenWriter(Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
+
+impl Drop for OpenWriter {
+    fn drop(&mut self) {
+        if let Some((done, feeder)) = self.0.take() {
+            drop(done);
+            let _ = feeder.join();
+        }
+    }
+}
+
+/// A body reader with exactly the declared bytes that stays open after them is read up
+/// to those bytes and no further, and the body is ended there: php-fpm echoes it within
+/// 2 s, and a server that reads the body to its end (the empty `STDIN` record) before
+/// it answers does so at once, not after its 2 s wait for an end that never came. Each
+/// request is bounded at 5 s.
+#[tokio::test]
+async fn body_reader_that_stays_open_after_its_bytes_completes() {
+    let fpm = PhpFpm::shared();
+    let client = unix_client(fpm);
+    let body = random_bytes(300 * 1024 + 7, 7);
+    let (reader, _writer) = open_reader(&body);
+    let request = Request::new(fpm.params("POST", "echo.php", ""))
+        .body(Body::from_reader(reader, body.len() as u64));
+    let start = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .expect("the request waits for the reader's end")
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(
+        response.header("x-body-sha256"),
+        Some(hex_sha256(&body).as_str())
+    );
+    assert_eq!(&response.body[..], &body[..]);
+
+    let server = Hostile::start(&hostile::reads_the_body_to_its_end());
+    let to_server = Client::with_upstreams(
+        [Address::Unix(server.socket().to_path_buf())],
+        Options::default(),
+    )
+    .unwrap();
+    let (reader, _writer) = open_reader(&body[..1000]);
+    let request =
+        Request::new(fpm.params("POST", "echo.php", "")).body(Body::from_reader(reader, 1000));
+    let start = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), to_server.request(request))
+        .await
+        .expect("the request waits for the reader's end")
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed < hostile::REQUEST_READ_TIMEOUT / 2, "{elapsed:?}");
+    assert_eq!(&response.body[..], hostile::BODY);
+}
+
 #[tokio::test]
 async fn close_idle_frees_the_kept_connections() {
     let fpm = PhpFpm::shared();
     let client = unix_client(fpm);
+    // Two requests in flight together (a quick one can end before the second starts,
+    // which then takes its kept connection), so two connections are kept.
     let (a, b) = tokio::join!(
-        client.request(get(fpm, "hello.php", "")),
-        client.request(get(fpm, "hello.php", ""))
+        client.request(get(fpm, "sleep.php", "ms=100")),
+        client.request(get(fpm, "sleep.php", "ms=100"))
     );
     assert_eq!((a.unwrap().status, b.unwrap().status), (200, 200));
     assert_eq!(client.idle_connections(), 2);

@@ -359,6 +359,7 @@ macro_rules! conformance_suite {
             master_restarted_fails_the_request_in_flight_then_the_next_succeeds,
             write_timeout_when_the_server_stops_reading,
             connect_timeout_on_an_unanswered_connect,
+            unix_connect_to_a_full_backlog_fails_at_once,
             connect_timeout_covers_waiting_for_a_pool_slot,
             full_duplex_output_before_input_does_not_deadlock,
             sixty_four_tasks_share_eight_connections,
@@ -374,6 +375,7 @@ macro_rules! conformance_suite {
             flup_timeouts_fail_one_request_and_spare_the_others,
             flup_a_full_connection_spills_onto_another,
             flup_a_broken_connection_fails_every_request_on_it,
+            silent_get_values_never_holds_a_request_back,
             php_fpm_with_multiplex_keeps_one_request_per_connection
         );
     };

@@ -14,7 +14,8 @@ use super::{
     Scenario, Settings, TestBody, TestClient, TestRequest,
 };
 use crate::hostile::{self, Got, Hostile};
-use crate::{fill_large_body, hex_sha256, large_body, random_bytes, Flup, PhpFpm};
+use crate::silent::{self, Silent};
+use crate::{fill_large_body, hex_sha256, large_body, random_bytes, Flup, FullBacklog, PhpFpm};
 
 /// Every scenario, in the suite's order.
 pub const ALL: &[Scenario] = &[
@@ -44,6 +45,7 @@ pub const ALL: &[Scenario] = &[
     master_restarted_fails_the_request_in_flight_then_the_next_succeeds::SCENARIO,
     write_timeout_when_the_server_stops_reading::SCENARIO,
     connect_timeout_on_an_unanswered_connect::SCENARIO,
+    unix_connect_to_a_full_backlog_fails_at_once::SCENARIO,
     connect_timeout_covers_waiting_for_a_pool_slot::SCENARIO,
     full_duplex_output_before_input_does_not_deadlock::SCENARIO,
     sixty_four_tasks_share_eight_connections::SCENARIO,
@@ -59,6 +61,7 @@ pub const ALL: &[Scenario] = &[
     flup_timeouts_fail_one_request_and_spare_the_others::SCENARIO,
     flup_a_full_connection_spills_onto_another::SCENARIO,
     flup_a_broken_connection_fails_every_request_on_it::SCENARIO,
+    silent_get_values_never_holds_a_request_back::SCENARIO,
     php_fpm_with_multiplex_keeps_one_request_per_connection::SCENARIO,
 ];
 
@@ -835,6 +838,38 @@ scenario!(
 );
 
 scenario!(
+    /// A unix socket whose listen queue is full (a server that accepts nothing more)
+    /// fails the request at once, with or without a connect timeout: a connect error
+    /// that names the address, with the kernel's `EAGAIN` (`WouldBlock`) as its source,
+    /// as nginx answers 502 at once. A unix connect has nothing to wait for that a
+    /// timeout could end, so no adapter waits for room.
+    unix_connect_to_a_full_backlog_fails_at_once, &[], Isolation::Shared, |a| {
+        let full = FullBacklog::start();
+        let address = Address::Unix(full.socket().to_path_buf());
+        // 1 s, and the adapter's default (10 s).
+        for connect_timeout in [Some(Duration::from_secs(1)), None] {
+            let settings = Settings { connect_timeout, ..Settings::default() };
+            let c = client(a, address.clone(), settings);
+            let start = Instant::now();
+            let err = c.request(TestRequest::new(Params::new())).await.unwrap_err();
+            let elapsed = start.elapsed();
+            assert!(
+                elapsed < Duration::from_secs(2),
+                "{}, connect timeout {connect_timeout:?}: failed after {elapsed:?}: {err:?}",
+                a.name()
+            );
+            match &err {
+                ClientError::Connect { source, .. } => {
+                    assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock, "{err:?}")
+                }
+                other => panic!("{}: want a connect error, got {other:?}", a.name()),
+            }
+            assert!(err.to_string().contains(&address.to_string()), "{err}");
+        }
+    }
+);
+
+scenario!(
     /// With one connection allowed and in use, a second request waits for the slot
     /// within the connect timeout, then fails naming its own phase (a saturated pool,
     /// not a dead server); the slot's connection is reused afterwards.
@@ -1436,6 +1471,50 @@ scenario!(
         assert_eq!(c.open_connections(), 0);
         let err = c.request(flup_request("GET", "/hello")).await.unwrap_err();
         assert!(err.is_connect(), "{err:?}");
+    }
+);
+
+scenario!(
+    /// A server that never answers GET_VALUES (it holds the probe's connection for 3 s,
+    /// then drops it) and closes every connection after END_REQUEST. With multiplexing
+    /// asked for, a 1 s connect timeout (the probe's bound) and a 1 s total timeout, 52
+    /// requests, 4 at a time, all succeed one per connection and none waits for the
+    /// probe: each takes well under its bound. After the probe gave up, requests go on.
+    silent_get_values_never_holds_a_request_back, &[Need::Multiplexing], Isolation::Shared, |a| {
+        let server = Silent::start(Duration::from_secs(3));
+        let settings = Settings {
+            connect_timeout: Some(Duration::from_secs(1)),
+            total_timeout: Some(Duration::from_secs(1)),
+            max_connections: Some(4),
+            ..multiplexed()
+        };
+        let c = client(a, Address::Unix(server.socket().to_path_buf()), settings);
+        let c = &*c;
+        let request = || TestRequest::new(ParamsBuilder::get("/srv/hello.php", "/hello.php").build().expect("params"));
+        let slowest = Cell::new(Duration::ZERO);
+        let slowest = &slowest;
+        let round = |n: usize| {
+            join_all((0..4).map(|_| {
+                Box::pin(async move {
+                    for _ in 0..n {
+                        let start = Instant::now();
+                        let r = ok(c, request(), "hello").await;
+                        assert_eq!((r.status, &r.body[..]), (200, silent::BODY));
+                        slowest.set(slowest.get().max(start.elapsed()));
+                    }
+                }) as LocalFuture<'_, ()>
+            }).collect())
+        };
+        round(13).await;
+        assert_eq!(server.requests_served(), 52);
+        assert_eq!(server.probes_seen(), 1, "one probe at a time");
+        assert!(slowest.get() < Duration::from_millis(500), "a request took {:?}", slowest.get());
+        // The probe gives up after its 1 s bound; requests carry on one per connection.
+        c.discover_multiplexing().await;
+        round(2).await;
+        assert_eq!(server.requests_served(), 60);
+        assert!(slowest.get() < Duration::from_millis(500), "a request took {:?}", slowest.get());
+        assert_eq!(c.connections_opened(), 60, "the server closes each connection");
     }
 );
 
