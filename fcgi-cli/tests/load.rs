@@ -563,3 +563,72 @@ fn multiplex_shares_one_connection_with_flup() {
     let opened = run.opened();
     assert!((2..=4).contains(&opened), "{opened} connections opened");
 }
+
+/// The `max` of the summary's latency line, in milliseconds.
+fn max_latency_ms(run: &Run) -> f64 {
+    let latency = run.line("latency");
+    latency
+        .rsplit_once("max ")
+        .and_then(|(_, max)| max.strip_suffix(" ms"))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no max in {latency:?}"))
+}
+
+#[test]
+fn multiplex_against_a_server_that_never_answers_get_values() {
+    // The server holds the GET_VALUES connection for 3 s, then drops it, and closes
+    // every connection after END_REQUEST: the probe gives up after --timeout (2 s),
+    // before the run starts, and no request ever waits for it.
+    let server = fcgi_testkit::silent::Silent::start(Duration::from_secs(3));
+    let socket = path_str(server.socket());
+    let run = fcgi(&[
+        "--multiplex",
+        "--timeout",
+        "2",
+        "-n",
+        "50",
+        "-c",
+        "4",
+        &socket,
+        "/srv/hello.php",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 50);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.line("statuses"), "200 x 50");
+    assert_eq!(
+        run.line("connections"),
+        "50 opened, at most 4, not multiplexed (no answer to GET_VALUES)"
+    );
+    assert_eq!(server.requests_served(), 50);
+    assert!(server.probes_seen() >= 1);
+    // No request waited for the probe's 2 s bound.
+    assert!(max_latency_ms(&run) < 1000.0, "{}", run.line("latency"));
+}
+
+#[test]
+fn a_long_multiplex_run_has_no_stall_from_the_probe() {
+    // Long enough for the client to ask GET_VALUES again in the background (5 s after
+    // the first probe gave up at 1 s): requests still never wait for a probe.
+    let server = fcgi_testkit::silent::Silent::start(Duration::from_secs(3));
+    let socket = path_str(server.socket());
+    let run = fcgi(&[
+        "--multiplex",
+        "--timeout",
+        "1",
+        "-n",
+        "50000",
+        "-c",
+        "4",
+        &socket,
+        "/srv/hello.php",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.errors(), 0);
+    // About 10 s here: the second probe ran during the run.
+    assert!(
+        server.probes_seen() >= 2,
+        "one probe: the run ended before the client asked again"
+    );
+    assert!(max_latency_ms(&run) < 500.0, "{}", run.line("latency"));
+}
