@@ -563,6 +563,38 @@ async fn upstream_failures_are_502_and_504_without_detail() {
     assert_eq!(got.body, "Gateway Timeout\n");
 }
 
+/// A record after END_REQUEST, read with it: the response had arrived whole, so the
+/// visitor gets it (200 and its body, not a 502); the broken connection is closed.
+#[tokio::test]
+async fn a_record_after_end_request_spares_the_response() {
+    let case = fcgi_testkit::hostile::cases()
+        .into_iter()
+        .find(|c| c.name == "stdout_after_end_request")
+        .expect("the hostile case");
+    let hostile = fcgi_testkit::hostile::Hostile::start(&case);
+    let client = Client::with_upstreams(
+        [Address::Unix(hostile.socket().to_path_buf())],
+        Options::default(),
+    )
+    .unwrap();
+    std::fs::write(
+        fpm().docroot().join("gw_hostile.php"),
+        "<?php // served by the hostile server",
+    )
+    .unwrap();
+    let root = ScriptConfig::new(fpm().docroot().to_str().unwrap());
+    let server = serve(Gateway::new(client.clone(), root).unwrap()).await;
+    let got = get(&server, "/gw_hostile.php").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-type"), Some("text/plain"));
+    assert_eq!(got.body, fcgi_testkit::hostile::BODY);
+    until(&client, "the broken connection closed", |c| {
+        c.open_connections() == 0
+    })
+    .await;
+    assert_eq!(client.idle_connections(), 0);
+}
+
 /// The tower Service as axum would call it: any body type, `PeerAddrs` from the
 /// request's extensions, scripts resolved from the path alone.
 #[tokio::test]
