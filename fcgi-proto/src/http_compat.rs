@@ -28,7 +28,8 @@ impl<'a> ParamsBuilder<'a> {
     /// ```
     pub fn from_http(parts: &'a http::request::Parts) -> Self {
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut builder = ParamsBuilder::new(parts.method.as_str(), target);
+        let mut builder =
+            ParamsBuilder::new(parts.method.as_str(), target).reserve_headers(parts.headers.len());
         for (name, value) in &parts.headers {
             if name == http::header::TRANSFER_ENCODING {
                 continue;

@@ -443,6 +443,84 @@ fn header_policy() {
     assert_eq!(p.get("HTTP_X_USER_ID"), Some(&b"alice"[..]));
 }
 
+/// The policy governs every header, added before or after it is set; the last policy set
+/// is the one applied.
+#[test]
+fn header_policy_set_after_headers_still_applies() {
+    let headers = |b: ParamsBuilder<'static>| {
+        b.header("X-User_Id", "7")
+            .header("Proxy", "http://proxy.example:3128/")
+            .header("X.Dot", "never")
+    };
+    let mut open = HeaderPolicy::default();
+    open.allow_underscores = true;
+    open.drop_proxy = false;
+
+    let p = headers(ParamsBuilder::new("GET", "/"))
+        .header_policy(open)
+        .build()
+        .unwrap();
+    assert_eq!(p.get("HTTP_X_USER_ID"), Some(&b"7"[..]));
+    assert_eq!(
+        p.get("HTTP_PROXY"),
+        Some(&b"http://proxy.example:3128/"[..])
+    );
+    assert!(!names(&p).iter().any(|n| n.contains("DOT")), "{p:?}");
+
+    // Set before, between and after: the same params.
+    let before = headers(ParamsBuilder::new("GET", "/").header_policy(open));
+    let between = ParamsBuilder::new("GET", "/")
+        .header("X-User_Id", "7")
+        .header_policy(open)
+        .header("Proxy", "http://proxy.example:3128/")
+        .header("X.Dot", "never");
+    assert_eq!(before.build().unwrap(), p);
+    assert_eq!(between.build().unwrap(), p);
+
+    // By default, and when a later call sets the default back, both are dropped.
+    for p in [
+        headers(ParamsBuilder::new("GET", "/")).build().unwrap(),
+        headers(ParamsBuilder::new("GET", "/").header_policy(open))
+            .header_policy(HeaderPolicy::default())
+            .build()
+            .unwrap(),
+    ] {
+        assert!(!names(&p).iter().any(|n| n.starts_with("HTTP_")), "{p:?}");
+    }
+
+    // Each flag alone.
+    let mut underscores = HeaderPolicy::default();
+    underscores.allow_underscores = true;
+    let p = headers(ParamsBuilder::new("GET", "/"))
+        .header_policy(underscores)
+        .build()
+        .unwrap();
+    assert_eq!(p.get("HTTP_X_USER_ID"), Some(&b"7"[..]));
+    assert!(!p.contains("HTTP_PROXY"));
+    let mut proxy_ok = HeaderPolicy::default();
+    proxy_ok.drop_proxy = false;
+    let p = headers(ParamsBuilder::new("GET", "/"))
+        .header_policy(proxy_ok)
+        .build()
+        .unwrap();
+    assert!(!p.contains("HTTP_X_USER_ID"));
+    assert_eq!(
+        p.get("HTTP_PROXY"),
+        Some(&b"http://proxy.example:3128/"[..])
+    );
+
+    // Spellings that fold into one name join in the order given, whenever the policy
+    // that lets them through was set.
+    let p = ParamsBuilder::new("GET", "/")
+        .header("X-A", "1")
+        .header("X_A", "2")
+        .header("x-a", "3")
+        .header_policy(underscores)
+        .build()
+        .unwrap();
+    assert_eq!(p.get("HTTP_X_A"), Some(&b"1, 2, 3"[..]));
+}
+
 #[test]
 fn forbidden_bytes_in_headers_are_errors() {
     for (name, value, error) in [
@@ -811,6 +889,7 @@ fn split_path_security_cases() {
 #[cfg(feature = "http")]
 mod http_feature {
     use bytes::Bytes;
+    use fcgi_proto::params::HeaderPolicy;
     use fcgi_proto::response::HeadParser;
     use fcgi_proto::{ParamError, ParamsBuilder, ResponseHead};
 
@@ -904,6 +983,33 @@ mod http_feature {
             .unwrap()
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn header_policy_after_from_http_applies() {
+        let parts = request(
+            http::Request::get("/server.php")
+                .header("x-user_id", "7")
+                .header("proxy", "http://proxy.example:3128/")
+                .header("x-trace", "t"),
+        );
+        let mut policy = HeaderPolicy::default();
+        policy.allow_underscores = true;
+        policy.drop_proxy = false;
+        let p = ParamsBuilder::from_http(&parts)
+            .header_policy(policy)
+            .build()
+            .unwrap();
+        assert_eq!(p.get("HTTP_X_USER_ID"), Some(&b"7"[..]));
+        assert_eq!(
+            p.get("HTTP_PROXY"),
+            Some(&b"http://proxy.example:3128/"[..])
+        );
+        assert_eq!(p.get("HTTP_X_TRACE"), Some(&b"t"[..]));
+
+        let p = ParamsBuilder::from_http(&parts).build().unwrap();
+        assert!(!p.contains("HTTP_X_USER_ID") && !p.contains("HTTP_PROXY"));
+        assert_eq!(p.get("HTTP_X_TRACE"), Some(&b"t"[..]));
     }
 
     #[test]

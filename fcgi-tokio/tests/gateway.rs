@@ -522,6 +522,63 @@ async fn underscore_and_proxy_headers_are_not_passed_on() {
     assert!(!text.contains("TRANSFER_ENCODING"), "{text}");
 }
 
+/// `ServiceOptions::header_policy` reaches PHP, through the gateway and through the tower
+/// service alike: with underscores allowed and `Proxy` kept, `X-User_Id` arrives as
+/// `HTTP_X_USER_ID` and `Proxy` as `HTTP_PROXY`, exactly; with the default options neither
+/// arrives.
+///
+/// PHP guards against httpoxy itself: it removes `HTTP_PROXY` from `$_SERVER` (and
+/// `getenv`) unless php-fpm's own environment sets it. `getallheaders()` is built by
+/// php-fpm from the `HTTP_*` params as received, so it shows whether the param was sent.
+#[tokio::test]
+async fn header_policy_option_reaches_php() {
+    use tower_service::Service;
+    fpm().write_script(
+        "gw_policy.php",
+        r#"<?php
+$show = fn ($a, $k) => array_key_exists($k, $a) ? '[' . $a[$k] . ']' : 'unset';
+$params = array_change_key_case(getallheaders(), CASE_UPPER);
+echo '$_SERVER HTTP_X_USER_ID=', $show($_SERVER, 'HTTP_X_USER_ID'), "\n";
+echo 'param HTTP_PROXY=', $show($params, 'PROXY'), "\n";
+echo '$_SERVER HTTP_PROXY=', $show($_SERVER, 'HTTP_PROXY'), "\n";
+"#,
+    );
+    let mut open = ServiceOptions::default();
+    open.header_policy.allow_underscores = true;
+    open.header_policy.drop_proxy = false;
+    let passed = "$_SERVER HTTP_X_USER_ID=[42]\n\
+                  param HTTP_PROXY=[http://proxy.example:3128/]\n\
+                  $_SERVER HTTP_PROXY=unset\n";
+    let dropped = "$_SERVER HTTP_X_USER_ID=unset\n\
+                   param HTTP_PROXY=unset\n\
+                   $_SERVER HTTP_PROXY=unset\n";
+    let request = || {
+        Request::get("/gw_policy.php")
+            .header("X-User_Id", "42")
+            .header("Proxy", "http://proxy.example:3128/")
+    };
+    let root = || ScriptConfig::new(fpm().docroot().to_str().unwrap());
+
+    for (options, expected) in [(open, passed), (ServiceOptions::default(), dropped)] {
+        let gateway =
+            Gateway::with_options(fcgi_client(Options::default()), root(), options.clone())
+                .unwrap();
+        let got = send(&serve(gateway).await, request(), empty()).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.text(), expected, "gateway, {:?}", options.header_policy);
+
+        let mut service =
+            FastCgiService::with_options(fcgi_client(Options::default()), root(), options.clone());
+        let response = service
+            .call(request().body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, expected, "service, {:?}", options.header_policy);
+    }
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_from_php_are_dropped() {
     let server = serve(gateway()).await;
