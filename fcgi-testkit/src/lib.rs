@@ -159,9 +159,13 @@ mod body;
 pub mod conformance;
 pub mod flup;
 pub mod hostile;
+pub mod libfcgi;
+pub mod native;
 mod process;
 mod scripts;
 pub mod silent;
+#[cfg(test)]
+mod wire;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -178,6 +182,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use backlog::{FullBacklog, RELEASE_AFTER};
 pub use body::{fill_large_body, hex_sha256, large_body, random_bytes};
 pub use flup::{flup_venv, Flup, FlupBuilder};
+pub use libfcgi::Libfcgi;
 
 /// Workers per pool when [`Builder::max_children`] is not called.
 pub const DEFAULT_MAX_CHILDREN: u32 = 4;

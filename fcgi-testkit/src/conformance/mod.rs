@@ -1,6 +1,7 @@
 //! The conformance suite: one list of scenarios, each written once, that every adapter
 //! (fcgi-blocking, fcgi-tokio, fcgi-async-std on async-std and on smol) runs against a
-//! real php-fpm, a real flup and the scripted hostile server.
+//! real php-fpm, a real flup, a responder on libfcgi (the reference C library) and the
+//! scripted hostile server.
 //!
 //! An adapter takes part by implementing [`Adapter`] and [`TestClient`] in a test file
 //! of its own crate and calling [`conformance_suite!`](crate::conformance_suite) there,
@@ -376,7 +377,14 @@ macro_rules! conformance_suite {
             flup_a_full_connection_spills_onto_another,
             flup_a_broken_connection_fails_every_request_on_it,
             silent_get_values_never_holds_a_request_back,
-            php_fpm_with_multiplex_keeps_one_request_per_connection
+            php_fpm_with_multiplex_keeps_one_request_per_connection,
+            libfcgi_hello_with_every_header,
+            libfcgi_echo_sizes_with_sha256_on_one_kept_connection,
+            libfcgi_three_set_cookie_in_order_with_404,
+            libfcgi_stderr_apart_from_stdout,
+            libfcgi_fifty_megabytes_streamed_with_a_checksum,
+            libfcgi_get_values_waits_for_bytes_that_never_come,
+            libfcgi_with_multiplex_asked_serves_one_request_per_connection
         );
     };
     (@each $adapter:expr; $($name:ident),* $(,)?) => {

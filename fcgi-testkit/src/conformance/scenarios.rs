@@ -1,6 +1,7 @@
 //! The scenarios, each a `pub mod` with its `SCENARIO`, in the order the suite lists
 //! them: plain requests against php-fpm, memory, the hostile server, fault drills, then
-//! what needs a pool, cancellation, full duplex or multiplexing.
+//! what needs a pool, cancellation, full duplex or multiplexing; then, from files of
+//! their own, the scenarios against the other server lineages (libfcgi).
 
 use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, TcpListener};
@@ -63,6 +64,13 @@ pub const ALL: &[Scenario] = &[
     flup_a_broken_connection_fails_every_request_on_it::SCENARIO,
     silent_get_values_never_holds_a_request_back::SCENARIO,
     php_fpm_with_multiplex_keeps_one_request_per_connection::SCENARIO,
+    libfcgi_hello_with_every_header::SCENARIO,
+    libfcgi_echo_sizes_with_sha256_on_one_kept_connection::SCENARIO,
+    libfcgi_three_set_cookie_in_order_with_404::SCENARIO,
+    libfcgi_stderr_apart_from_stdout::SCENARIO,
+    libfcgi_fifty_megabytes_streamed_with_a_checksum::SCENARIO,
+    libfcgi_get_values_waits_for_bytes_that_never_come::SCENARIO,
+    libfcgi_with_multiplex_asked_serves_one_request_per_connection::SCENARIO,
 ];
 
 // ---- helpers shared by the scenarios ----
@@ -1544,3 +1552,9 @@ scenario!(
         assert!(c.open_connections() <= 3);
     }
 );
+
+// ---- other server lineages, in files of their own ----
+
+#[path = "libfcgi.rs"]
+mod libfcgi_scenarios;
+pub use libfcgi_scenarios::*;
