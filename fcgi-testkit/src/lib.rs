@@ -21,6 +21,10 @@
 //!
 //! It also runs a private [`Flup`] (Python's flup), a server that multiplexes requests on
 //! one connection, with routes that mirror the PHP scripts: see the [`flup`] module.
+//! Two more server lineages serve the same routes, built from source at test time (see
+//! [`native`]): [`Libfcgi`], a responder on the reference C library (see the [`libfcgi`]
+//! module), and [`GoFcgi`], a server on Go's `net/http/fcgi`, which multiplexes (see the
+//! [`gofcgi`] module).
 //!
 //! # Finding php-fpm
 //!
@@ -158,6 +162,7 @@ mod backlog;
 mod body;
 pub mod conformance;
 pub mod flup;
+pub mod gofcgi;
 pub mod hostile;
 pub mod libfcgi;
 pub mod native;
@@ -182,6 +187,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use backlog::{FullBacklog, RELEASE_AFTER};
 pub use body::{fill_large_body, hex_sha256, large_body, random_bytes};
 pub use flup::{flup_venv, Flup, FlupBuilder};
+pub use gofcgi::GoFcgi;
 pub use libfcgi::Libfcgi;
 
 /// Workers per pool when [`Builder::max_children`] is not called.

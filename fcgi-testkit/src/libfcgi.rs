@@ -75,7 +75,7 @@
 //!
 //! # Stopping
 //!
-//! As for every server built from source (see [`native`](crate::native)): the program
+//! As for every server built from source (see [`crate::native`]): the program
 //! exits, removing its directory, when its standard input (a pipe held by this
 //! process) closes; a stop waits for it and kills it by its pid after 5 seconds.
 

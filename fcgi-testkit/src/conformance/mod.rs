@@ -1,7 +1,7 @@
 //! The conformance suite: one list of scenarios, each written once, that every adapter
 //! (fcgi-blocking, fcgi-tokio, fcgi-async-std on async-std and on smol) runs against a
-//! real php-fpm, a real flup, a responder on libfcgi (the reference C library) and the
-//! scripted hostile server.
+//! real php-fpm, a real flup, a responder on libfcgi (the reference C library), a server
+//! on Go's net/http/fcgi and the scripted hostile server.
 //!
 //! An adapter takes part by implementing [`Adapter`] and [`TestClient`] in a test file
 //! of its own crate and calling [`conformance_suite!`](crate::conformance_suite) there,
@@ -384,7 +384,14 @@ macro_rules! conformance_suite {
             libfcgi_stderr_apart_from_stdout,
             libfcgi_fifty_megabytes_streamed_with_a_checksum,
             libfcgi_get_values_waits_for_bytes_that_never_come,
-            libfcgi_with_multiplex_asked_serves_one_request_per_connection
+            libfcgi_with_multiplex_asked_serves_one_request_per_connection,
+            gofcgi_hello_with_every_header,
+            gofcgi_echo_sizes_with_sha256_on_one_kept_connection,
+            gofcgi_three_set_cookie_in_order_with_404,
+            gofcgi_stderr_only_for_params_go_cannot_read,
+            gofcgi_fifty_megabytes_streamed_with_a_checksum,
+            gofcgi_get_values_answers_mpxs_conns_1,
+            gofcgi_hundred_concurrent_sleeps_share_one_connection
         );
     };
     (@each $adapter:expr; $($name:ident),* $(,)?) => {

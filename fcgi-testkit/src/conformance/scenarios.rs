@@ -1,7 +1,7 @@
 //! The scenarios, each a `pub mod` with its `SCENARIO`, in the order the suite lists
 //! them: plain requests against php-fpm, memory, the hostile server, fault drills, then
 //! what needs a pool, cancellation, full duplex or multiplexing; then, from files of
-//! their own, the scenarios against the other server lineages (libfcgi).
+//! their own, the scenarios against the other server lineages (libfcgi, Go).
 
 use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, TcpListener};
@@ -71,6 +71,13 @@ pub const ALL: &[Scenario] = &[
     libfcgi_fifty_megabytes_streamed_with_a_checksum::SCENARIO,
     libfcgi_get_values_waits_for_bytes_that_never_come::SCENARIO,
     libfcgi_with_multiplex_asked_serves_one_request_per_connection::SCENARIO,
+    gofcgi_hello_with_every_header::SCENARIO,
+    gofcgi_echo_sizes_with_sha256_on_one_kept_connection::SCENARIO,
+    gofcgi_three_set_cookie_in_order_with_404::SCENARIO,
+    gofcgi_stderr_only_for_params_go_cannot_read::SCENARIO,
+    gofcgi_fifty_megabytes_streamed_with_a_checksum::SCENARIO,
+    gofcgi_get_values_answers_mpxs_conns_1::SCENARIO,
+    gofcgi_hundred_concurrent_sleeps_share_one_connection::SCENARIO,
 ];
 
 // ---- helpers shared by the scenarios ----
@@ -1558,3 +1565,7 @@ scenario!(
 #[path = "libfcgi.rs"]
 mod libfcgi_scenarios;
 pub use libfcgi_scenarios::*;
+
+#[path = "gofcgi.rs"]
+mod gofcgi_scenarios;
+pub use gofcgi_scenarios::*;
