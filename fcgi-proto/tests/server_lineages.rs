@@ -2,9 +2,9 @@
 //! byte for byte, fed to `fcgi_proto::Connection`, with the events the core gives.
 //!
 //! Each case is written from reading the library's source (the function is named in the
-//! case's documentation) and, for php-fpm 8.2, libfcgi 2.4.2 and Go 1.19, from the bytes
-//! the running server wrote (see fcgi-testkit's `libfcgi` and `gofcgi` modules, whose
-//! tests capture them). The libraries differ in four ways that matter to a client:
+//! case's documentation) and, for php-fpm 8.2, libfcgi 2.4.2, Go 1.19 and uWSGI 2.0.21,
+//! from the bytes the running server wrote (fcgi-testkit's `libfcgi` and `gofcgi`
+//! modules capture them in their tests). The libraries differ in four ways that matter to a client:
 //!
 //! | library | `GET_VALUES` answer | stream ends | keep-alive |
 //! |---|---|---|---|
@@ -583,7 +583,9 @@ fn tokio_fastcgi_end_of_request_with_an_empty_stderr_always() {
 /// uWSGI's FastCGI socket (`proto/fastcgi.c`, `uwsgi_proto_fastcgi_parser`: "PARAMS ?
 /// (ignore other types)") reads only `PARAMS` and `STDIN`: `GET_VALUES` gets neither an
 /// answer nor `UNKNOWN_TYPE`. A client that waits for one waits until its timeout; the
-/// connection ends without the answer, which the core reports.
+/// connection ends without the answer, which the core reports. (uWSGI 2.0.21 sent
+/// nothing in 2 s, and served a request sent after the `GET_VALUES` as if it were not
+/// there.)
 #[test]
 fn uwsgi_never_answers_get_values() {
     let mut conn = asked();
@@ -598,7 +600,9 @@ fn uwsgi_never_answers_get_values() {
 /// `STDOUT` and `END_REQUEST` (app status 0, complete) with the request id patched in,
 /// then `uwsgi_proto_base_close` closes the connection whatever `FCGI_KEEP_CONN` said
 /// (the parser never reads `BEGIN_REQUEST`'s flags). `STDOUT` records are not padded.
-/// The core ends the request, then takes the end of input as a clean close.
+/// The core ends the request, then takes the end of input as a clean close. Bytes as
+/// uWSGI 2.0.21 (Debian 12, its python3 plugin) wrote them for a request that asked
+/// to keep the connection.
 #[test]
 fn uwsgi_closes_after_every_request() {
     let mut input = record0(
