@@ -160,8 +160,10 @@ fn serve(mut stream: UnixStream, hold: Duration, counts: &Counts) -> io::Result<
                     id,
                     &end_request_body(0, ProtocolStatus::REQUEST_COMPLETE),
                 ));
-                stream.write_all(&reply)?;
+                // Counted before the answer goes out: a client that has its answer sees
+                // the count.
                 counts.requests.fetch_add(1, Ordering::SeqCst);
+                stream.write_all(&reply)?;
                 // Whatever FCGI_KEEP_CONN said.
                 return Ok(());
             }
