@@ -141,6 +141,9 @@ const MAX_INPUT_BUFFER_LEN: usize = 256 * 1024;
 /// Below this much free room, [`Connection::input_buffer`] starts a fresh buffer rather
 /// than offer a short read.
 const MIN_INPUT_ROOM: usize = 8 * 1024;
+/// How many ended aborted requests are remembered, so that their late records are
+/// dropped (see `Connection::ended_aborts`).
+const ENDED_ABORTS: usize = 64;
 /// Body chunks below this size are copied next to their record header, so that a small
 /// request is one contiguous buffer (one write); larger ones are sent as they are.
 const COPY_BODY_BELOW: usize = 4 * 1024;
@@ -175,6 +178,11 @@ pub struct Connection {
     /// connection's life, so a late record of an ended request can never be taken for
     /// the next request's.
     next_id: u16,
+    /// Aborted requests the server has ended, most recent last (at most
+    /// [`ENDED_ABORTS`]): some servers (Go's net/http/fcgi) end an aborted request at
+    /// once and then write its handler's output and a second `END_REQUEST`. Records for
+    /// these ids are dropped, and the ids are not given to new requests meanwhile.
+    ended_aborts: VecDeque<u16>,
     events: VecDeque<Event>,
     event_bytes: usize,
     values_pending: usize,
@@ -218,6 +226,7 @@ impl Connection {
             scratch: BytesMut::new(),
             requests: Vec::new(),
             next_id: 1,
+            ended_aborts: VecDeque::new(),
             events: VecDeque::new(),
             event_bytes: 0,
             values_pending: 0,
@@ -322,7 +331,7 @@ impl Connection {
             .map(|k| {
                 ((u32::from(self.next_id) - 1 + u32::from(k)) % u32::from(u16::MAX)) as u16 + 1
             })
-            .find(|id| self.requests.iter().all(|r| r.id != *id))
+            .find(|id| self.requests.iter().all(|r| r.id != *id) && !self.ended_aborts.contains(id))
             .expect("fewer than 65535 requests are in flight (max_concurrent is a u16)");
         self.next_id = id % u16::MAX + 1;
         let flags = if self.config.keep_conn {
@@ -524,17 +533,19 @@ impl Connection {
         if size > MAX_CONTENT_LEN {
             return Err(UsageError::ValuesTooLarge(size).into());
         }
+        // At least one byte of padding, up to a multiple of 8: the reference C library
+        // (libfcgi) answers a management record only once more bytes follow it, and an
+        // unpadded GET_VALUES that ends on an 8-byte boundary waits unanswered.
+        let padding = 8 - size % 8;
         // `size` fits in one record, checked above.
-        put_header(
-            &mut self.scratch,
-            RecordType::GET_VALUES,
-            MANAGEMENT_ID,
-            size as u16,
-        );
+        let mut header = RecordHeader::new(RecordType::GET_VALUES, MANAGEMENT_ID, size as u16);
+        header.padding_length = padding as u8;
+        self.scratch.put_slice(&header.encode());
         for name in names {
             nv::encode_pair(&mut self.scratch, name.as_bytes(), b"")
                 .expect("names fit in one record, checked above");
         }
+        self.scratch.put_bytes(0, padding);
         self.values_pending += 1;
         Ok(())
     }
@@ -738,6 +749,14 @@ impl Connection {
             });
         }
         let Some(index) = self.requests.iter().position(|r| r.id == request_id) else {
+            if let Some(at) = self.ended_aborts.iter().position(|&i| i == request_id) {
+                // The late output of an aborted request that the server ended at once;
+                // its second END_REQUEST is the last of it.
+                if record_type == RecordType::END_REQUEST {
+                    self.ended_aborts.remove(at);
+                }
+                return Ok(());
+            }
             return Err(ProtocolError::UnknownRequest {
                 record_type,
                 request_id,
@@ -813,6 +832,12 @@ impl Connection {
                 debug_assert!(last);
                 let body = EndRequestBody::decode(&data)?;
                 let req = self.requests.swap_remove(index);
+                if req.aborted {
+                    if self.ended_aborts.len() == ENDED_ABORTS {
+                        self.ended_aborts.pop_front();
+                    }
+                    self.ended_aborts.push_back(req.id);
+                }
                 if let HeadState::Parsing(parser) = &req.head {
                     if parser.buffered() > 0 || body.protocol_status.is_complete() {
                         self.push_event(Event::HeadError {
