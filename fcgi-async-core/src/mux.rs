@@ -1043,12 +1043,14 @@ impl<R: Runtime> Driver<R> {
                     continue;
                 };
                 self.keys.remove(&slot.key);
-                if let Some(producer) = Self::detach(&mut self.live, &mut slot) {
-                    producer.push(Delivery::Event(event));
-                }
+                // The slot is free before its request learns that it ended: a request
+                // its caller sends next finds the room.
                 self.shared
                     .set_limit(usize::from(self.proto.max_concurrent_requests()));
                 self.shared.release();
+                if let Some(producer) = Self::detach(&mut self.live, &mut slot) {
+                    producer.push(Delivery::Event(event));
+                }
                 continue;
             }
             let Some(producer) = self.slots.get(&id).and_then(|s| s.producer.as_ref()) else {

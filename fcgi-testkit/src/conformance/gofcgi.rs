@@ -210,7 +210,7 @@ scenario!(
 );
 
 scenario!(
-    /// Go multiplexes: 100 concurrent `/sleep?ms=100` on a multiplexing client run at
+    /// Go multiplexes: after one request, 100 concurrent `/sleep?ms=100` on a multiplexing client run at
     /// the same time on one connection (Go advertises no `FCGI_MAX_REQS`; the client's
     /// default of 100 per connection applies), so they all take well under a second
     /// (about 0.11 s here). It runs alone: beside the suite's 256 MiB stream and
@@ -218,6 +218,9 @@ scenario!(
     gofcgi_hundred_concurrent_sleeps_share_one_connection, &[Need::Multiplexing], Isolation::Alone, |a| {
         let c = discovered(a, go_address(), multiplexed()).await;
         let c = &*c;
+        // A request that has ended has freed its slot by the time its caller has the
+        // response: the hundred that follow all fit on the one connection.
+        assert_eq!(ok(c, flup_request("GET", "/hello"), "hello").await.body, b"Hello, World!");
         let start = Instant::now();
         let tasks: Vec<LocalFuture<'_, ()>> = (0..100)
             .map(|_| {
