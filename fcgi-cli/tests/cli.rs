@@ -567,6 +567,29 @@ fn values_option() {
 }
 
 #[test]
+fn values_from_servers_of_other_lineages() {
+    // Go's net/http/fcgi ends its answer with an empty GET_VALUES_RESULT (exit 5 before
+    // the core took it as the end of the answer); libfcgi answers once bytes follow the
+    // record (a read timeout, exit 4, before the clients padded it).
+    let go = fcgi_testkit::gofcgi::GoFcgi::shared();
+    let run = fcgi(&["--timeout", "5", "--values", &path_str(go.unix_socket())]);
+    run.expect_ok();
+    assert_eq!(run.stdout_text(), "FCGI_MPXS_CONNS=1\n");
+    let libfcgi = fcgi_testkit::libfcgi::Libfcgi::shared();
+    let run = fcgi(&[
+        "--timeout",
+        "5",
+        "--values",
+        &path_str(libfcgi.unix_socket()),
+    ]);
+    run.expect_ok();
+    assert_eq!(
+        run.stdout_text(),
+        "FCGI_MAX_CONNS=1\nFCGI_MAX_REQS=1\nFCGI_MPXS_CONNS=0\n"
+    );
+}
+
+#[test]
 fn ping_option() {
     // The address may follow --ping directly.
     let run = fcgi(&["--ping", &sock()]);

@@ -632,3 +632,41 @@ fn a_long_multiplex_run_has_no_stall_from_the_probe() {
     );
     assert!(max_latency_ms(&run) < 500.0, "{}", run.line("latency"));
 }
+
+#[test]
+fn multiplex_over_one_connection_to_go() {
+    // Go's net/http/fcgi answers GET_VALUES with FCGI_MPXS_CONNS=1 and then an empty
+    // GET_VALUES_RESULT, which broke the discovery before: every request went one at a
+    // time over the one connection allowed (100 sleeps of 100 ms in flight took 10 s).
+    let go = fcgi_testkit::gofcgi::GoFcgi::shared();
+    let socket = path_str(go.unix_socket());
+    let run = fcgi(&[
+        "-n",
+        "400",
+        "-c",
+        "100",
+        "--connections",
+        "1",
+        "--multiplex",
+        "-q",
+        "ms=100",
+        &socket,
+        "/srv/sleep.php",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 400);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.line("statuses"), "200 x 400");
+    assert_eq!(run.line("connections"), "1 opened, at most 1, multiplexed");
+    // Four waves of 100 sleeps of 100 ms side by side: well under 4 s one after the
+    // other would take 40 s.
+    let secs: f64 = run
+        .line("requests")
+        .split(" in ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .expect("the run's duration");
+    assert!(secs < 2.0, "{}", run.line("requests"));
+    assert!(max_latency_ms(&run) < 1000.0, "{}", run.line("latency"));
+}
