@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fcgi_blocking::{Address, Client, Error, Options, Phase, Request};
@@ -50,26 +49,16 @@ fn body_reader_that_stays_open_after_its_bytes_completes() {
     let fpm = PhpFpm::shared();
     let mut client = Client::new(Address::Unix(fpm.unix_socket().to_path_buf())).unwrap();
     let data = random_bytes(300 * 1024 + 7, 7);
-    let (reader, mut writer) = UnixStream::pair().unwrap();
+    let (reader, writer) = fcgi_testkit::open_reader(&data);
     reader
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let (done, wait_done) = mpsc::channel::<()>();
-    let feeder = {
-        let data = data.clone();
-        std::thread::spawn(move || {
-            writer.write_all(&data).unwrap();
-            // The write end stays open until the test is done with the request.
-            let _ = wait_done.recv();
-        })
-    };
     let start = Instant::now();
     let request =
         Request::new(fpm.params("POST", "echo.php", "")).body_reader(reader, data.len() as u64);
     let response = client.request(request).unwrap();
     let elapsed = start.elapsed();
-    drop(done);
-    feeder.join().unwrap();
+    drop(writer);
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     assert_eq!(
         response.header("x-body-sha256"),

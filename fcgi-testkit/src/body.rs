@@ -1,4 +1,10 @@
-//! The deterministic body of `large.php`.
+//! Request and response bodies the tests share: the deterministic body of `large.php`,
+//! random bytes and their checksum, and a reader that stays open after its bytes.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -110,5 +116,45 @@ mod tests {
         let mut far = [0u8; 16];
         fill_large_body(16 * 0xabc_def0_1234, &mut far);
         assert_eq!(&far, b"0000abcdef01234\n");
+    }
+}
+
+/// A reader over `data` that stays open after it, as a pipe or the standard input of a
+/// process that has not exited: one end of a unix socket pair whose other end a thread
+/// writes `data` to and holds open until the returned [`OpenWriter`] is dropped. The
+/// async adapters' tests wrap it in their runtime's socket type (set it non-blocking
+/// first where the runtime asks for it).
+///
+/// ```
+/// use std::io::Read;
+///
+/// let (mut reader, writer) = fcgi_testkit::open_reader(b"abc");
+/// let mut got = [0; 3];
+/// reader.read_exact(&mut got).unwrap();
+/// assert_eq!(&got, b"abc");
+/// drop(writer); // now the reader sees its end
+/// assert_eq!(reader.read(&mut got).unwrap(), 0);
+/// ```
+pub fn open_reader(data: &[u8]) -> (UnixStream, OpenWriter) {
+    let (reader, mut writer) = UnixStream::pair().expect("a unix socket pair");
+    let (done, wait_done) = mpsc::channel::<()>();
+    let data = data.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = writer.write_all(&data);
+        let _ = wait_done.recv();
+    });
+    (reader, OpenWriter(Some((done, feeder))))
+}
+
+/// Holds the write end of an [`open_reader`] open; dropping it closes it.
+#[derive(Debug)]
+pub struct OpenWriter(Option<(mpsc::Sender<()>, JoinHandle<()>)>);
+
+impl Drop for OpenWriter {
+    fn drop(&mut self) {
+        if let Some((done, feeder)) = self.0.take() {
+            drop(done);
+            let _ = feeder.join();
+        }
     }
 }

@@ -185,7 +185,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use backlog::{FullBacklog, RELEASE_AFTER};
-pub use body::{fill_large_body, hex_sha256, large_body, random_bytes};
+pub use body::{fill_large_body, hex_sha256, large_body, open_reader, random_bytes, OpenWriter};
 pub use flup::{flup_venv, Flup, FlupBuilder};
 pub use gofcgi::GoFcgi;
 pub use libfcgi::Libfcgi;

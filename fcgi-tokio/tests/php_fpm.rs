@@ -65,32 +65,11 @@ async fn post_body_from_a_stream_and_a_reader() {
     );
 }
 
-/// A reader over `data` that stays open after it: a unix socket whose write end a
-/// thread holds until the returned sender is dropped (as a pipe, or the standard input
-/// of a process that has not exited).
-fn open_reader(data: &[u8]) -> (tokio::net::UnixStream, OpenWriter) {
-    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+/// [`fcgi_testkit::open_reader`] as a tokio socket.
+fn open_reader(data: &[u8]) -> (tokio::net::UnixStream, fcgi_testkit::OpenWriter) {
+    let (reader, writer) = fcgi_testkit::open_reader(data);
     reader.set_nonblocking(true).unwrap();
-    let (done, wait_done) = std::sync::mpsc::channel::<()>();
-    let data = data.to_vec();
-    let feeder = std::thread::spawn(move || {
-        std::io::Write::write_all(&mut writer, &data).unwrap();
-        let _ = wait_done.recv();
-    });
-    let reader = tokio::net::UnixStream::from_std(reader).unwrap();
-    (reader, OpenWriter(Some((done, feeder))))
-}
-
-/// Holds the write end of an [`open_reader`] open; dropping it closes it.
-struct OpenWriter(Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
-
-impl Drop for OpenWriter {
-    fn drop(&mut self) {
-        if let Some((done, feeder)) = self.0.take() {
-            drop(done);
-            let _ = feeder.join();
-        }
-    }
+    (tokio::net::UnixStream::from_std(reader).unwrap(), writer)
 }
 
 /// A body reader with exactly the declared bytes that stays open after them is read up
