@@ -325,14 +325,16 @@ impl Connection {
             });
         }
         let declared_len = params.content_length()?;
-        // The first id from `next_id` on (1 to 65535, then 1 again) that is not in
-        // flight: a kept connection uses 65535 ids before it repeats one.
-        let id = (0..u16::MAX)
-            .map(|k| {
-                ((u32::from(self.next_id) - 1 + u32::from(k)) % u32::from(u16::MAX)) as u16 + 1
-            })
+        // The first id from `next_id` on (1 to 65535, then 1 again) that is neither in
+        // flight nor an ended abort's: a kept connection uses 65535 ids before it repeats
+        // one.
+        let id = std::iter::successors(Some(self.next_id), |&id| Some(id % u16::MAX + 1))
+            .take(usize::from(u16::MAX))
             .find(|id| self.requests.iter().all(|r| r.id != *id) && !self.ended_aborts.contains(id))
-            .expect("fewer than 65535 requests are in flight (max_concurrent is a u16)");
+            .ok_or(LimitExceeded {
+                limit: Limit::ConcurrentRequests,
+                max: self.requests.len(),
+            })?;
         self.next_id = id % u16::MAX + 1;
         let flags = if self.config.keep_conn {
             FLAG_KEEP_CONN
