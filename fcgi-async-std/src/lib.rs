@@ -106,6 +106,10 @@
 //! serve both paths.
 
 #![forbid(unsafe_code)]
+// No `#![cfg_attr(docsrs, feature(doc_cfg))]` here, unlike fcgi-proto and fcgi-tokio: no
+// public item of this crate depends on a feature, and with it rustdoc would only mark
+// methods that `ResponseStream` gets from futures-lite's extension traits as "available
+// on crate feature `alloc`/`std` only": futures-lite's features, not this crate's.
 
 mod body;
 mod client;

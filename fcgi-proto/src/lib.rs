@@ -94,7 +94,7 @@
 //!   headers dropped) to `http::response::Parts`.
 
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
 pub mod client_error;

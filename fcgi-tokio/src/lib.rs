@@ -70,6 +70,7 @@
 //! `fcgi serve` command are thin server loops around the gateway.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod client;
