@@ -607,6 +607,37 @@ fn multiplex_against_a_server_that_never_answers_get_values() {
 }
 
 #[test]
+fn multiplex_against_uwsgi_which_never_answers_get_values() {
+    // The real server that behaves so: uWSGI in FastCGI mode sends nothing in answer to
+    // GET_VALUES (it holds the probe's connection for 8 s) and closes every connection
+    // after END_REQUEST. The probe gives up after --timeout (2 s), before the run
+    // starts, and no request ever waits for it.
+    let server = fcgi_testkit::Uwsgi::shared();
+    let socket = path_str(server.unix_socket());
+    let run = fcgi(&[
+        "--multiplex",
+        "--timeout",
+        "2",
+        "-n",
+        "50",
+        "-c",
+        "4",
+        &socket,
+        "/srv/hello.py",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 50);
+    assert_eq!(run.errors(), 0);
+    assert_eq!(run.line("statuses"), "200 x 50");
+    assert_eq!(
+        run.line("connections"),
+        "50 opened, at most 4, not multiplexed (no answer to GET_VALUES)"
+    );
+    // No request waited for the probe's 2 s bound.
+    assert!(max_latency_ms(&run) < 1000.0, "{}", run.line("latency"));
+}
+
+#[test]
 fn a_long_multiplex_run_has_no_stall_from_the_probe() {
     // Long enough for the client to ask GET_VALUES again in the background (5 s after
     // the first probe gave up at 1 s): requests still never wait for a probe.

@@ -24,7 +24,9 @@
 //! Two more server lineages serve the same routes, built from source at test time (see
 //! [`native`]): [`Libfcgi`], a responder on the reference C library (see the [`libfcgi`]
 //! module), and [`GoFcgi`], a server on Go's `net/http/fcgi`, which multiplexes (see the
-//! [`gofcgi`] module).
+//! [`gofcgi`] module). [`Uwsgi`] runs uWSGI in FastCGI mode (Debian's package, with a
+//! WSGI application of the same routes): a server that never answers `GET_VALUES` and
+//! closes every connection after `END_REQUEST` (see the [`uwsgi`] module).
 //!
 //! # Finding php-fpm
 //!
@@ -169,6 +171,7 @@ pub mod native;
 mod process;
 mod scripts;
 pub mod silent;
+pub mod uwsgi;
 #[cfg(test)]
 mod wire;
 
@@ -189,6 +192,7 @@ pub use body::{fill_large_body, hex_sha256, large_body, open_reader, random_byte
 pub use flup::{flup_venv, Flup, FlupBuilder};
 pub use gofcgi::GoFcgi;
 pub use libfcgi::Libfcgi;
+pub use uwsgi::Uwsgi;
 
 /// Workers per pool when [`Builder::max_children`] is not called.
 pub const DEFAULT_MAX_CHILDREN: u32 = 4;
@@ -216,7 +220,7 @@ const RESTART_PORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// pipe or died) makes it SIGTERM php-fpm; at end of input it also marks `$dir` for
 /// removal. The wrapper exits with php-fpm's status as soon as php-fpm exits, whoever
 /// stopped it.
-const WRAPPER: &str = r#"dir=$1
+pub(crate) const WRAPPER: &str = r#"dir=$1
 shift
 exec 3<&0 </dev/null
 "$@" 3<&- &

@@ -4,6 +4,11 @@
 //! connection for a while, then drops it), and `FCGI_KEEP_CONN` is ignored. A client
 //! that waits for its multiplexing probe before sending requests stalls on it.
 //!
+//! uWSGI's FastCGI mode is the real server that behaves so, and the tests run against it
+//! (see [`crate::uwsgi`]); this scripted stand-in stays where the time the probe is held
+//! must be exact and chosen by the test (uWSGI holds it for its own read timeout), and
+//! where a test counts the probes it received.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use fcgi_testkit::silent::Silent;

@@ -1,7 +1,7 @@
 //! The conformance suite: one list of scenarios, each written once, that every adapter
 //! (fcgi-blocking, fcgi-tokio, fcgi-async-std on async-std and on smol) runs against a
 //! real php-fpm, a real flup, a responder on libfcgi (the reference C library), a server
-//! on Go's net/http/fcgi and the scripted hostile server.
+//! on Go's net/http/fcgi, uWSGI in FastCGI mode and the scripted hostile server.
 //!
 //! An adapter takes part by implementing [`Adapter`] and [`TestClient`] in a test file
 //! of its own crate and calling [`conformance_suite!`](crate::conformance_suite) there,
@@ -391,7 +391,12 @@ macro_rules! conformance_suite {
             gofcgi_stderr_only_for_params_go_cannot_read,
             gofcgi_fifty_megabytes_streamed_with_a_checksum,
             gofcgi_get_values_answers_mpxs_conns_1,
-            gofcgi_hundred_concurrent_sleeps_share_one_connection
+            gofcgi_hundred_concurrent_sleeps_share_one_connection,
+            uwsgi_hello_with_every_header,
+            uwsgi_echo_sizes_with_sha256,
+            uwsgi_sequential_requests_each_on_a_new_connection,
+            uwsgi_get_values_gets_no_answer,
+            uwsgi_get_values_never_holds_a_request_back
         );
     };
     (@each $adapter:expr; $($name:ident),* $(,)?) => {

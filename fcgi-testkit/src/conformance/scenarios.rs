@@ -1,7 +1,7 @@
 //! The scenarios, each a `pub mod` with its `SCENARIO`, in the order the suite lists
 //! them: plain requests against php-fpm, memory, the hostile server, fault drills, then
 //! what needs a pool, cancellation, full duplex or multiplexing; then, from files of
-//! their own, the scenarios against the other server lineages (libfcgi, Go).
+//! their own, the scenarios against the other server lineages (libfcgi, Go, uWSGI).
 
 use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, TcpListener};
@@ -78,6 +78,11 @@ pub const ALL: &[Scenario] = &[
     gofcgi_fifty_megabytes_streamed_with_a_checksum::SCENARIO,
     gofcgi_get_values_answers_mpxs_conns_1::SCENARIO,
     gofcgi_hundred_concurrent_sleeps_share_one_connection::SCENARIO,
+    uwsgi_hello_with_every_header::SCENARIO,
+    uwsgi_echo_sizes_with_sha256::SCENARIO,
+    uwsgi_sequential_requests_each_on_a_new_connection::SCENARIO,
+    uwsgi_get_values_gets_no_answer::SCENARIO,
+    uwsgi_get_values_never_holds_a_request_back::SCENARIO,
 ];
 
 // ---- helpers shared by the scenarios ----
@@ -1569,3 +1574,7 @@ pub use libfcgi_scenarios::*;
 #[path = "gofcgi.rs"]
 mod gofcgi_scenarios;
 pub use gofcgi_scenarios::*;
+
+#[path = "uwsgi.rs"]
+mod uwsgi_scenarios;
+pub use uwsgi_scenarios::*;
