@@ -450,7 +450,8 @@ impl<R: Runtime> Client<R> {
         self.inner.opened.load(Ordering::Relaxed)
     }
 
-    /// Connections open now, busy and idle, over all upstreams.
+    /// Connections open now, busy and idle, over all upstreams, and the `GET_VALUES`
+    /// probe's of [`Options::multiplex`] while it lasts.
     pub fn open_connections(&self) -> usize {
         self.inner.open.load(Ordering::Relaxed)
     }

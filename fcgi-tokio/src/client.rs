@@ -129,7 +129,8 @@ impl Client {
         self.0.connections_opened()
     }
 
-    /// Connections open now, busy and idle, over all upstreams.
+    /// Connections open now, busy and idle, over all upstreams, and the `GET_VALUES`
+    /// probe's of [`Options::multiplex`] while it lasts.
     pub fn open_connections(&self) -> usize {
         self.0.open_connections()
     }
