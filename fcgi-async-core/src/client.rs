@@ -13,7 +13,7 @@ use bytes::Bytes;
 use event_listener::Event as Notify;
 use fcgi_proto::{
     Address, ClientError as Error, Config, Connection, End, Event, LimitKind, Params, Phase,
-    ResponseHead, ServerValues,
+    ResponseHead, ServerValues, UsageError,
 };
 use futures_core::Stream;
 
@@ -798,8 +798,10 @@ impl<R: Runtime> Client<R> {
         else {
             unreachable!("checkout switches paths only when asked to");
         };
-        if conn.proto.in_flight() > 0 || !conn.proto.is_reusable() {
-            return Err(Error::Usage("connection not idle".into()));
+        // A connection fresh or taken idle from the pool has nothing in flight; the
+        // core's `get_values` answers for a closed or broken one.
+        if conn.proto.in_flight() > 0 {
+            return Err(Error::Usage(UsageError::Busy));
         }
         conn.proto
             .get_values(names)
@@ -898,7 +900,11 @@ impl<R: Runtime> Client<R> {
         let up = &self.inner.upstreams[index];
         match answer {
             Err(e) => {
-                tracing::debug!(address = %up.text, error = %e, "FastCGI GET_VALUES failed; not multiplexing for now");
+                tracing::debug!(
+                    address = %up.text,
+                    error = &e as &(dyn std::error::Error + 'static),
+                    "FastCGI GET_VALUES failed; not multiplexing for now"
+                );
                 let mut discovery = lock(&up.discovery);
                 discovery.running = false;
                 discovery.retry_at = Some(R::now() + DISCOVERY_RETRY);

@@ -56,13 +56,7 @@ impl Drop for OpenGuard {
 
 impl<R: Runtime> Conn<R> {
     pub(crate) fn proto_error(&self, e: fcgi_proto::Error) -> Error {
-        match e {
-            fcgi_proto::Error::Protocol(source) => Error::Protocol {
-                address: self.address.to_string(),
-                source,
-            },
-            other => Error::Usage(other.to_string()),
-        }
+        Error::from_connection(&*self.address, e)
     }
 
     fn io_error(&self, source: std::io::Error) -> Error {

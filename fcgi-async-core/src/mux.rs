@@ -790,6 +790,9 @@ fn copy_io_error(e: &std::io::Error) -> std::io::Error {
 enum Broken {
     Io(std::io::Error),
     Protocol(ProtocolError),
+    /// The core refused the server's input for another reason than a protocol
+    /// violation: a limit of its `Config` (the input it buffers), say.
+    Connection(fcgi_proto::Error),
 }
 
 struct Slot {
@@ -849,13 +852,7 @@ impl<R: Runtime> Driver<R> {
     }
 
     fn proto_error(&self, e: fcgi_proto::Error) -> Error {
-        match e {
-            fcgi_proto::Error::Protocol(source) => Error::Protocol {
-                address: self.address.to_string(),
-                source,
-            },
-            other => Error::Usage(other.to_string()),
-        }
+        Error::from_connection(&*self.address, e)
     }
 
     /// Fails one request (for a reason of its own) and aborts it on the server.
@@ -1122,11 +1119,7 @@ impl<R: Runtime> Driver<R> {
                             Err(fcgi_proto::Error::Protocol(e)) => {
                                 return Poll::Ready(Err(Broken::Protocol(e)))
                             }
-                            Err(e) => {
-                                return Poll::Ready(Err(Broken::Io(std::io::Error::other(
-                                    e.to_string(),
-                                ))))
-                            }
+                            Err(e) => return Poll::Ready(Err(Broken::Connection(e))),
                         }
                     }
                     Poll::Ready(Ok(n)) => {
@@ -1137,11 +1130,7 @@ impl<R: Runtime> Driver<R> {
                             Err(fcgi_proto::Error::Protocol(e)) => {
                                 return Poll::Ready(Err(Broken::Protocol(e)))
                             }
-                            Err(e) => {
-                                return Poll::Ready(Err(Broken::Io(std::io::Error::other(
-                                    e.to_string(),
-                                ))))
-                            }
+                            Err(e) => return Poll::Ready(Err(Broken::Connection(e))),
                         }
                         continue;
                     }
@@ -1229,6 +1218,12 @@ impl<R: Runtime> Driver<R> {
                     %error,
                     "multiplexed FastCGI connection failed"
                 ),
+                Broken::Connection(error) => tracing::debug!(
+                    address = %self.address,
+                    in_flight = self.live(),
+                    error = error as &(dyn std::error::Error + 'static),
+                    "multiplexed FastCGI connection failed"
+                ),
             }
             for slot in self.slots.values_mut() {
                 if let Some(producer) = Self::detach(&mut self.live, slot) {
@@ -1241,6 +1236,7 @@ impl<R: Runtime> Driver<R> {
                             address: self.address.to_string(),
                             source: e.clone(),
                         },
+                        Broken::Connection(e) => Error::from_connection(&*self.address, e.clone()),
                     };
                     producer.push(Delivery::Failed {
                         error,

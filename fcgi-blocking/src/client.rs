@@ -9,7 +9,7 @@ use fcgi_proto::{Config, Connection, End, Event, RequestId, ResponseHead, Server
 use crate::request::{Body, Request, StderrCallback};
 use crate::stream::Stream;
 use fcgi_proto::Address;
-use fcgi_proto::{ClientError as Error, LimitKind, Phase};
+use fcgi_proto::{ClientError as Error, LimitKind, Phase, UsageError};
 
 /// Timeouts and limits of a [`Client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,13 +272,7 @@ impl Client {
     }
 
     fn proto_error(&self, e: fcgi_proto::Error) -> Error {
-        match e {
-            fcgi_proto::Error::Protocol(source) => Error::Protocol {
-                address: self.address_text.clone(),
-                source,
-            },
-            other => Error::Usage(other.to_string()),
-        }
+        Error::from_connection(self.address_text.as_str(), e)
     }
 
     fn open(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
@@ -433,9 +427,13 @@ impl Client {
                         Err(e) => return Err(Error::Body(e)),
                     };
                     if n == 0 {
-                        return Err(Error::Usage(format!(
-                            "the request body reader ended after {sent} of {len} bytes"
-                        )));
+                        // What the async clients answer for a body that ends early (the
+                        // core's `finish_stdin`): `CONTENT_LENGTH` is `len`.
+                        return Err(Error::Usage(UsageError::BodyTooShort {
+                            id,
+                            declared: len,
+                            sent,
+                        }));
                     }
                     sent += n as u64;
                     let chunk = buf.split_to(n).freeze();

@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 
 use crate::args::{decode_sha256, Args, Data, Load, Mode};
 use crate::{
-    build_params, say, split_script, Failure, Output, Target, EXIT_CONNECT, EXIT_FAIL, EXIT_LOCAL,
-    EXIT_SERVER, EXIT_TIMEOUT, EXIT_USAGE,
+    build_params, error_chain, say, split_script, Failure, Output, Target, EXIT_CONNECT, EXIT_FAIL,
+    EXIT_LOCAL, EXIT_SERVER, EXIT_TIMEOUT, EXIT_USAGE,
 };
 
 /// The response header that names a sha256 to check the body against (the testkit's
@@ -100,7 +100,8 @@ impl Kind {
             Error::Io { .. }
             | Error::Protocol { .. }
             | Error::BadResponse { .. }
-            | Error::Limit { .. } => Kind::Protocol,
+            | Error::Limit { .. }
+            | Error::ConnectionLimit { .. } => Kind::Protocol,
             Error::Refused { .. } => Kind::Refused,
             _ => Kind::Other,
         }
@@ -240,7 +241,7 @@ pub(crate) fn run(args: &Args, load: &Load) -> Result<u8, Failure> {
     options.multiplex = load.multiplex;
     options.config.max_stderr_bytes = usize::MAX;
     let client = Client::with_upstreams([args.address.clone()], options)
-        .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
+        .map_err(|e| Failure::new(EXIT_USAGE, error_chain(&e)))?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -373,7 +374,7 @@ async fn worker(client: Client, plan: Arc<Plan>, progress: Arc<Progress>, share:
                     tally.record_error(kind, || message);
                 }
             }
-            Err(Failed::Client(e)) => tally.record_error(Kind::of(&e), || e.to_string()),
+            Err(Failed::Client(e)) => tally.record_error(Kind::of(&e), || error_chain(&e)),
             Err(Failed::TimedOut(t)) => tally.record_error(Kind::Timeout, || {
                 format!("timed out after {:.3}s (--timeout)", t.as_secs_f64())
             }),

@@ -148,13 +148,27 @@ impl Failure {
             | Error::Protocol { .. }
             | Error::BadResponse { .. }
             | Error::Refused { .. }
-            | Error::Limit { .. } => EXIT_SERVER,
+            | Error::Limit { .. }
+            | Error::ConnectionLimit { .. } => EXIT_SERVER,
             Error::InvalidAddress(_) | Error::Params(_) => EXIT_USAGE,
             // Usage (a body file that changed size while it was sent), Body, ...
             _ => EXIT_LOCAL,
         };
-        Self::new(code, e.to_string())
+        Self::new(code, error_chain(&e))
     }
+}
+
+/// An error's message and those of its sources, joined with ": " (an error's message
+/// does not repeat its source's, so each part shows once).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Whether the application's STDERR, passed on as is, left standard error in the

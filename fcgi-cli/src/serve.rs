@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::args::{text, UsageError};
-use crate::say;
+use crate::{error_chain, say};
 
 pub(crate) const USAGE: &str = "\
 fcgi serve - an HTTP/1.1 server for a PHP site, as nginx in front of php-fpm:
@@ -168,7 +168,7 @@ async fn serve(args: ServeArgs) -> u8 {
     let client = match Client::with_upstreams([args.upstream.clone()], options) {
         Ok(client) => client,
         Err(e) => {
-            say(&e.to_string());
+            say(&error_chain(&e));
             return 2;
         }
     };
@@ -349,6 +349,15 @@ impl tracing::field::Visit for Line {
         } else {
             let _ = write!(self.fields, " {}={value}", field.name());
         }
+    }
+
+    /// An error with its sources: its own message does not repeat them.
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        let _ = write!(self.fields, " {}={}", field.name(), error_chain(value));
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {

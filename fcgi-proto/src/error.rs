@@ -10,6 +10,10 @@ use crate::connection::RequestId;
 use crate::record::RecordType;
 
 /// Any error from the [`Connection`](crate::Connection).
+///
+/// Its message says who is at fault; the error it wraps comes from
+/// [`source`](std::error::Error::source) (not repeated in the message), so a reporter that
+/// walks the chain prints each part once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -25,9 +29,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Protocol(e) => write!(f, "FastCGI peer broke the protocol: {e}"),
-            Error::Usage(e) => write!(f, "FastCGI client misuse: {e}"),
-            Error::Limit(e) => e.fmt(f),
+            Error::Protocol(_) => f.write_str("FastCGI peer broke the protocol"),
+            Error::Usage(_) => f.write_str("FastCGI client misuse"),
+            Error::Limit(_) => f.write_str("FastCGI connection limit hit"),
         }
     }
 }

@@ -2081,10 +2081,14 @@ fn commands_after_a_protocol_error_return_it() {
     assert_eq!(conn.send_data(id, Bytes::new()), e);
     assert_eq!(conn.finish_data(id), e);
     assert_sticky(&mut conn, &error);
-    // Display says who is at fault.
+    // Display says who is at fault; the violation comes from `source`.
+    let e = Error::Protocol(error);
+    assert_eq!(e.to_string(), "FastCGI peer broke the protocol");
     assert_eq!(
-        Error::Protocol(error).to_string(),
-        "FastCGI peer broke the protocol: record with version 9 (only version 1 exists)"
+        std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("record with version 9 (only version 1 exists)")
     );
 }
 

@@ -270,7 +270,11 @@ impl http_body::Body for ResponseBody {
                     Poll::Ready(None)
                 }
                 Poll::Ready(Err(e)) => {
-                    tracing::warn!(target: "fcgi_tokio", error = %e, "FastCGI response cut short");
+                    tracing::warn!(
+                        target: "fcgi_tokio",
+                        error = &e as &(dyn std::error::Error + 'static),
+                        "FastCGI response cut short"
+                    );
                     this.kind = Kind::Empty;
                     let kind = if e.is_timeout() {
                         io::ErrorKind::TimedOut

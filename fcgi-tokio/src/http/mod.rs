@@ -143,6 +143,10 @@ impl Default for ServiceOptions {
 
 /// Why a request got no answer from the application. [`status`](Self::status) is the
 /// HTTP status it is answered with.
+///
+/// Its message is one line of its own; the error it wraps (an `io::Error`, the
+/// [`Error`](crate::Error) of the FastCGI request) comes from
+/// [`source`](std::error::Error::source), not repeated in the message.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HttpError {
@@ -181,10 +185,10 @@ impl fmt::Display for HttpError {
             HttpError::MethodNotAllowed => f.write_str("method not allowed"),
             HttpError::LengthRequired => f.write_str("a request body of unknown length"),
             HttpError::PayloadTooLarge => f.write_str("the request body is too large"),
-            HttpError::Body(e) => write!(f, "reading the request body failed: {e}"),
-            HttpError::Spool(e) => write!(f, "spooling the request body failed: {e}"),
-            HttpError::File(e) => write!(f, "reading the file failed: {e}"),
-            HttpError::Upstream(e) => e.fmt(f),
+            HttpError::Body(_) => f.write_str("reading the request body failed"),
+            HttpError::Spool(_) => f.write_str("spooling the request body failed"),
+            HttpError::File(_) => f.write_str("reading the file failed"),
+            HttpError::Upstream(_) => f.write_str("the FastCGI request failed"),
             HttpError::InvalidHead => f.write_str("the application's head is not an HTTP head"),
         }
     }
@@ -195,7 +199,13 @@ impl std::error::Error for HttpError {
         match self {
             HttpError::Body(e) | HttpError::Spool(e) | HttpError::File(e) => Some(e),
             HttpError::Upstream(e) => Some(e),
-            _ => None,
+            HttpError::BadRequest(_)
+            | HttpError::Forbidden
+            | HttpError::NotFound
+            | HttpError::MethodNotAllowed
+            | HttpError::LengthRequired
+            | HttpError::PayloadTooLarge
+            | HttpError::InvalidHead => None,
         }
     }
 }
@@ -228,9 +238,9 @@ impl HttpError {
     pub fn into_response(self) -> ::http::Response<ResponseBody> {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(target: "fcgi_tokio", error = %self, status = status.as_u16(), "gateway error");
+            tracing::warn!(target: "fcgi_tokio", error = &self as &(dyn std::error::Error + 'static), status = status.as_u16(), "gateway error");
         } else {
-            tracing::debug!(target: "fcgi_tokio", error = %self, status = status.as_u16(), "request refused");
+            tracing::debug!(target: "fcgi_tokio", error = &self as &(dyn std::error::Error + 'static), status = status.as_u16(), "request refused");
         }
         let text = status.canonical_reason().unwrap_or("Error");
         let mut body = String::with_capacity(text.len() + 1);
@@ -249,5 +259,77 @@ impl HttpError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as StdError;
+    use std::io;
+
+    use super::HttpError;
+
+    /// The messages along `e`'s chain of sources, `e`'s own first.
+    fn chain(e: &(dyn StdError + 'static)) -> Vec<String> {
+        let mut messages = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            messages.push(c.to_string());
+            cause = c.source();
+        }
+        messages
+    }
+
+    /// How long each variant's chain is in the cases below. Exhaustive, so a new
+    /// variant must be added here (and to the cases).
+    fn chain_len(e: &HttpError) -> usize {
+        match e {
+            HttpError::BadRequest(_)
+            | HttpError::Forbidden
+            | HttpError::NotFound
+            | HttpError::MethodNotAllowed
+            | HttpError::LengthRequired
+            | HttpError::PayloadTooLarge
+            | HttpError::InvalidHead => 1,
+            HttpError::Body(_) | HttpError::Spool(_) | HttpError::File(_) => 2,
+            // The client error and its own source.
+            HttpError::Upstream(_) => 3,
+        }
+    }
+
+    #[test]
+    fn http_errors_print_each_part_of_their_chain_once() {
+        let io = || io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of file");
+        let errors = [
+            HttpError::BadRequest("a NUL byte in the path"),
+            HttpError::Forbidden,
+            HttpError::NotFound,
+            HttpError::MethodNotAllowed,
+            HttpError::LengthRequired,
+            HttpError::PayloadTooLarge,
+            HttpError::Body(io()),
+            HttpError::Spool(io()),
+            HttpError::File(io()),
+            HttpError::Upstream(crate::Error::Io {
+                address: "unix:/run/php.sock".into(),
+                source: io(),
+            }),
+            HttpError::InvalidHead,
+        ];
+        for e in &errors {
+            let messages = chain(e);
+            assert_eq!(messages.len(), chain_len(e), "{e:?}: {messages:?}");
+            for (i, outer) in messages.iter().enumerate() {
+                for inner in &messages[i + 1..] {
+                    assert!(!outer.contains(inner.as_str()), "{e:?}: {messages:?}");
+                }
+            }
+        }
+        let upstream = &errors[9];
+        assert_eq!(
+            chain(upstream).join(": "),
+            "the FastCGI request failed: I/O error with FastCGI server unix:/run/php.sock: \
+             unexpected end of file"
+        );
     }
 }
