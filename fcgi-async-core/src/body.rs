@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -11,10 +12,55 @@ use futures_core::Stream;
 /// Most bytes read from a body reader at once.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// A source of request body bytes, read by polling: what an adapter makes of its
-/// runtime's reader (tokio's `AsyncRead`, futures-io's `AsyncRead`).
-pub trait BodyReader: Send {
+/// A reader that a [`Body`] can be read from: tokio's `AsyncRead` (feature `tokio`, as in
+/// `fcgi-tokio`) or futures-io's (feature `futures-io`, as in `fcgi-async-std`). `M`
+/// names the trait ([`TokioIo`], [`FuturesIo`]) and is inferred: every such reader
+/// implements this already, so callers never name it unless a type implements both
+/// traits and both features are on (a build with both adapters), where
+/// `Body::from_reader::<_, TokioIo>` picks one.
+pub trait BodyReader<M>: Send + 'static {
     /// Reads into `buf`: `Ok(0)` is the end.
+    fn poll_read_body(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>>;
+}
+
+/// Names tokio's `AsyncRead` as a [`BodyReader`].
+#[derive(Debug)]
+pub enum TokioIo {}
+
+/// Names futures-io's `AsyncRead` as a [`BodyReader`].
+#[derive(Debug)]
+pub enum FuturesIo {}
+
+#[cfg(feature = "tokio")]
+impl<T: tokio::io::AsyncRead + Send + 'static> BodyReader<TokioIo> for T {
+    fn poll_read_body(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut read_buf = tokio::io::ReadBuf::new(buf);
+        tokio::io::AsyncRead::poll_read(self, cx, &mut read_buf)
+            .map_ok(|()| read_buf.filled().len())
+    }
+}
+
+#[cfg(feature = "futures-io")]
+impl<T: futures_io::AsyncRead + Send + 'static> BodyReader<FuturesIo> for T {
+    fn poll_read_body(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        futures_io::AsyncRead::poll_read(self, cx, buf)
+    }
+}
+
+/// A reader whose trait is chosen: the one form a body keeps.
+trait ReadSource: Send {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -22,18 +68,36 @@ pub trait BodyReader: Send {
     ) -> Poll<io::Result<usize>>;
 }
 
+pin_project_lite::pin_project! {
+    struct Reader<T, M> {
+        #[pin]
+        reader: T,
+        trait_: PhantomData<fn() -> M>,
+    }
+}
+
+impl<T: BodyReader<M>, M> ReadSource for Reader<T, M> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().reader.poll_read_body(cx, buf)
+    }
+}
+
 enum Source {
     Empty,
     Bytes(Bytes),
     Stream(Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>),
-    Reader(Pin<Box<dyn BodyReader>>, BytesMut),
+    Reader(Pin<Box<dyn ReadSource>>, BytesMut),
 }
 
 /// A request body of known length (`CONTENT_LENGTH` is set from it, and the client
 /// checks that exactly that many bytes come).
 ///
-/// Each adapter wraps it in a `Body` of its own whose `from_reader` takes its runtime's
-/// reader.
+/// `fcgi_tokio::Body` and `fcgi_async_std::Body` are this type; [`from_reader`](Self::from_reader)
+/// takes the runtime's reader in each.
 ///
 /// ```
 /// use fcgi_async_core::Body;
@@ -89,16 +153,22 @@ impl Body {
         }
     }
 
-    /// A reader (an adapter turns its runtime's reader into a [`BodyReader`]) of which
-    /// exactly `len` bytes are read, never more: a reader that stays open after them (a
+    /// A reader (tokio's `AsyncRead` with `fcgi-tokio`, futures-io's with
+    /// `fcgi-async-std`: see [`BodyReader`]) of which exactly `len` bytes are read, never
+    /// more: a reader that stays open after them (a
     /// pipe, a socket, the standard input of a process that has not exited) does not hold
     /// the request up, and whatever it has after them stays unread (telling whether there
     /// is more would take a read that can wait forever). A reader that ends before `len`
     /// bytes fails the request with a usage error.
-    pub fn from_reader<R>(reader: R, len: u64) -> Self
+    pub fn from_reader<T, M>(reader: T, len: u64) -> Self
     where
-        R: BodyReader + 'static,
+        T: BodyReader<M>,
+        M: 'static,
     {
+        let reader = Reader {
+            reader,
+            trait_: PhantomData,
+        };
         Self {
             source: Source::Reader(Box::pin(reader), BytesMut::new()),
             len: Some(len),

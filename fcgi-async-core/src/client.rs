@@ -289,18 +289,7 @@ struct Inner<R: Runtime> {
     open: Arc<AtomicUsize>,
 }
 
-/// A FastCGI client shared by many tasks: `Clone + Send + Sync`, with a pool of
-/// connections to one or more upstream addresses.
-///
-/// Connections are kept when the server allows (`FCGI_KEEP_CONN`) and reused most
-/// recently used first; at most [`Options::max_connections`] are open per upstream.
-/// Requests go to the upstreams in turn; one that cannot connect passes to the next, as
-/// nginx's `fastcgi_next_upstream error` does. A request that fails on a reused
-/// connection before any byte of its response arrived is sent once more on a fresh
-/// connection, when its body is in memory. Dropping a request's future or its response
-/// stream at any point closes its connection; nothing half-read is ever reused. With
-/// [`Options::multiplex`] and a server that multiplexes, requests share connections
-/// instead, and a dropped request is aborted alone (see there).
+#[doc = crate::shared_docs!(client)]
 ///
 /// Generic over the [`Runtime`] that drives its connections; an adapter (`fcgi-tokio`,
 /// `fcgi-async-std`) names it.
@@ -1136,11 +1125,9 @@ async fn read_head(
     }
 }
 
-/// A response whose head has arrived; its body streams as a [`Stream`] of [`Bytes`]
-/// (no copy), or through `AsyncRead` in an adapter's wrapper.
+#[doc = crate::shared_docs!(response_stream)]
 ///
-/// Dropping it before the end of the body closes the connection (on a multiplexed
-/// connection: aborts the request alone, see [`Options::multiplex`]).
+/// `AsyncRead` is tokio's with feature `tokio`, futures-io's with feature `futures-io`.
 pub struct ResponseStream<R: Runtime> {
     address: Arc<str>,
     source: Source<R>,
@@ -1283,7 +1270,7 @@ impl<R: Runtime> Stream for ResponseStream<R> {
 }
 
 impl<R: Runtime> ResponseStream<R> {
-    /// Polls for at most `max` more bytes of the body, for an adapter's `AsyncRead`: an
+    /// Polls for at most `max` more bytes of the body, for `AsyncRead`: an
     /// empty piece is the end of the body (or `max` is 0 and nothing was pending). The
     /// piece shares the received buffer (no copy); what is left of a chunk is kept for
     /// the next call. An error is an [`io::Error`] of kind
@@ -1307,6 +1294,38 @@ impl<R: Runtime> ResponseStream<R> {
         }
         let n = max.min(self.pending.len());
         Poll::Ready(Ok(self.pending.split_to(n)))
+    }
+}
+
+/// The body through tokio's `AsyncRead` (feature `tokio`, as in `fcgi-tokio`).
+#[cfg(feature = "tokio")]
+impl<R: Runtime> tokio::io::AsyncRead for ResponseStream<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let piece = std::task::ready!(self.get_mut().poll_read_bytes(cx, buf.remaining()))?;
+        buf.put_slice(&piece);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The body through futures-io's `AsyncRead` (feature `futures-io`, as in
+/// `fcgi-async-std`).
+#[cfg(feature = "futures-io")]
+impl<R: Runtime> futures_io::AsyncRead for ResponseStream<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let piece = std::task::ready!(self.get_mut().poll_read_bytes(cx, buf.len()))?;
+        buf[..piece.len()].copy_from_slice(&piece);
+        Poll::Ready(Ok(piece.len()))
     }
 }
 

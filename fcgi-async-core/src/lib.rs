@@ -12,29 +12,22 @@
 //! decision is the sans-IO core's, [`fcgi_proto`].
 //!
 //! Applications use an adapter, not this crate: `fcgi-tokio` (tokio) or
-//! `fcgi-async-std` (async-std and smol). Each implements [`Runtime`] and wraps
-//! [`Client`], [`ResponseStream`] and [`Body`] in types of its own where its runtime's
-//! traits (`AsyncRead`) are implemented.
+//! `fcgi-async-std` (async-std and smol). An adapter is a [`Runtime`], its socket, and
+//! type aliases: `fcgi_tokio::Client` is `Client<Tokio>`, and [`Body`], [`Request`],
+//! [`Options`] and [`Response`] are these types. The runtime's `AsyncRead`, which
+//! [`Body::from_reader`] takes and [`ResponseStream`] implements, is chosen by feature:
+//! `tokio` for tokio's, `futures-io` for futures-io's (an adapter turns its own on).
 //!
 //! # One request per connection, or multiplexed
 //!
-//! By default every request has a connection to itself while it runs (php-fpm and most
-//! servers serve one request per connection at a time): the task that sends the request
-//! drives its connection inline, with no extra task and no channel, and the connection
-//! goes back to the pool when the response has ended.
-//!
-//! With [`Options::multiplex`], the client asks each upstream `GET_VALUES` before its
-//! first request. A server that answers `FCGI_MPXS_CONNS=1` (flup, for one) gets many
-//! requests at once on each connection, up to its `FCGI_MAX_REQS`; any other server is
-//! served exactly as without the option. On a multiplexed connection a driver task
-//! ([`Runtime::spawn`]) owns the socket and the protocol core, and requests reach it
-//! through a channel; see [`Options::multiplex`].
-
+#![doc = crate::shared_docs!(multiplexing, "[`Runtime::spawn`]")]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod client;
 mod discovery;
+mod docs;
 mod exchange;
 #[cfg(test)]
 mod fake_runtime;
@@ -42,7 +35,7 @@ mod mux;
 mod runtime;
 mod time;
 
-pub use body::{Body, BodyReader};
+pub use body::{Body, BodyReader, FuturesIo, TokioIo};
 pub use client::{Client, Options, Request, Response, ResponseStream};
 pub use fcgi_proto;
 pub use fcgi_proto::{Address, ClientError as Error, LimitKind, Phase};

@@ -18,9 +18,13 @@ use socket2::{Domain, SockAddr, Type};
 
 use crate::time::timeout;
 
+/// The socket of a connection ([`Runtime::Socket`](fcgi_async_core::Runtime::Socket) of
+/// [`AsyncIo`](crate::AsyncIo)): TCP or a unix socket, on async-io.
 #[derive(Debug)]
-pub(crate) enum Io {
+pub enum Io {
+    /// A TCP connection.
     Tcp(Async<TcpStream>),
+    /// A unix socket connection.
     Unix(Async<UnixStream>),
 }
 

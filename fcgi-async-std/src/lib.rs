@@ -74,53 +74,83 @@
 //! should prefer `default-features = false, features = ["smol"]`. A TCP host name is
 //! resolved on the thread pool of the `blocking` crate (an IP address is not resolved).
 //!
+//! # Bodies and responses
+//!
+//! The client is `fcgi-async-core`'s, on the runtime [`AsyncIo`]: [`Client`] and
+//! [`ResponseStream`] are type aliases, the other types are the engine's. A body can
+//! come from any futures-io reader of known length (a file of async-std or smol, a
+//! socket, a cursor), and [`ResponseStream`] is a futures-io `AsyncRead`:
+//!
+//! ```
+//! use fcgi_async_std::{Body, Request};
+//! use fcgi_proto::ParamsBuilder;
+//!
+//! let params = ParamsBuilder::new("POST", "/upload.php")
+//!     .script("/upload.php", "/srv/www/upload.php")
+//!     .header("Content-Type", "application/octet-stream")
+//!     .build()?;
+//! let file = smol::io::Cursor::new(vec![7u8; 4096]);
+//! let request = Request::new(params)
+//!     .body(Body::from_reader(file, 4096))
+//!     .on_stderr(|line| eprintln!("php: {}", String::from_utf8_lossy(line)));
+//! # let _ = request;
+//! # Ok::<(), fcgi_async_std::Error>(())
+//! ```
+//!
+//! ```no_run
+//! # async fn run(client: fcgi_async_std::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use fcgi_async_std::Request;
+//!
+//! let request = Request::get("/srv/www/report.php", "/report.php?page=2")?;
+//! assert_eq!(request.params().get("QUERY_STRING"), Some(&b"page=2"[..]));
+//! let mut stream = client.request_streaming(request).await?;
+//! // Copy the body to a file as it arrives, in bounded memory.
+//! let mut file = async_std::fs::File::create("/tmp/report.html").await?;
+//! async_std::io::copy(&mut stream, &mut file).await?;
+//! println!("{:?}", stream.end());
+//! # Ok(()) }
+//! ```
+//!
 //! # One request per connection, or multiplexed
 //!
-//! By default every request has a connection to itself while it runs (php-fpm and most
-//! servers serve one request per connection at a time): the task that sends the request
-//! drives its connection inline, with no extra task and no channel, and the connection
-//! goes back to the pool when the response has ended.
-//!
-//! With [`Options::multiplex`], the client asks each upstream `GET_VALUES` before its
-//! first request. A server that answers `FCGI_MPXS_CONNS=1` (flup, for one) gets many
-//! requests at once on each connection, up to its `FCGI_MAX_REQS`; any other server is
-//! served exactly as without the option. On a multiplexed connection:
-//!
-//! - a driver task (spawned as the table above says) owns the socket and the protocol
-//!   core; requests reach it through a channel, it polls their bodies into the core in
-//!   turn (at most 256 KiB of output queued), writes, reads, and routes each event to its
-//!   request's queue;
-//! - the core numbers the requests and frees an id at its `END_REQUEST`; a request that
-//!   is dropped (its future or its [`ResponseStream`]) is aborted with `ABORT_REQUEST`
-//!   through the core, which drops that request's later records; the other requests on
-//!   the connection carry on;
-//! - the read and total timeouts are kept per request, as on the one-request path; a
-//!   server that takes no output for the write timeout fails the requests not yet
-//!   written with a write timeout and the connection takes no new request;
-//! - a broken connection (reset, closed early, protocol error) fails every request in
-//!   flight on it with that error, and leaves the pool;
-//! - a response whose reader lags holds at most 512 KiB, then holds back the whole
-//!   connection until it is read or dropped: FastCGI has no flow control per request.
-//!
-//! The same [`Client::request`], [`Client::request_streaming`] and [`ResponseStream`]
-//! serve both paths.
-
+#![doc = fcgi_async_core::shared_docs!(multiplexing, "spawned as the table above says")]
 #![forbid(unsafe_code)]
 // No `#![cfg_attr(docsrs, feature(doc_cfg))]` here, unlike fcgi-proto and fcgi-tokio: no
 // public item of this crate depends on a feature, and with it rustdoc would only mark
 // methods that `ResponseStream` gets from futures-lite's extension traits as "available
 // on crate feature `alloc`/`std` only": futures-lite's features, not this crate's.
 
-mod body;
-mod client;
 mod io;
-mod rt;
+pub mod runtime;
 mod time;
 
-pub use body::Body;
-pub use client::{Client, Options, Request, Response, ResponseStream};
+pub use fcgi_async_core::{Body, Options, Request, Response};
 pub use fcgi_proto;
 pub use fcgi_proto::{Address, ClientError as Error, LimitKind, Phase};
+pub use runtime::AsyncIo;
+
+#[doc = fcgi_async_core::shared_docs!(client)]
+///
+/// ```no_run
+/// # async fn run() -> Result<(), fcgi_async_std::Error> {
+/// use fcgi_async_std::{Client, Request};
+/// use fcgi_proto::ParamsBuilder;
+///
+/// let client = Client::new("unix:/run/php/php-fpm.sock")?;
+/// let params = ParamsBuilder::new("GET", "/index.php")
+///     .script("/index.php", "/srv/www/index.php")
+///     .build()?;
+/// let response = client.request(Request::new(params)).await?;
+/// println!("{} {}", response.status, String::from_utf8_lossy(&response.body));
+/// # Ok(()) }
+/// ```
+pub type Client = fcgi_async_core::Client<AsyncIo>;
+
+#[doc = fcgi_async_core::shared_docs!(response_stream)]
+///
+/// `AsyncRead` is futures-io's; unread stderr is logged under the target
+/// `fcgi_async_std`.
+pub type ResponseStream = fcgi_async_core::ResponseStream<AsyncIo>;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -26,7 +26,7 @@ pub(crate) async fn timeout<F: Future>(limit: Duration, future: F) -> Option<F::
 
 /// An async-io timer as the engine's [`Timer`](fcgi_async_core::Timer): ready for good
 /// once fired (an async-io timer that fired is pending again when polled).
-pub(crate) struct IoTimer {
+pub struct IoTimer {
     timer: Timer,
     fired: bool,
 }

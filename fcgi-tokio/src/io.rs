@@ -10,9 +10,13 @@ use fcgi_proto::Address;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+/// The socket of a connection ([`Runtime::Socket`](fcgi_async_core::Runtime::Socket) of
+/// [`Tokio`](crate::Tokio)): TCP or a unix socket.
 #[derive(Debug)]
-pub(crate) enum Io {
+pub enum Io {
+    /// A TCP connection.
     Tcp(TcpStream),
+    /// A unix socket connection.
     Unix(UnixStream),
 }
 

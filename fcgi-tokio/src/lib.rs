@@ -30,36 +30,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A body can come from any tokio reader of known length, such as a file:
+//!
+//! ```
+//! use fcgi_tokio::Body;
+//!
+//! let file = Body::from_reader(std::io::Cursor::new(vec![0u8; 1024]), 1024);
+//! assert_eq!(file.len(), Some(1024));
+//! ```
+//!
+//! The client is `fcgi-async-core`'s, on the runtime [`Tokio`]: [`Client`] and
+//! [`ResponseStream`] are type aliases, the other types are the engine's, and
+//! [`ResponseStream`] is a tokio `AsyncRead`.
+//!
 //! # One request per connection, or multiplexed
 //!
-//! By default every request has a connection to itself while it runs (php-fpm and most
-//! servers serve one request per connection at a time): the task that sends the request
-//! drives its connection inline, with no extra task and no channel, and the connection
-//! goes back to the pool when the response has ended.
-//!
-//! With [`Options::multiplex`], the client asks each upstream `GET_VALUES` before its
-//! first request. A server that answers `FCGI_MPXS_CONNS=1` (flup, for one) gets many
-//! requests at once on each connection, up to its `FCGI_MAX_REQS`; any other server is
-//! served exactly as without the option. On a multiplexed connection:
-//!
-//! - a driver task (`tokio::spawn`) owns the socket and the protocol core; requests reach
-//!   it through a channel, it polls their bodies into the core in turn (at most 256 KiB of
-//!   output queued), writes, reads, and routes each event to its request's queue;
-//! - the core numbers the requests and frees an id at its `END_REQUEST`; a request that
-//!   is dropped (its future or its [`ResponseStream`]) is aborted with `ABORT_REQUEST`
-//!   through the core, which drops that request's later records; the other requests on
-//!   the connection carry on;
-//! - the read and total timeouts are kept per request, as on the one-request path; a
-//!   server that takes no output for the write timeout fails the requests not yet
-//!   written with a write timeout and the connection takes no new request;
-//! - a broken connection (reset, closed early, protocol error) fails every request in
-//!   flight on it with that error, and leaves the pool;
-//! - a response whose reader lags holds at most 512 KiB, then holds back the whole
-//!   connection until it is read or dropped: FastCGI has no flow control per request.
-//!
-//! The same [`Client::request`], [`Client::request_streaming`] and [`ResponseStream`]
-//! serve both paths.
-
+#![doc = fcgi_async_core::shared_docs!(multiplexing, "`tokio::spawn`")]
 //!
 //! # HTTP (feature `http`)
 //!
@@ -72,14 +58,34 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod body;
-mod client;
 #[cfg(feature = "http")]
 pub mod http;
 mod io;
-mod runtime;
+pub mod runtime;
 
-pub use body::Body;
-pub use client::{Client, Options, Request, Response, ResponseStream};
+pub use fcgi_async_core::{Body, Options, Request, Response};
 pub use fcgi_proto;
 pub use fcgi_proto::{Address, ClientError as Error, LimitKind, Phase};
+pub use runtime::Tokio;
+
+#[doc = fcgi_async_core::shared_docs!(client)]
+///
+/// ```no_run
+/// # async fn run() -> Result<(), fcgi_tokio::Error> {
+/// use fcgi_tokio::{Client, Request};
+/// use fcgi_proto::ParamsBuilder;
+///
+/// let client = Client::new("unix:/run/php/php-fpm.sock")?;
+/// let params = ParamsBuilder::new("GET", "/index.php")
+///     .script("/index.php", "/srv/www/index.php")
+///     .build()?;
+/// let response = client.request(Request::new(params)).await?;
+/// println!("{} {}", response.status, String::from_utf8_lossy(&response.body));
+/// # Ok(()) }
+/// ```
+pub type Client = fcgi_async_core::Client<Tokio>;
+
+#[doc = fcgi_async_core::shared_docs!(response_stream)]
+///
+/// `AsyncRead` is tokio's; unread stderr is logged under the target `fcgi_tokio`.
+pub type ResponseStream = fcgi_async_core::ResponseStream<Tokio>;

@@ -1,4 +1,6 @@
-//! The engine's [`Runtime`] on tokio: tokio's sockets, timers and `tokio::spawn`.
+//! The engine's [`Runtime`] on tokio: tokio's sockets, timers, semaphore and
+//! `tokio::spawn`. Applications need none of it by name: [`Client`](crate::Client) is
+//! `fcgi_async_core::Client<Tokio>`.
 
 use std::future::Future;
 use std::io;
@@ -11,11 +13,12 @@ use fcgi_async_core::{Address, Runtime, Semaphore, Timer};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
-use crate::io::Io;
+pub use crate::io::Io;
 
-/// tokio, as the engine's runtime.
+/// tokio, as the engine's [`Runtime`]: tokio's sockets, timers, semaphore and
+/// `tokio::spawn`. [`Client`](crate::Client) is `fcgi_async_core::Client<Tokio>`.
 #[derive(Debug)]
-pub(crate) struct Tokio;
+pub struct Tokio;
 
 impl Runtime for Tokio {
     type Socket = Io;
@@ -59,7 +62,7 @@ impl Runtime for Tokio {
 }
 
 /// A tokio `Sleep`, boxed to be `Unpin`; it stays ready once elapsed.
-pub(crate) struct TokioTimer(Pin<Box<Sleep>>);
+pub struct TokioTimer(Pin<Box<Sleep>>);
 
 impl Timer for TokioTimer {
     fn reset(&mut self, at: Instant) {
@@ -72,7 +75,7 @@ impl Timer for TokioTimer {
 }
 
 /// tokio's semaphore: first come, first served.
-pub(crate) struct TokioSemaphore(Arc<tokio::sync::Semaphore>);
+pub struct TokioSemaphore(Arc<tokio::sync::Semaphore>);
 
 impl Semaphore for TokioSemaphore {
     type Permit = OwnedSemaphorePermit;

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use fcgi_async_core::{Address, NeutralSemaphore, Runtime};
 
-use crate::io::Io;
-use crate::time::IoTimer;
+pub use crate::io::Io;
+pub use crate::time::IoTimer;
 
-/// async-io (async-std, smol), as the engine's runtime.
+/// async-io (async-std, smol), as the engine's [`Runtime`]. [`Client`](crate::Client)
+/// is `fcgi_async_core::Client<AsyncIo>`.
 #[derive(Debug)]
-pub(crate) struct AsyncIo;
+pub struct AsyncIo;
 
 impl Runtime for AsyncIo {
     type Socket = Io;
