@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event as Notify;
+use fcgi_proto::lifecycle::{self, AwaitHead, FailedAttempt, HeadStep};
 use fcgi_proto::{
     Address, ClientError as Error, Config, Connection, End, Event, LimitKind, Params, Phase,
     ResponseHead, ServerValues, UsageError,
@@ -517,7 +518,8 @@ impl<R: Runtime> Client<R> {
     }
 
     /// A connection to an upstream, starting with `first`: an idle one (unless
-    /// `fresh_only`), or a new one. With `may_switch`, a request of a multiplexing
+    /// `fresh_only`; probed first when [`lifecycle::must_probe`] says so for a body that
+    /// is, or is not, `body_replayable`), or a new one. With `may_switch`, a request of a multiplexing
     /// client that waits for a slot while its upstream's probe runs stops waiting when
     /// the probe ends ([`Checkout::ModeKnown`]).
     async fn checkout(
@@ -526,6 +528,7 @@ impl<R: Runtime> Client<R> {
         deadline: Option<(Instant, Duration)>,
         fresh_only: bool,
         may_switch: bool,
+        body_replayable: bool,
     ) -> Result<Checkout<R>, Error> {
         let ups = &self.inner.upstreams;
         let options = &self.inner.options;
@@ -578,7 +581,7 @@ impl<R: Runtime> Client<R> {
                 let fresh = options
                     .idle_timeout
                     .is_none_or(|t| conn.idle_since.elapsed() < t);
-                if fresh && conn.is_alive() {
+                if fresh && conn.is_usable(body_replayable) {
                     return Ok(Checkout::Conn(conn, true, slot));
                 }
             }
@@ -701,11 +704,7 @@ impl<R: Runtime> Client<R> {
             body,
             mut on_stderr,
         } = request;
-        match body.len() {
-            Some(len) => params.insert("CONTENT_LENGTH", len.to_string())?,
-            None if params.contains("CONTENT_LENGTH") => params.insert("CONTENT_LENGTH", "0")?,
-            None => {}
-        }
+        lifecycle::set_content_length(&mut params, body.len())?;
         let deadline = self.inner.options.total_timeout.map(|t| (R::now() + t, t));
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
         let mut replay = body.try_clone();
@@ -736,7 +735,8 @@ impl<R: Runtime> Client<R> {
             }
             // A retry goes to a new connection: the next idle one may be as stale as the
             // last (php-fpm workers recycled by pm.max_requests close theirs together).
-            let (conn, reused, slot) = match self.checkout(first, deadline, retry, true).await? {
+            let checkout = self.checkout(first, deadline, retry, true, replay.is_some());
+            let (conn, reused, slot) = match checkout.await? {
                 Checkout::Conn(conn, reused, slot) => (conn, reused, slot),
                 Checkout::ModeKnown => continue,
             };
@@ -762,11 +762,16 @@ impl<R: Runtime> Client<R> {
                     return Err(e);
                 }
                 Err(e) => {
-                    let stale = matches!(e, Error::Io { .. } | Error::Protocol { .. });
-                    let nothing_received = exchange.conn.received == received_before;
+                    let attempt = FailedAttempt {
+                        connection_failed: lifecycle::is_connection_failure(&e),
+                        reused,
+                        response_started: exchange.conn.received != received_before,
+                        body_replayable: replay.is_some(),
+                        already_retried: retry,
+                    };
                     drop(exchange);
                     drop(slot);
-                    if reused && stale && nothing_received && replay.is_some() {
+                    if attempt.may_retry() {
                         retry = true;
                         continue;
                     }
@@ -782,8 +787,9 @@ impl<R: Runtime> Client<R> {
     pub async fn get_values(&self, names: &[&str]) -> Result<ServerValues, Error> {
         let deadline = self.inner.options.total_timeout.map(|t| (R::now() + t, t));
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
+        // Not retried: a kept connection is probed before it carries the request.
         let Checkout::Conn(mut conn, _, _slot) =
-            self.checkout(first, deadline, false, false).await?
+            self.checkout(first, deadline, false, false, false).await?
         else {
             unreachable!("checkout switches paths only when asked to");
         };
@@ -1025,7 +1031,14 @@ impl<R: Runtime> Client<R> {
                     // A kept connection broke before any of the response came: once more
                     // on another connection, as on the one-request path.
                     Outcome::ConnectionFailed => {
-                        let again = reused && !received && !replayed;
+                        let again = FailedAttempt {
+                            connection_failed: true,
+                            reused,
+                            response_started: received,
+                            body_replayable: can_send,
+                            already_retried: replayed,
+                        }
+                        .may_retry();
                         replayed = true;
                         again
                     }
@@ -1103,23 +1116,13 @@ async fn read_head(
     stderr: &mut Vec<u8>,
     on_stderr: &mut Option<StderrCallback>,
 ) -> Result<Result<ResponseHead, Error>, Error> {
-    let mut head_error = None;
+    let mut wait = AwaitHead::new();
     loop {
-        match poll_fn(|cx| exchange.poll_event(cx)).await? {
-            Event::Head { head, .. } => return Ok(Ok(head)),
-            Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
-            Event::HeadError { error, .. } => head_error = Some(error),
-            Event::End { end, .. } => {
-                let address = exchange.address().to_string();
-                let error = match head_error.take() {
-                    Some(source) => Error::BadResponse { address, source },
-                    None => Error::Refused {
-                        address,
-                        status: end.protocol_status,
-                    },
-                };
-                return Ok(Err(error));
-            }
+        let event = poll_fn(|cx| exchange.poll_event(cx)).await?;
+        match wait.on_event(event, exchange.address()) {
+            HeadStep::Head(head) => return Ok(Ok(head)),
+            HeadStep::Stderr(data) => deliver_stderr(stderr, on_stderr, &data),
+            HeadStep::Failed(error) => return Ok(Err(error)),
             _ => {}
         }
     }

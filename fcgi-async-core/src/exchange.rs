@@ -75,6 +75,18 @@ impl<R: Runtime> Conn<R> {
         let buf = self.proto.input_buffer();
         matches!(self.io.try_read(buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
+
+    /// Whether a kept connection may carry a request whose body is (or is not)
+    /// replayable: probed ([`is_alive`](Self::is_alive)) when the core's
+    /// [`must_probe`](fcgi_proto::lifecycle::must_probe) says so, else only checked to
+    /// be reusable.
+    pub(crate) fn is_usable(&mut self, body_replayable: bool) -> bool {
+        if fcgi_proto::lifecycle::must_probe(self.idle_since.elapsed(), body_replayable) {
+            self.is_alive()
+        } else {
+            self.proto.is_reusable()
+        }
+    }
 }
 
 /// The timeouts of one request.

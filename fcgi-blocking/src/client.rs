@@ -8,6 +8,7 @@ use fcgi_proto::{Config, Connection, End, Event, RequestId, ResponseHead, Server
 
 use crate::request::{Body, Request, StderrCallback};
 use crate::stream::Stream;
+use fcgi_proto::lifecycle::{self, AwaitHead, FailedAttempt, HeadStep};
 use fcgi_proto::Address;
 use fcgi_proto::{ClientError as Error, LimitKind, Phase, UsageError};
 
@@ -122,7 +123,8 @@ struct Conn {
 /// reader cannot be sent twice: before such a request, and before any request on a
 /// connection idle for a second or more, the client checks without blocking that the
 /// kept connection is still open, and opens a new one when it is not. (The check costs
-/// three system calls, which a small request on a busy connection does without.)
+/// three system calls, which a small request on a busy connection does without.) These
+/// rules are the core's, shared with the async clients: see [`fcgi_proto::lifecycle`].
 ///
 /// ```no_run
 /// use fcgi_blocking::{Client, Request};
@@ -150,10 +152,6 @@ impl std::fmt::Debug for Client {
             .finish()
     }
 }
-
-/// A kept connection idle this long is checked before reuse (servers close idle
-/// connections after a while).
-const IDLE_PROBE_AFTER: Duration = Duration::from_secs(1);
 
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
@@ -486,20 +484,14 @@ impl Client {
     /// read from the returned [`ResponseReader`] as it arrives, in constant memory.
     pub fn request_streaming(&mut self, mut request: Request) -> Result<ResponseReader<'_>, Error> {
         let deadline = self.deadline();
-        match request.body.len() {
-            Some(len) => request.params.insert("CONTENT_LENGTH", len.to_string())?,
-            None if request.params.contains("CONTENT_LENGTH") => {
-                request.params.insert("CONTENT_LENGTH", "0")?
-            }
-            None => {}
-        }
+        lifecycle::set_content_length(&mut request.params, request.body.len())?;
         let mut stderr = Vec::new();
         let mut on_stderr = request.on_stderr.take();
         let mut retried = false;
         loop {
             let replayable = request.body.is_replayable();
             let reused = match self.conn.as_mut() {
-                Some(conn) if replayable && conn.idle_since.elapsed() < IDLE_PROBE_AFTER => {
+                Some(conn) if !lifecycle::must_probe(conn.idle_since.elapsed(), replayable) => {
                     conn.proto.is_reusable()
                 }
                 Some(conn) => Self::kept_connection_alive(conn),
@@ -527,13 +519,19 @@ impl Client {
                         .conn
                         .as_ref()
                         .is_some_and(|c| c.received == received_before);
-                    let stale = matches!(e, Error::Io { .. } | Error::Protocol { .. });
+                    let attempt = FailedAttempt {
+                        connection_failed: lifecycle::is_connection_failure(&e),
+                        reused,
+                        response_started: !nothing_received,
+                        body_replayable: replayable,
+                        already_retried: retried,
+                    };
                     let keep = matches!(e, Error::BadResponse { .. } | Error::Refused { .. })
                         && self.conn.as_ref().is_some_and(|c| c.proto.is_reusable());
                     if !keep {
                         self.conn = None;
                     }
-                    if reused && stale && nothing_received && !retried && replayable {
+                    if attempt.may_retry() {
                         retried = true;
                         continue;
                     }
@@ -551,30 +549,13 @@ impl Client {
         on_stderr: &mut Option<StderrCallback>,
     ) -> Result<(RequestId, ResponseHead), Error> {
         let id = self.send(request, deadline)?;
+        let mut wait = AwaitHead::new();
         loop {
-            match self.next_event(deadline)? {
-                Event::Head { head, .. } => return Ok((id, head)),
-                Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
-                Event::HeadError { error, .. } => {
-                    // Read to the request's end so the connection stays usable.
-                    loop {
-                        match self.next_event(deadline)? {
-                            Event::End { .. } => break,
-                            Event::Stderr { data, .. } => deliver_stderr(stderr, on_stderr, &data),
-                            _ => {}
-                        }
-                    }
-                    return Err(Error::BadResponse {
-                        address: self.address_text.clone(),
-                        source: error,
-                    });
-                }
-                Event::End { end, .. } => {
-                    return Err(Error::Refused {
-                        address: self.address_text.clone(),
-                        status: end.protocol_status,
-                    })
-                }
+            let event = self.next_event(deadline)?;
+            match wait.on_event(event, &self.address_text) {
+                HeadStep::Head(head) => return Ok((id, head)),
+                HeadStep::Stderr(data) => deliver_stderr(stderr, on_stderr, &data),
+                HeadStep::Failed(error) => return Err(error),
                 _ => {}
             }
         }

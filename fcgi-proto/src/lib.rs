@@ -83,6 +83,7 @@
 //! | [`response`] | the CGI response head and its incremental parser |
 //! | [`values`] | management variables (`GET_VALUES`) |
 //! | [`connection`] | the client connection state machine and its events |
+//! | [`lifecycle`] | the decisions around one request every client shares: `CONTENT_LENGTH`, probing a kept connection, the response head or the refusal, retrying on a fresh connection |
 //! | [`client_error`] | the error every adapter returns, shared so that they behave alike |
 //! | [`config`] | limits with documented defaults |
 //! | [`error`] | errors by who is at fault |
@@ -103,6 +104,7 @@ pub mod connection;
 pub mod error;
 #[cfg(feature = "http")]
 mod http_compat;
+pub mod lifecycle;
 pub mod nv;
 pub mod params;
 pub mod record;
