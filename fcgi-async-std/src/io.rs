@@ -1,11 +1,10 @@
-//! The socket under a connection: TCP or a unix socket, as async-io's `Async` (the
-//! reactor async-std and smol both run on).
+//! The socket under a connection: TCP, or a unix socket on unix platforms, as async-io's
+//! `Async` (the reactor async-std and smol both run on).
 
 use std::io::{self, IoSlice, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+#[cfg(unix)]
+use std::os::{fd::OwnedFd, unix::net::UnixStream};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,7 +13,6 @@ use async_io::Async;
 use fcgi_async_core::Socket;
 use fcgi_proto::Address;
 use futures_io::{AsyncRead, AsyncWrite};
-use socket2::{Domain, SockAddr, Type};
 
 use crate::time::timeout;
 
@@ -25,6 +23,8 @@ pub enum Io {
     /// A TCP connection.
     Tcp(Async<TcpStream>),
     /// A unix socket connection.
+    #[cfg(unix)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     Unix(Async<UnixStream>),
 }
 
@@ -33,7 +33,10 @@ pub enum Io {
 pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::Result<Io> {
     let attempt = async {
         match address {
+            #[cfg(unix)]
             Address::Unix(path) => Ok(Io::Unix(connect_unix(path)?)),
+            #[cfg(not(unix))]
+            Address::Unix(_) => Err(fcgi_proto::address::unix_unsupported()),
             Address::Tcp(hostport) => {
                 let addresses: Vec<SocketAddr> = match hostport.parse() {
                     Ok(address) => vec![address],
@@ -78,7 +81,9 @@ pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::R
 /// fcgi-tokio and fcgi-blocking do (see `fcgi_proto::ClientError::connect_failed` for
 /// why). `Async::<UnixStream>::connect` would take `EAGAIN` for a connect in progress
 /// and fail with a misleading `ENOTCONN` instead.
-fn connect_unix(path: &Path) -> io::Result<Async<UnixStream>> {
+#[cfg(unix)]
+fn connect_unix(path: &std::path::Path) -> io::Result<Async<UnixStream>> {
+    use socket2::{Domain, SockAddr, Type};
     let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.connect(&SockAddr::unix(path)?)?;
@@ -89,6 +94,7 @@ impl Socket for Io {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
             Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -100,6 +106,7 @@ impl Socket for Io {
     ) -> Poll<io::Result<usize>> {
         match self {
             Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(unix)]
             Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
@@ -109,6 +116,7 @@ impl Socket for Io {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Io::Tcp(s) => (&mut s.get_ref()).read(buf),
+            #[cfg(unix)]
             Io::Unix(s) => (&mut s.get_ref()).read(buf),
         }
     }

@@ -1,18 +1,17 @@
-//! The socket under a connection: TCP or a unix socket.
+//! The socket under a connection: TCP, or a unix socket on unix platforms.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+#[cfg(unix)]
+use std::os::{fd::OwnedFd, unix::net::UnixStream};
 use std::time::Duration;
 
 use fcgi_proto::Address;
-use socket2::{Domain, SockAddr, Socket, Type};
 
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
+    #[cfg(unix)]
     Unix(UnixStream),
 }
 
@@ -22,7 +21,10 @@ impl Stream {
     /// [`connect_unix`]).
     pub(crate) fn connect(address: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
         match address {
+            #[cfg(unix)]
             Address::Unix(path) => Ok(Stream::Unix(connect_unix(path)?)),
+            #[cfg(not(unix))]
+            Address::Unix(_) => Err(fcgi_proto::address::unix_unsupported()),
             Address::Tcp(hostport) => {
                 let mut last = None;
                 for addr in hostport.to_socket_addrs()? {
@@ -48,6 +50,7 @@ impl Stream {
     pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(unix)]
             Stream::Unix(s) => s.set_read_timeout(t),
         }
     }
@@ -55,6 +58,7 @@ impl Stream {
     pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(t),
+            #[cfg(unix)]
             Stream::Unix(s) => s.set_write_timeout(t),
         }
     }
@@ -62,6 +66,7 @@ impl Stream {
     pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_nonblocking(on),
+            #[cfg(unix)]
             Stream::Unix(s) => s.set_nonblocking(on),
         }
     }
@@ -73,7 +78,9 @@ impl Stream {
 /// one fails at once with `EAGAIN` (`WouldBlock`), which the client reports as a connect
 /// error, as the async adapters do (see `fcgi_proto::ClientError::connect_failed` for
 /// why). Otherwise a unix connect succeeds or fails at once either way.
-fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+#[cfg(unix)]
+fn connect_unix(path: &std::path::Path) -> io::Result<UnixStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.connect(&SockAddr::unix(path)?)?;
@@ -85,6 +92,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
         }
     }
@@ -94,6 +102,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
         }
     }
@@ -101,6 +110,7 @@ impl Write for Stream {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(unix)]
             Stream::Unix(s) => s.write_vectored(bufs),
         }
     }

@@ -2,6 +2,7 @@
 //! the adapters connect.
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -23,8 +24,25 @@ use std::str::FromStr;
 pub enum Address {
     /// `HOST:PORT` or `[V6]:PORT`; the host is resolved at each connect.
     Tcp(String),
-    /// A unix socket's path.
+    /// A unix socket's path. It parses on every platform, so that configurations carry
+    /// over; connecting to one where there are no unix sockets (Windows) fails with
+    /// [`unix_unsupported`].
     Unix(PathBuf),
+}
+
+/// The error of a connect to an [`Address::Unix`] on a platform without unix sockets
+/// (every adapter gives the same one): [`io::ErrorKind::Unsupported`], with a message
+/// that says so. TCP works everywhere; php-cgi on Windows listens on TCP.
+///
+/// ```
+/// let error = fcgi_proto::address::unix_unsupported();
+/// assert_eq!(error.kind(), std::io::ErrorKind::Unsupported);
+/// ```
+pub fn unix_unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "unix sockets are not available on this platform (use HOST:PORT)",
+    )
 }
 
 impl FromStr for Address {

@@ -1,4 +1,4 @@
-//! The socket under a connection: TCP or a unix socket.
+//! The socket under a connection: TCP, or a unix socket on unix platforms.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -8,7 +8,9 @@ use std::time::Duration;
 use fcgi_async_core::Socket;
 use fcgi_proto::Address;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
 
 /// The socket of a connection ([`Runtime::Socket`](fcgi_async_core::Runtime::Socket) of
 /// [`Tokio`](crate::Tokio)): TCP or a unix socket.
@@ -17,6 +19,8 @@ pub enum Io {
     /// A TCP connection.
     Tcp(TcpStream),
     /// A unix socket connection.
+    #[cfg(unix)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     Unix(UnixStream),
 }
 
@@ -25,7 +29,10 @@ pub enum Io {
 pub(crate) async fn connect(address: &Address, timeout: Option<Duration>) -> io::Result<Io> {
     let attempt = async {
         match address {
+            #[cfg(unix)]
             Address::Unix(path) => Ok(Io::Unix(UnixStream::connect(path).await?)),
+            #[cfg(not(unix))]
+            Address::Unix(_) => Err(fcgi_proto::address::unix_unsupported()),
             Address::Tcp(hostport) => {
                 let stream = TcpStream::connect(hostport.as_str()).await?;
                 stream.set_nodelay(true)?;
@@ -46,6 +53,7 @@ impl Socket for Io {
         let mut buf = ReadBuf::new(buf);
         let result = match self {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, &mut buf),
+            #[cfg(unix)]
             Io::Unix(s) => Pin::new(s).poll_read(cx, &mut buf),
         };
         result.map_ok(|()| buf.filled().len())
@@ -58,6 +66,7 @@ impl Socket for Io {
     ) -> Poll<io::Result<usize>> {
         match self {
             Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(unix)]
             Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
@@ -66,6 +75,7 @@ impl Socket for Io {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Io::Tcp(s) => s.try_read(buf),
+            #[cfg(unix)]
             Io::Unix(s) => s.try_read(buf),
         }
     }
