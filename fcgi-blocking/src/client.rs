@@ -58,11 +58,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            write_timeout: Some(Duration::from_secs(60)),
+            connect_timeout: Some(lifecycle::DEFAULT_CONNECT_TIMEOUT),
+            read_timeout: Some(lifecycle::DEFAULT_READ_TIMEOUT),
+            write_timeout: Some(lifecycle::DEFAULT_WRITE_TIMEOUT),
             total_timeout: None,
-            max_body_bytes: 64 * 1024 * 1024,
+            max_body_bytes: lifecycle::DEFAULT_MAX_BODY_BYTES,
             config: Config::default(),
         }
     }

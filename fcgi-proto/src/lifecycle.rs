@@ -24,6 +24,18 @@ use crate::error::{HeadError, ParamError};
 use crate::params::Params;
 use crate::response::ResponseHead;
 
+/// Every client's default bound on opening a connection (10 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Every client's default bound on each wait for the server to send more (60 s, as
+/// nginx's `fastcgi_read_timeout`).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Every client's default bound on each wait for the server to take more (60 s, as
+/// nginx's `fastcgi_send_timeout`).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Every client's default for the largest response body collected in memory (64 MiB);
+/// larger ones are streamed.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Sets `CONTENT_LENGTH` from the body: a body's length is written as `CONTENT_LENGTH`
 /// (replacing any the caller set, so that what is declared always equals what is sent);
 /// with no body, a `CONTENT_LENGTH` the caller set becomes `"0"`; with neither, the
