@@ -1,6 +1,6 @@
 //! `fcgi serve`: an HTTP/1.1 server for a document root, as nginx serves one in front
 //! of php-fpm: `*.php` through FastCGI, other files static, directories to
-//! `index.php`. The work is `fcgi_tokio::http::Gateway`'s; this is the command line,
+//! `index.php`. The work is `fcgi_http::Gateway`'s; this is the command line,
 //! the server loop and a log of warnings on standard error.
 
 use std::convert::Infallible;
@@ -10,7 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use fcgi_proto::Address;
-use fcgi_tokio::http::{Gateway, PeerAddrs, ScriptConfig};
+use fcgi_http::{Gateway, PeerAddrs, ScriptConfig};
 use fcgi_tokio::{Client, Options};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -47,19 +47,16 @@
 //!
 #![doc = fcgi_async_core::shared_docs!(multiplexing, "`tokio::spawn`")]
 //!
-//! # HTTP (feature `http`)
+//! # HTTP
 //!
-//! The [`http`] module takes `http::Request`s and answers `http::Response`s whose body
-//! streams: [`http::FastCgiService`], a tower `Service` for axum and hyper, and
-//! [`http::Gateway`], a document root served as nginx serves one in front of php-fpm
-//! (`*.php` through FastCGI, other files static). `examples/php_gateway.rs` and the
-//! `fcgi serve` command are thin server loops around the gateway.
+//! The crate `fcgi-http` takes `http::Request`s and answers `http::Response`s whose body
+//! streams, on this client: `FastCgiService`, a tower `Service` for axum and hyper, and
+//! `Gateway`, a document root served as nginx serves one in front of php-fpm (`*.php`
+//! through FastCGI, other files static), behind the `fcgi serve` command.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "http")]
-pub mod http;
 mod io;
 pub mod runtime;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
-use fcgi_tokio::http::{
+use fcgi_http::{
     FastCgiService, Gateway, PeerAddrs, ResponseBody, ScriptConfig, ServiceOptions, UnknownLength,
 };
 use fcgi_tokio::{Address, Client, Options};

@@ -1,6 +1,6 @@
-//! HTTP in, FastCGI behind (feature `http`): an `http::Request` goes to the application
-//! and an `http::Response` whose body streams comes back, through a tower [`Service`]
-//! that axum and hyper take as it is.
+//! HTTP in, FastCGI behind: an `http::Request` goes to the application and an
+//! `http::Response` whose body streams comes back, through a tower [`Service`] that axum
+//! and hyper take as it is. The FastCGI client under it is [`fcgi_tokio`]'s.
 //!
 //! | item | what |
 //! |---|---|
@@ -15,7 +15,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! # use std::convert::Infallible;
-//! use fcgi_tokio::http::{Gateway, PeerAddrs, ScriptConfig};
+//! use fcgi_http::{Gateway, PeerAddrs, ScriptConfig};
 //! use fcgi_tokio::Client;
 //!
 //! let gateway = Gateway::new(Client::new("unix:/run/php/php-fpm.sock")?, ScriptConfig::new("/srv/www"))?;
@@ -56,7 +56,7 @@
 //!   of the application's `Content-Length`, which hyper does not wait for.
 //! - Failures answer without detail: 400 for a bad request, 502 when the application
 //!   cannot be reached or answers badly, 504 when it times out; the detail goes to
-//!   `tracing` (target `fcgi_tokio`).
+//!   `tracing` (target `fcgi_http`).
 //!
 //! [`Service`]: tower_service::Service
 
@@ -145,7 +145,7 @@ impl Default for ServiceOptions {
 /// HTTP status it is answered with.
 ///
 /// Its message is one line of its own; the error it wraps (an `io::Error`, the
-/// [`Error`](crate::Error) of the FastCGI request) comes from
+/// [`Error`](fcgi_tokio::Error) of the FastCGI request) comes from
 /// [`source`](std::error::Error::source), not repeated in the message.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -170,7 +170,7 @@ pub enum HttpError {
     /// 500: reading a static file failed.
     File(io::Error),
     /// 502, or 504 for a timeout: the FastCGI exchange failed.
-    Upstream(crate::Error),
+    Upstream(fcgi_tokio::Error),
     /// 502: the application's head cannot be an HTTP head (a header value the `http`
     /// crate refuses).
     InvalidHead,
@@ -224,7 +224,7 @@ impl HttpError {
             HttpError::InvalidHead => StatusCode::BAD_GATEWAY,
             HttpError::Upstream(e) => match e {
                 e if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
-                crate::Error::Params(_) | crate::Error::Usage(_) | crate::Error::Body(_) => {
+                fcgi_tokio::Error::Params(_) | fcgi_tokio::Error::Usage(_) | fcgi_tokio::Error::Body(_) => {
                     StatusCode::BAD_REQUEST
                 }
                 _ => StatusCode::BAD_GATEWAY,
@@ -238,9 +238,9 @@ impl HttpError {
     pub fn into_response(self) -> ::http::Response<ResponseBody> {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(target: "fcgi_tokio", error = &self as &(dyn std::error::Error + 'static), status = status.as_u16(), "gateway error");
+            tracing::warn!(target: "fcgi_http", error = &self as &(dyn std::error::Error + 'static), status = status.as_u16(), "gateway error");
         } else {
-            tracing::debug!(target: "fcgi_tokio", error = &self as &(dyn std::error::Error + 'static), status = status.as_u16(), "request refused");
+            tracing::debug!(target: "fcgi_http", error = &self as &(dyn std::error::Error + 'static), status = status.as_u16(), "request refused");
         }
         let text = status.canonical_reason().unwrap_or("Error");
         let mut body = String::with_capacity(text.len() + 1);
@@ -310,7 +310,7 @@ mod tests {
             HttpError::Body(io()),
             HttpError::Spool(io()),
             HttpError::File(io()),
-            HttpError::Upstream(crate::Error::Io {
+            HttpError::Upstream(fcgi_tokio::Error::Io {
                 address: "unix:/run/php.sock".into(),
                 source: io(),
             }),

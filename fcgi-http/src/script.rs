@@ -8,7 +8,7 @@ use fcgi_proto::split_path;
 /// Where scripts live and how a request path names one.
 ///
 /// ```
-/// use fcgi_tokio::http::ScriptConfig;
+/// use fcgi_http::ScriptConfig;
 ///
 /// let config = ScriptConfig::new("/srv/www").param("APP_ENV", "production");
 /// let target = config.resolve("/app/index.php/users/7")?;
@@ -17,7 +17,7 @@ use fcgi_proto::split_path;
 /// assert_eq!(target.path_info.as_deref(), Some("/users/7"));
 /// // A directory gets the index file.
 /// assert_eq!(config.resolve("/blog/")?.script_filename, "/srv/www/blog/index.php");
-/// # Ok::<(), fcgi_tokio::http::HttpError>(())
+/// # Ok::<(), fcgi_http::HttpError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScriptConfig {
@@ -90,7 +90,7 @@ impl ScriptConfig {
     /// gets the index file (as nginx's `fastcgi_index` does to
     /// `$fastcgi_script_name`). The file is not looked for: the document root may be on
     /// another machine.
-    pub fn resolve(&self, path: &str) -> Result<ScriptTarget, super::HttpError> {
+    pub fn resolve(&self, path: &str) -> Result<ScriptTarget, crate::HttpError> {
         let path = normalize_path(path)?;
         let extension = self.split_extension.as_deref().unwrap_or("");
         let (mut script_name, path_info) = match split_path(path.as_bytes(), extension.as_bytes()) {
@@ -100,7 +100,7 @@ impl ScriptConfig {
                 (path[..at].to_owned(), Some(path[at..].to_owned()))
             }
             Ok(None) => (path.clone().into_owned(), None),
-            Err(_) => return Err(super::HttpError::NotFound),
+            Err(_) => return Err(crate::HttpError::NotFound),
         };
         let mut document_uri = path.into_owned();
         if script_name.ends_with('/') {
@@ -151,20 +151,20 @@ pub struct ScriptTarget {
 ///
 /// Errors: a path that does not start with `/`, a bad escape, NUL, CR or LF (PHP reads
 /// params as C strings; `%0a` is the CVE-2019-11043 shape) or bytes that are not UTF-8
-/// are [`HttpError::BadRequest`](super::HttpError::BadRequest); a `..` that climbs
-/// above the root is [`HttpError::Forbidden`](super::HttpError::Forbidden). A path
+/// are [`HttpError::BadRequest`](crate::HttpError::BadRequest); a `..` that climbs
+/// above the root is [`HttpError::Forbidden`](crate::HttpError::Forbidden). A path
 /// that needs no change is borrowed, not copied.
 ///
 /// ```
-/// use fcgi_tokio::http::{normalize_path, HttpError};
+/// use fcgi_http::{normalize_path, HttpError};
 ///
 /// assert_eq!(normalize_path("/a/./b//c/../d.php").unwrap(), "/a/b/d.php");
 /// assert_eq!(normalize_path("/caf%C3%A9/").unwrap(), "/café/");
 /// assert!(matches!(normalize_path("/../etc/passwd"), Err(HttpError::Forbidden)));
 /// assert!(matches!(normalize_path("/x.php%0a"), Err(HttpError::BadRequest(_))));
 /// ```
-pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, super::HttpError> {
-    use super::HttpError::{BadRequest, Forbidden};
+pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, crate::HttpError> {
+    use crate::HttpError::{BadRequest, Forbidden};
     if !path.starts_with('/') {
         return Err(BadRequest("the request path is not absolute"));
     }
@@ -231,7 +231,7 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, super::HttpError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::HttpError;
+    use crate::HttpError;
     use super::*;
 
     #[test]

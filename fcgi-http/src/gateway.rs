@@ -13,13 +13,13 @@ use std::task::{Context, Poll};
 use ::http::{header, HeaderValue, Request, Response, StatusCode};
 use fcgi_proto::split_path;
 
-use super::body::BoxError;
-use super::files::{self, Found};
-use super::{
+use crate::body::BoxError;
+use crate::files::{self, Found};
+use crate::{
     normalize_path, FastCgiService, HttpError, PeerAddrs, ResponseBody, ScriptConfig,
     ServiceOptions,
 };
-use crate::Client;
+use fcgi_tokio::Client;
 
 struct Inner {
     /// The canonical document root.

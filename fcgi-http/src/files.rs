@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::http::{header, HeaderValue, Method, Response, StatusCode};
 
-use super::{HttpError, ResponseBody};
+use crate::{HttpError, ResponseBody};
 
 /// Files up to this size are read whole at once; larger ones stream in 64 KiB pieces.
 const SMALL_FILE: u64 = 64 * 1024;

@@ -1,10 +1,10 @@
 //! A PHP site served over HTTP/1.1 with hyper, as nginx in front of php-fpm serves it:
 //! `*.php` through FastCGI (kept, pooled connections), directories to `index.php`,
-//! other files static. The work is [`fcgi_tokio::http::Gateway`]'s; this is the server
+//! other files static. The work is [`fcgi_http::Gateway`]'s; this is the server
 //! loop.
 //!
 //! ```text
-//! cargo run -p fcgi-tokio --features http --example php_gateway -- \
+//! cargo run -p fcgi-http --example php_gateway -- \
 //!     --listen 127.0.0.1:8080 --upstream unix:/run/php/php-fpm.sock --root /srv/www
 //! ```
 //!
@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fcgi_tokio::http::{Gateway, PeerAddrs, ScriptConfig};
+use fcgi_http::{Gateway, PeerAddrs, ScriptConfig};
 use fcgi_tokio::{Address, Client, Options};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

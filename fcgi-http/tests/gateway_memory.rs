@@ -3,7 +3,7 @@
 //! binary, so that no other test's allocations blur the measure.
 
 use fcgi_testkit::PhpFpm;
-use fcgi_tokio::http::{Gateway, ScriptConfig};
+use fcgi_http::{Gateway, ScriptConfig};
 use fcgi_tokio::{Address, Client, Options};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioExecutor;

@@ -14,8 +14,8 @@ use futures_core::Stream;
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, ReadBuf};
 
-use super::{HttpError, ServiceOptions, UnknownLength};
-use crate::{Body, ResponseStream};
+use crate::{HttpError, ServiceOptions, UnknownLength};
+use fcgi_tokio::{Body, ResponseStream};
 
 /// Most bytes read from a static file at once.
 const FILE_CHUNK: usize = 64 * 1024;
@@ -148,8 +148,8 @@ enum Kind {
     },
 }
 
-/// The body of a response from [`FastCgiService`](super::FastCgiService) or
-/// [`Gateway`](super::Gateway): the application's output as it arrives from FastCGI
+/// The body of a response from [`FastCgiService`](crate::FastCgiService) or
+/// [`Gateway`](crate::Gateway): the application's output as it arrives from FastCGI
 /// (no copy), a static file read in 64 KiB pieces, or bytes in memory.
 ///
 /// An upstream failure in the middle of the body is an error of the body (the status
@@ -271,7 +271,7 @@ impl http_body::Body for ResponseBody {
                 }
                 Poll::Ready(Err(e)) => {
                     tracing::warn!(
-                        target: "fcgi_tokio",
+                        target: "fcgi_http",
                         error = &e as &(dyn std::error::Error + 'static),
                         "FastCGI response cut short"
                     );

@@ -11,9 +11,9 @@ use std::task::{Context, Poll};
 use ::http::{header, Method, Request, Response, StatusCode};
 use fcgi_proto::ParamsBuilder;
 
-use super::body::{drain, request_body, BoxError};
-use super::{HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget, ServiceOptions};
-use crate::{Client, ResponseStream};
+use crate::body::{drain, request_body, BoxError};
+use crate::{HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget, ServiceOptions};
+use fcgi_tokio::{Client, ResponseStream};
 
 struct Inner {
     client: Client,
@@ -32,7 +32,7 @@ struct Inner {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), fcgi_tokio::Error> {
-/// use fcgi_tokio::http::{FastCgiService, ScriptConfig};
+/// use fcgi_http::{FastCgiService, ScriptConfig};
 /// use fcgi_tokio::Client;
 ///
 /// let service = FastCgiService::new(Client::new("127.0.0.1:9000")?, ScriptConfig::new("/srv/www"));
@@ -127,7 +127,7 @@ impl FastCgiService {
     }
 
     /// Sends a request to a script resolved by the caller (a router of its own, the
-    /// [`Gateway`](super::Gateway)).
+    /// [`Gateway`](crate::Gateway)).
     pub async fn send_to<B>(
         &self,
         request: Request<B>,
@@ -167,7 +167,7 @@ impl FastCgiService {
         let stream = self
             .inner
             .client
-            .request_streaming(crate::Request::new(params).body(body))
+            .request_streaming(fcgi_tokio::Request::new(params).body(body))
             .await
             .map_err(HttpError::Upstream)?;
         let head_only = parts.method == Method::HEAD;
