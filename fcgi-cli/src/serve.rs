@@ -9,8 +9,8 @@ use std::fmt::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use fcgi_proto::Address;
 use fcgi_http::{Gateway, PeerAddrs, ScriptConfig};
+use fcgi_proto::Address;
 use fcgi_tokio::{Client, Options};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -60,7 +60,7 @@ struct Inner {
 /// The root is canonicalized once (`SCRIPT_FILENAME` and `DOCUMENT_ROOT` use it, as
 /// nginx's `$realpath_root`), so the application must see the same file system. Like
 /// nginx, the extension is matched byte for byte: `/a.PHP` is a static file, its
-/// source; keep such files out of the root. Dot files are served like any other.
+/// source; keep such files out of the root.
 ///
 /// The file system checks (a `realpath` and a `stat` per request) and the reading of
 /// files up to 64 KiB happen on the calling thread, as nginx does them: from the page
@@ -108,7 +108,9 @@ impl Gateway {
         };
         let mut canonical = ScriptConfig::new(root_text)
             .index(script.index_file())
-            .split_extension(script.extension());
+            .split_extension(script.extension())
+            .front_controller(script.front_controller_script())
+            .allow_dotfiles(script.dotfiles_allowed());
         for (name, value) in script.params() {
             canonical = canonical.param(name, value);
         }
@@ -159,6 +161,7 @@ impl Gateway {
         let script = self.fcgi.script_config();
         let root = &self.inner.root;
         let path = normalize_path(request.uri().path())?;
+        script.check_dotfiles(&path)?;
         let extension = script.extension().unwrap_or("");
         match split_path(path.as_bytes(), extension.as_bytes()) {
             Ok(Some(split)) => {
@@ -179,7 +182,19 @@ impl Gateway {
             Ok(None) => {}
             Err(_) => return Err(HttpError::NotFound),
         }
-        match files::find(root, &path)? {
+        let found = match files::find(root, &path) {
+            Err(HttpError::NotFound) => match script.front_controller_target() {
+                Some(target) => {
+                    return match files::find(root, &target.script_name)? {
+                        Found::File(..) => self.fcgi.send_to(request, &target).await,
+                        Found::Dir(_) => Err(HttpError::NotFound),
+                    };
+                }
+                None => return Err(HttpError::NotFound),
+            },
+            found => found?,
+        };
+        match found {
             Found::File(file, meta) => {
                 let (parts, _body) = request.into_parts();
                 files::serve(&parts, &file, &meta).await

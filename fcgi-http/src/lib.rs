@@ -224,9 +224,9 @@ impl HttpError {
             HttpError::InvalidHead => StatusCode::BAD_GATEWAY,
             HttpError::Upstream(e) => match e {
                 e if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
-                fcgi_tokio::Error::Params(_) | fcgi_tokio::Error::Usage(_) | fcgi_tokio::Error::Body(_) => {
-                    StatusCode::BAD_REQUEST
-                }
+                fcgi_tokio::Error::Params(_)
+                | fcgi_tokio::Error::Usage(_)
+                | fcgi_tokio::Error::Body(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             },
         }

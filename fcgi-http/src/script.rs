@@ -24,13 +24,16 @@ pub struct ScriptConfig {
     document_root: String,
     index: Option<String>,
     split_extension: Option<String>,
+    front_controller: Option<String>,
+    allow_dotfiles: bool,
     params: Vec<(String, String)>,
 }
 
 impl ScriptConfig {
     /// Scripts under `document_root` (a path on the FastCGI server's machine, sent as
-    /// `DOCUMENT_ROOT`), index file `index.php`, paths split after `.php`, no extra
-    /// params. A trailing `/` of the root is dropped.
+    /// `DOCUMENT_ROOT`), index file `index.php`, paths split after `.php`, no front
+    /// controller, dot files refused, no extra params. A trailing `/` of the root is
+    /// dropped.
     pub fn new(document_root: impl Into<String>) -> Self {
         let mut document_root = document_root.into();
         while document_root.len() > 1 && document_root.ends_with('/') {
@@ -40,8 +43,60 @@ impl ScriptConfig {
             document_root,
             index: Some("index.php".into()),
             split_extension: Some(".php".into()),
+            front_controller: None,
+            allow_dotfiles: false,
             params: Vec::new(),
         }
+    }
+
+    /// The script that runs for a path that names no script (and, in a
+    /// [`Gateway`](crate::Gateway), no file and no directory either), such as
+    /// `/index.php`: what nginx does with `try_files $uri $uri/ /index.php$is_args$args`
+    /// and what front-controller applications (Laravel, Symfony, Slim, WordPress's
+    /// pretty permalinks, Drupal) need. The script gets `SCRIPT_NAME` and
+    /// `DOCUMENT_URI` = `script`, no `PATH_INFO`, and `REQUEST_URI` and
+    /// `QUERY_STRING` as the client sent them. `None` (the default): such a path is
+    /// 404. A name without a leading `/` gets one.
+    ///
+    /// ```
+    /// use fcgi_http::ScriptConfig;
+    ///
+    /// let config = ScriptConfig::new("/srv/app/public").front_controller(Some("/index.php"));
+    /// let target = config.resolve("/blog/2026/hello")?;
+    /// assert_eq!(target.script_name, "/index.php");
+    /// assert_eq!(target.script_filename, "/srv/app/public/index.php");
+    /// assert_eq!(target.path_info, None);
+    /// // A path that names a script still runs that script.
+    /// assert_eq!(config.resolve("/admin.php/users")?.script_name, "/admin.php");
+    /// # Ok::<(), fcgi_http::HttpError>(())
+    /// ```
+    pub fn front_controller(mut self, script: Option<&str>) -> Self {
+        self.front_controller = script.map(|s| {
+            if s.starts_with('/') {
+                s.to_owned()
+            } else {
+                format!("/{s}")
+            }
+        });
+        self
+    }
+
+    /// Whether paths with a segment that starts with `.` (`/.env`, `/.git/config`,
+    /// `/app/.htpasswd`) are served (default `false`: they are 404, as if absent, except
+    /// under `/.well-known/`, RFC 8615's place for ACME challenges and the like).
+    ///
+    /// ```
+    /// use fcgi_http::{HttpError, ScriptConfig};
+    ///
+    /// let config = ScriptConfig::new("/srv/www");
+    /// assert!(matches!(config.resolve("/.git/config"), Err(HttpError::NotFound)));
+    /// assert!(matches!(config.resolve("/a/%2eenv"), Err(HttpError::NotFound)));
+    /// assert!(config.resolve("/.well-known/acme-challenge/x").is_ok());
+    /// assert!(config.allow_dotfiles(true).resolve("/.git/config").is_ok());
+    /// ```
+    pub fn allow_dotfiles(mut self, allow: bool) -> Self {
+        self.allow_dotfiles = allow;
+        self
     }
 
     /// The file a path ending in `/` gets (nginx's `fastcgi_index`); `None`: such a path
@@ -80,6 +135,36 @@ impl ScriptConfig {
         self.split_extension.as_deref()
     }
 
+    /// The front controller, if any.
+    pub fn front_controller_script(&self) -> Option<&str> {
+        self.front_controller.as_deref()
+    }
+
+    /// Whether dot files are served.
+    pub fn dotfiles_allowed(&self) -> bool {
+        self.allow_dotfiles
+    }
+
+    /// Refuses a normalized path with a dot-file segment, unless they are allowed
+    /// (`/.well-known/` is always open): [`HttpError::NotFound`](crate::HttpError::NotFound),
+    /// as if it were absent.
+    pub(crate) fn check_dotfiles(&self, path: &str) -> Result<(), crate::HttpError> {
+        if self.allow_dotfiles {
+            return Ok(());
+        }
+        let rest = path.strip_prefix("/.well-known/").unwrap_or(path);
+        if rest.split('/').any(|segment| segment.starts_with('.')) {
+            return Err(crate::HttpError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The front controller's target, if there is one.
+    pub(crate) fn front_controller_target(&self) -> Option<ScriptTarget> {
+        let script = self.front_controller.as_ref()?;
+        Some(self.target(script.clone(), None, script.clone()))
+    }
+
     /// The extra params, in order.
     pub fn params(&self) -> &[(String, String)] {
         &self.params
@@ -88,16 +173,25 @@ impl ScriptConfig {
     /// The script a request path names: the path is decoded and normalized (see
     /// [`normalize_path`]), split after the extension, and a script name ending in `/`
     /// gets the index file (as nginx's `fastcgi_index` does to
-    /// `$fastcgi_script_name`). The file is not looked for: the document root may be on
-    /// another machine.
+    /// `$fastcgi_script_name`); a path that names no script goes to the
+    /// [front controller](Self::front_controller) when there is one. A path with a dot
+    /// file in it is 404 (see [`allow_dotfiles`](Self::allow_dotfiles)). The file is not
+    /// looked for: the document root may be on another machine.
     pub fn resolve(&self, path: &str) -> Result<ScriptTarget, crate::HttpError> {
         let path = normalize_path(path)?;
+        self.check_dotfiles(&path)?;
         let extension = self.split_extension.as_deref().unwrap_or("");
         let (mut script_name, path_info) = match split_path(path.as_bytes(), extension.as_bytes()) {
             // `path` is UTF-8 and the split falls just after an ASCII extension.
             Ok(Some(split)) => {
                 let at = split.script_name.len();
                 (path[..at].to_owned(), Some(path[at..].to_owned()))
+            }
+            Ok(None) if !path.ends_with('/') || self.index.is_none() => {
+                match self.front_controller_target() {
+                    Some(target) => return Ok(target),
+                    None => (path.clone().into_owned(), None),
+                }
             }
             Ok(None) => (path.clone().into_owned(), None),
             Err(_) => return Err(crate::HttpError::NotFound),
@@ -231,8 +325,8 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, crate::HttpError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::HttpError;
     use super::*;
+    use crate::HttpError;
 
     #[test]
     fn normalize_cases() {

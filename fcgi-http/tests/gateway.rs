@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
 use fcgi_http::{
     FastCgiService, Gateway, PeerAddrs, ResponseBody, ScriptConfig, ServiceOptions, UnknownLength,
 };
+use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
 use fcgi_tokio::{Address, Client, Options};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -737,4 +737,149 @@ async fn content_length_responses_keep_their_connection() {
         .await;
     }
     assert_eq!(fcgi.connections_opened(), 1);
+}
+
+/// A front-controller application, as Laravel, Symfony or Slim lay one out: every path
+/// that is no file and no directory runs `/index.php` with the original REQUEST_URI and
+/// QUERY_STRING, as nginx's `try_files $uri $uri/ /index.php$is_args$args` does; files
+/// are still files and other scripts still run themselves.
+#[tokio::test]
+async fn front_controller_runs_for_paths_that_name_nothing() {
+    let app = "fc_app";
+    let show = r#"<?php
+foreach (['SCRIPT_NAME', 'SCRIPT_FILENAME', 'REQUEST_URI', 'QUERY_STRING', 'DOCUMENT_URI', 'PATH_INFO', 'REQUEST_METHOD'] as $k) {
+    echo $k, '=', $_SERVER[$k] ?? 'unset', "\n";
+}
+echo 'body=', file_get_contents('php://input'), "\n";
+"#;
+    fpm().write_script(&format!("{app}/index.php"), show);
+    fpm().write_script(
+        &format!("{app}/other.php"),
+        "<?php echo 'other ', $_SERVER['SCRIPT_NAME'];",
+    );
+    fpm().write_script(&format!("{app}/style.css"), "body { color: red }\n");
+    fpm().write_script(&format!("{app}/docs/index.php"), "<?php echo 'docs index';");
+    let root = fpm().docroot().join(app);
+    let root = std::fs::canonicalize(root).unwrap();
+    let root_text = root.to_str().unwrap();
+    let gateway = Gateway::new(
+        fcgi_client(Options::default()),
+        ScriptConfig::new(root_text).front_controller(Some("/index.php")),
+    )
+    .unwrap();
+    let server = serve(gateway).await;
+
+    let expect = |uri: &str, query: &str, method: &str, body: &str| {
+        format!(
+            "SCRIPT_NAME=/index.php\nSCRIPT_FILENAME={root_text}/index.php\nREQUEST_URI={uri}\n\
+             QUERY_STRING={query}\nDOCUMENT_URI=/index.php\nPATH_INFO=unset\n\
+             REQUEST_METHOD={method}\nbody={body}\n"
+        )
+    };
+    let got = get(&server, "/blog/2026/hello%20world?page=2&x=%41").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        got.text(),
+        expect(
+            "/blog/2026/hello%20world?page=2&x=%41",
+            "page=2&x=%41",
+            "GET",
+            ""
+        )
+    );
+    // A form POST to a pretty URL reaches the front controller with its body.
+    let got = send(
+        &server,
+        Request::post("/api/items?v=1").header("content-type", "application/x-www-form-urlencoded"),
+        full("name=widget"),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        got.text(),
+        expect("/api/items?v=1", "v=1", "POST", "name=widget")
+    );
+    // A path under a file names nothing either.
+    let got = get(&server, "/style.css/more").await;
+    assert_eq!(got.text(), expect("/style.css/more", "", "GET", ""));
+
+    // The root runs its index file, with its own REQUEST_URI.
+    let got = get(&server, "/").await;
+    assert_eq!(got.text(), expect("/", "", "GET", ""));
+    // Files are files, scripts run themselves, directories keep their rules.
+    let got = get(&server, "/style.css").await;
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (StatusCode::OK, "body { color: red }\n")
+    );
+    let got = get(&server, "/other.php").await;
+    assert_eq!(got.text(), "other /other.php");
+    let got = get(&server, "/docs/").await;
+    assert_eq!(got.text(), "docs index");
+    let got = get(&server, "/docs").await;
+    assert_eq!(got.status, StatusCode::MOVED_PERMANENTLY);
+    // A missing script is 404, as nginx's `location ~ \.php$` answers it.
+    let got = get(&server, "/missing.php").await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+
+    // A front controller that does not exist is 404, not a FastCGI error.
+    let gateway = Gateway::new(
+        fcgi_client(Options::default()),
+        ScriptConfig::new(root_text).front_controller(Some("app.php")),
+    )
+    .unwrap();
+    let got = get(&serve(gateway).await, "/anything").await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+}
+
+/// `.env`, `.git/` and other dot files are 404 unless allowed; `/.well-known/` is open.
+#[tokio::test]
+async fn dotfiles_are_hidden_unless_allowed() {
+    let app = "dot_app";
+    fpm().write_script(&format!("{app}/.env"), "DB_PASSWORD=secret\n");
+    fpm().write_script(&format!("{app}/.git/config"), "[core]\n");
+    fpm().write_script(&format!("{app}/.hidden/run.php"), "<?php echo 'ran';");
+    fpm().write_script(
+        &format!("{app}/.well-known/acme-challenge/token"),
+        "proof\n",
+    );
+    fpm().write_script(&format!("{app}/.well-known/.secret"), "no\n");
+    let root = fpm().docroot().join(app);
+    let config = || ScriptConfig::new(root.to_str().unwrap());
+    let server = serve(Gateway::new(fcgi_client(Options::default()), config()).unwrap()).await;
+    for path in [
+        "/.env",
+        "/%2eenv",
+        "/x/../.env",
+        "/.git/config",
+        "/.git/",
+        "/.hidden/run.php",
+        "/.well-known/.secret",
+    ] {
+        let got = get(&server, path).await;
+        assert_eq!(
+            (got.status, got.text().as_str()),
+            (StatusCode::NOT_FOUND, "Not Found\n"),
+            "{path}"
+        );
+    }
+    let got = get(&server, "/.well-known/acme-challenge/token").await;
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (StatusCode::OK, "proof\n")
+    );
+
+    let open = Gateway::new(
+        fcgi_client(Options::default()),
+        config().allow_dotfiles(true),
+    )
+    .unwrap();
+    let server = serve(open).await;
+    let got = get(&server, "/.env").await;
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (StatusCode::OK, "DB_PASSWORD=secret\n")
+    );
+    let got = get(&server, "/.hidden/run.php").await;
+    assert_eq!((got.status, got.text().as_str()), (StatusCode::OK, "ran"));
 }

@@ -2,8 +2,8 @@
 //! client, all but php-fpm in this process) in bounded memory. Alone in its test
 //! binary, so that no other test's allocations blur the measure.
 
-use fcgi_testkit::PhpFpm;
 use fcgi_http::{Gateway, ScriptConfig};
+use fcgi_testkit::PhpFpm;
 use fcgi_tokio::{Address, Client, Options};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioExecutor;
