@@ -1,7 +1,7 @@
-//! A PHP site served over HTTP/1.1 with hyper, as nginx in front of php-fpm serves it:
+//! A PHP site served over HTTP/1.1 and HTTP/2 (h2c), as nginx in front of php-fpm serves it:
 //! `*.php` through FastCGI (kept, pooled connections), directories to `index.php`,
-//! other files static. The work is [`fcgi_http::Gateway`]'s; this is the server
-//! loop.
+//! other files static. The work is [`fcgi_http::Gateway`]'s, served by
+//! [`fcgi_http::Server`]; this is the command line.
 //!
 //! ```text
 //! cargo run -p fcgi-http --example php_gateway -- \
@@ -10,15 +10,11 @@
 //!
 //! `--upstream` takes `HOST:PORT`, `unix:/path` or a socket path starting with `/`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fcgi_http::{Gateway, PeerAddrs, ScriptConfig};
+use fcgi_http::{Gateway, ScriptConfig, Server};
 use fcgi_tokio::{Address, Client, Options};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "usage: php_gateway --listen ADDR --upstream ADDRESS --root DIR";
@@ -92,30 +88,11 @@ async fn main() {
         .local_addr()
         .expect("a bound listener has an address");
     println!("listening on http://{local}");
-    loop {
-        let (socket, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of descriptors, most likely: wait for connections to close.
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        let local = socket.local_addr().unwrap_or(local);
-        let gateway = gateway.for_connection(PeerAddrs::new(remote, local));
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-            });
-            // HTTP/1.1 with keep-alive; a client that takes over 30 s to send a head
-            // is dropped.
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
-        });
-    }
+    // HTTP/1.1 and h2c, until Ctrl-C; then the requests in flight get 10 s.
+    let draining = Server::new()
+        .serve(listener, gateway, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    draining.finish(Duration::from_secs(10)).await;
 }

@@ -58,12 +58,27 @@
 //!   cannot be reached or answers badly, 504 when it times out; the detail goes to
 //!   `tracing` (target `fcgi_http`).
 //!
+//! # Features
+//!
+//! - `server` (default): [`Server`], the server loop: HTTP/1.1 and HTTP/2 by hyper-util,
+//!   graceful shutdown.
+//! - `tls` (default): HTTPS for [`Server`] with rustls (and ring), and [`tls_config`] to
+//!   load PEM files.
+//!
+//! Without them, the crate is the tower [`Service`] and the [`Gateway`], for a server
+//! of your own (axum, hyper).
+//!
 //! [`Service`]: tower_service::Service
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod files;
 mod gateway;
 mod script;
+#[cfg(feature = "server")]
+mod server;
 mod service;
 
 use std::fmt;
@@ -75,6 +90,10 @@ use ::http::StatusCode;
 pub use body::ResponseBody;
 pub use gateway::Gateway;
 pub use script::{normalize_path, ScriptConfig, ScriptTarget};
+#[cfg(feature = "tls")]
+pub use server::{tls_config, TlsError};
+#[cfg(feature = "server")]
+pub use server::{Draining, Server};
 pub use service::FastCgiService;
 
 /// The two ends of the client's connection: `REMOTE_ADDR`/`REMOTE_PORT` and
