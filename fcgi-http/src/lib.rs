@@ -76,6 +76,7 @@
 mod body;
 mod files;
 mod gateway;
+mod proxy;
 mod script;
 #[cfg(feature = "server")]
 mod server;
@@ -89,6 +90,8 @@ use ::http::StatusCode;
 
 pub use body::ResponseBody;
 pub use gateway::Gateway;
+pub use ipnet::IpNet;
+pub use proxy::parse_trusted_proxy;
 pub use script::{normalize_path, ScriptConfig, ScriptTarget};
 #[cfg(feature = "tls")]
 pub use server::{tls_config, TlsError};
@@ -145,6 +148,14 @@ pub struct ServiceOptions {
     pub server_software: String,
     /// Which request headers become `HTTP_*` params (default: nginx's).
     pub header_policy: fcgi_proto::HeaderPolicy,
+    /// Reverse proxies whose forwarding headers are believed (default none): for a
+    /// request whose connection comes from one of these networks, `REMOTE_ADDR` is the
+    /// client named by `X-Forwarded-For` (the rightmost address that is not itself a
+    /// trusted proxy, as nginx's `real_ip_recursive on`; `REMOTE_PORT` is then empty)
+    /// and `X-Forwarded-Proto: https` sets `HTTPS=on`. From any other peer both headers
+    /// are only headers (`HTTP_X_FORWARDED_FOR`): a client cannot choose its
+    /// `REMOTE_ADDR`. See [`parse_trusted_proxy`].
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ServiceOptions {
@@ -156,6 +167,7 @@ impl Default for ServiceOptions {
             https: false,
             server_software: concat!("fcgi/", env!("CARGO_PKG_VERSION")).into(),
             header_policy: fcgi_proto::HeaderPolicy::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,6 +13,7 @@ use ::http::{header, Method, Request, Response, StatusCode};
 use fcgi_proto::ParamsBuilder;
 
 use crate::body::{drain, request_body, BoxError};
+use crate::proxy::{client_view, ClientView};
 use crate::{HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget, ServiceOptions};
 use fcgi_tokio::{Client, ResponseStream};
 
@@ -142,12 +144,19 @@ impl FastCgiService {
         let options = &self.inner.options;
         let script = &self.inner.script;
         let (body, len) = request_body(body, options).await?;
+        let peer = parts.extensions.get::<PeerAddrs>().or(self.peer.as_ref());
+        let view = match peer {
+            Some(peer) if !options.trusted_proxies.is_empty() => {
+                client_view(&parts.headers, peer.remote.ip(), &options.trusted_proxies)
+            }
+            _ => ClientView::default(),
+        };
         let mut builder = ParamsBuilder::from_http(&parts)
             .script(&target.script_name, &target.script_filename)
             .document_root(script.document_root())
             .document_uri(&target.document_uri)
             .server_software(&options.server_software)
-            .https(options.https)
+            .https(view.forwarded_https.unwrap_or(options.https))
             .header_policy(options.header_policy);
         if let Some(len) = len {
             builder = builder.content_length(len);
@@ -155,8 +164,16 @@ impl FastCgiService {
         if let Some(info) = &target.path_info {
             builder = builder.path_info(info);
         }
-        if let Some(peer) = parts.extensions.get::<PeerAddrs>().or(self.peer.as_ref()) {
-            builder = builder.remote_addr(peer.remote).server_addr(peer.local);
+        if let Some(peer) = peer {
+            builder = match view.forwarded_for {
+                // The header names no port: REMOTE_PORT is empty, as behind nginx's
+                // realip module.
+                Some(client) => builder
+                    .remote_addr(SocketAddr::new(client, 0))
+                    .param("REMOTE_PORT", ""),
+                None => builder.remote_addr(peer.remote),
+            }
+            .server_addr(peer.local);
         }
         for (name, value) in script.params() {
             builder = builder.param(name, value);

@@ -883,3 +883,60 @@ async fn dotfiles_are_hidden_unless_allowed() {
     let got = get(&server, "/.hidden/run.php").await;
     assert_eq!((got.status, got.text().as_str()), (StatusCode::OK, "ran"));
 }
+
+/// `X-Forwarded-For` and `X-Forwarded-Proto` set REMOTE_ADDR and HTTPS only when the
+/// connection comes from a trusted proxy; from anyone else they are plain headers.
+#[tokio::test]
+async fn forwarding_headers_only_from_trusted_proxies() {
+    fpm().write_script(
+        "gw_remote.php",
+        "<?php foreach (['REMOTE_ADDR', 'REMOTE_PORT', 'HTTPS', 'REQUEST_SCHEME', 'HTTP_X_FORWARDED_FOR'] as $k) { echo $k, '=', $_SERVER[$k] ?? 'unset', \"\\n\"; }",
+    );
+    let served = |trusted: &[&str]| {
+        let mut options = ServiceOptions::default();
+        options.trusted_proxies = trusted
+            .iter()
+            .map(|t| fcgi_http::parse_trusted_proxy(t).unwrap())
+            .collect();
+        Gateway::with_options(
+            fcgi_client(Options::default()),
+            ScriptConfig::new(fpm().docroot().to_str().unwrap()),
+            options,
+        )
+        .unwrap()
+    };
+    let request = || {
+        Request::get("/gw_remote.php")
+            .header("X-Forwarded-For", "6.6.6.6, 203.0.113.7")
+            .header("X-Forwarded-Proto", "https")
+    };
+
+    // The test's client connects from 127.0.0.1: a trusted proxy here.
+    let server = serve(served(&["127.0.0.0/8"])).await;
+    let got = send(&server, request(), empty()).await;
+    assert_eq!(
+        got.text(),
+        "REMOTE_ADDR=203.0.113.7\nREMOTE_PORT=\nHTTPS=on\nREQUEST_SCHEME=https\n\
+         HTTP_X_FORWARDED_FOR=6.6.6.6, 203.0.113.7\n"
+    );
+
+    // Not trusted (and the default, none trusted): the connection's own address.
+    for trusted in [&["10.0.0.0/8"][..], &[]] {
+        let server = serve(served(trusted)).await;
+        let got = send(&server, request(), empty()).await;
+        let text = got.text();
+        let port = text
+            .lines()
+            .find_map(|l| l.strip_prefix("REMOTE_PORT="))
+            .unwrap();
+        assert!(port.parse::<u16>().unwrap() > 0, "{text}");
+        assert_eq!(
+            text,
+            format!(
+                "REMOTE_ADDR=127.0.0.1\nREMOTE_PORT={port}\nHTTPS=unset\nREQUEST_SCHEME=http\n\
+                 HTTP_X_FORWARDED_FOR=6.6.6.6, 203.0.113.7\n"
+            ),
+            "{trusted:?}"
+        );
+    }
+}
