@@ -12,13 +12,12 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use http_body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::{HttpError, ServiceOptions, UnknownLength};
 use fcgi_tokio::{Body, ResponseStream};
+use tower_http::services::fs::ServeFileSystemResponseBody;
 
-/// Most bytes read from a static file at once.
-const FILE_CHUNK: usize = 64 * 1024;
 /// Most bytes of a FastCGI response read and thrown away after its HTTP response is done
 /// with it, so that its connection can be kept; past it, the connection is closed.
 const DRAIN_LIMIT: usize = 1024 * 1024;
@@ -142,15 +141,12 @@ enum Kind {
     Empty,
     Full(Bytes),
     Stream(Box<ResponseStream>),
-    File {
-        file: tokio::fs::File,
-        remaining: u64,
-    },
+    File(Box<ServeFileSystemResponseBody>),
 }
 
 /// The body of a response from [`FastCgiService`](crate::FastCgiService) or
 /// [`Gateway`](crate::Gateway): the application's output as it arrives from FastCGI
-/// (no copy), a static file read in 64 KiB pieces, or bytes in memory.
+/// (no copy), a static file read in 64 KiB pieces (tower-http's), or bytes in memory.
 ///
 /// An upstream failure in the middle of the body is an error of the body (the status
 /// has been sent): hyper then closes the client's connection, which is how the client
@@ -200,13 +196,10 @@ impl ResponseBody {
         }
     }
 
-    /// `len` bytes of a file, from its current position.
-    pub fn file(file: tokio::fs::File, len: u64) -> Self {
+    /// A static file, as tower-http's `ServeFile` sends it.
+    pub(crate) fn file(body: ServeFileSystemResponseBody) -> Self {
         Self {
-            kind: Kind::File {
-                file,
-                remaining: len,
-            },
+            kind: Kind::File(Box::new(body)),
         }
     }
 }
@@ -284,34 +277,12 @@ impl http_body::Body for ResponseBody {
                     Poll::Ready(Some(Err(io::Error::new(kind, e))))
                 }
             },
-            Kind::File { file, remaining } => {
-                if *remaining == 0 {
+            Kind::File(body) => {
+                let polled = Pin::new(body.as_mut()).poll_frame(cx);
+                if let Poll::Ready(None | Some(Err(_))) = polled {
                     this.kind = Kind::Empty;
-                    return Poll::Ready(None);
                 }
-                let want = (*remaining).min(FILE_CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                let mut read_buf = ReadBuf::new(&mut buf);
-                match Pin::new(file).poll_read(cx, &mut read_buf) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => {
-                        this.kind = Kind::Empty;
-                        Poll::Ready(Some(Err(e)))
-                    }
-                    Poll::Ready(Ok(())) => {
-                        let n = read_buf.filled().len();
-                        if n == 0 {
-                            this.kind = Kind::Empty;
-                            return Poll::Ready(Some(Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "the file got shorter while it was sent",
-                            ))));
-                        }
-                        *remaining -= n as u64;
-                        buf.truncate(n);
-                        Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
-                    }
-                }
+                polled
             }
         }
     }
@@ -321,7 +292,7 @@ impl http_body::Body for ResponseBody {
             Kind::Empty => true,
             Kind::Full(b) => b.is_empty(),
             Kind::Stream(_) => false,
-            Kind::File { remaining, .. } => *remaining == 0,
+            Kind::File(body) => body.is_end_stream(),
         }
     }
 
@@ -330,7 +301,7 @@ impl http_body::Body for ResponseBody {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(b) => SizeHint::with_exact(b.len() as u64),
             Kind::Stream(_) => SizeHint::default(),
-            Kind::File { remaining, .. } => SizeHint::with_exact(*remaining),
+            Kind::File(body) => body.size_hint(),
         }
     }
 }

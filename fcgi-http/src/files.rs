@@ -1,16 +1,14 @@
-//! Static files: safe resolution under a root, `Content-Type` by extension,
-//! `Last-Modified`, `HEAD`.
+//! Static files: safe resolution under a root, then tower-http's `ServeFile` with
+//! entity tags around it.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use ::http::{header, HeaderValue, Method, Response, StatusCode};
+use tower_http::services::ServeFile;
 
 use crate::{HttpError, ResponseBody};
-
-/// Files up to this size are read whole at once; larger ones stream in 64 KiB pieces.
-const SMALL_FILE: u64 = 64 * 1024;
 
 /// What a path under the root is, once resolved.
 pub(crate) enum Found {
@@ -42,161 +40,155 @@ pub(crate) fn find(root: &Path, relative: &str) -> Result<Found, HttpError> {
     }
 }
 
-/// Answers a request for a static file: `GET` and `HEAD` only (405 otherwise), with
-/// `Content-Type`, `Content-Length` and `Last-Modified`, and 304 for an
-/// `If-Modified-Since` equal to `Last-Modified` (nginx's `if_modified_since exact`).
-/// A file of at most 64 KiB is read whole, on the calling thread; a larger one streams
-/// through tokio's file I/O.
+/// Answers a request for a static file under `root` (canonical), found at `path` (its
+/// canonical path, with `meta`) for the normalized request path `relative`: `GET` and
+/// `HEAD` only (405 otherwise).
+///
+/// tower-http's `ServeFile` does the HTTP: `Content-Type` (by extension, `charset=utf-8`
+/// added to text), `Content-Length`, `Last-Modified` and `If-Modified-Since` /
+/// `If-Unmodified-Since`, single byte ranges (206; 416 for what cannot be served,
+/// multipart ranges included), streaming in 64 KiB pieces, and the precompressed
+/// siblings `.br`, `.zst` and `.gz` when the client accepts them. Here, around it:
+/// `ETag` (as nginx writes it: the modification time and the length in hex) with
+/// `If-None-Match` (which, as RFC 9110 says, overrides `If-Modified-Since`) and
+/// `If-Range` (a range only for the current version), and a precompressed sibling only
+/// when it is itself a regular file under the root (no symbolic link out).
 pub(crate) async fn serve(
-    request: &::http::request::Parts,
+    root: &Path,
+    relative: &str,
+    mut request: ::http::request::Parts,
     path: &Path,
     meta: &std::fs::Metadata,
 ) -> Result<Response<ResponseBody>, HttpError> {
-    let head = request.method == Method::HEAD;
-    if !head && request.method != Method::GET {
+    if request.method != Method::HEAD && request.method != Method::GET {
         return Err(HttpError::MethodNotAllowed);
     }
-    let len = meta.len();
-    let mut response = Response::new(ResponseBody::empty());
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(path)),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Some(modified) = meta.modified().ok().and_then(http_date) {
-        let not_modified = request
-            .headers
-            .get(header::IF_MODIFIED_SINCE)
-            .is_some_and(|since| since.as_bytes() == modified.as_bytes());
-        // An HTTP date is ASCII.
-        if let Ok(value) = HeaderValue::from_str(&modified) {
-            headers.insert(header::LAST_MODIFIED, value);
-        }
-        if not_modified {
-            headers.remove(header::CONTENT_LENGTH);
+    let etag = entity_tag(meta);
+    let headers = &mut request.headers;
+    if let Some(if_none_match) = headers.get(header::IF_NONE_MATCH) {
+        if etag_matches(if_none_match.as_bytes(), &etag) {
+            let mut response = Response::new(ResponseBody::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response.headers_mut().insert(header::ETAG, etag);
             return Ok(response);
         }
+        headers.remove(header::IF_MODIFIED_SINCE);
     }
-    if head || len == 0 {
-        return Ok(response);
-    }
-    if len <= SMALL_FILE {
-        // Read at once, on this thread, as nginx does: a hop to tokio's blocking pool
-        // costs more than reading a small file from the page cache.
-        let bytes = std::fs::read(path).map_err(HttpError::File)?;
-        if bytes.len() as u64 != len {
-            return Err(HttpError::File(io::Error::other(
-                "the file changed size while it was read",
-            )));
+    if let Some(if_range) = headers.get(header::IF_RANGE) {
+        let current = if_range.as_bytes() == etag.as_bytes()
+            || meta
+                .modified()
+                .ok()
+                .is_some_and(|m| if_range.as_bytes() == httpdate::fmt_http_date(m).as_bytes());
+        if !current {
+            headers.remove(header::RANGE);
         }
-        *response.body_mut() = ResponseBody::full(bytes);
-    } else {
-        let file = tokio::fs::File::open(path).await.map_err(HttpError::File)?;
-        *response.body_mut() = ResponseBody::file(file, len);
     }
-    Ok(response)
-}
-
-/// The `Content-Type` of a file, by its extension (ASCII case-insensitive);
-/// `application/octet-stream` for any other.
-pub(crate) fn content_type(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    const TYPES: &[(&str, &str)] = &[
-        ("html", "text/html; charset=utf-8"),
-        ("htm", "text/html; charset=utf-8"),
-        ("css", "text/css; charset=utf-8"),
-        ("js", "text/javascript; charset=utf-8"),
-        ("mjs", "text/javascript; charset=utf-8"),
-        ("json", "application/json"),
-        ("map", "application/json"),
-        ("txt", "text/plain; charset=utf-8"),
-        ("md", "text/markdown; charset=utf-8"),
-        ("csv", "text/csv; charset=utf-8"),
-        ("xml", "application/xml"),
-        ("svg", "image/svg+xml"),
-        ("png", "image/png"),
-        ("jpg", "image/jpeg"),
-        ("jpeg", "image/jpeg"),
-        ("gif", "image/gif"),
-        ("webp", "image/webp"),
-        ("avif", "image/avif"),
-        ("ico", "image/x-icon"),
-        ("pdf", "application/pdf"),
-        ("wasm", "application/wasm"),
-        ("woff", "font/woff"),
-        ("woff2", "font/woff2"),
-        ("ttf", "font/ttf"),
-        ("otf", "font/otf"),
-        ("mp3", "audio/mpeg"),
-        ("ogg", "audio/ogg"),
-        ("wav", "audio/wav"),
-        ("mp4", "video/mp4"),
-        ("webm", "video/webm"),
-        ("zip", "application/zip"),
-        ("gz", "application/gzip"),
-        ("tar", "application/x-tar"),
-    ];
-    TYPES
+    let mime = mime_type(path);
+    let mut serve_file = ServeFile::new_with_mime(path, &mime);
+    let accepts = headers
+        .get_all(header::ACCEPT_ENCODING)
         .iter()
-        .find(|(e, _)| e.eq_ignore_ascii_case(ext))
-        .map_or("application/octet-stream", |(_, t)| t)
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let sibling = |ext: &str| {
+        accepts.contains(ext_token(ext))
+            && matches!(
+                find(root, &format!("{relative}.{ext}")),
+                Ok(Found::File(..))
+            )
+    };
+    if sibling("br") {
+        serve_file = serve_file.precompressed_br();
+    }
+    if sibling("zst") {
+        serve_file = serve_file.precompressed_zstd();
+    }
+    if sibling("gz") {
+        serve_file = serve_file.precompressed_gzip();
+    }
+    let response = serve_file
+        .try_call(::http::Request::from_parts(request, ()))
+        .await
+        .map_err(HttpError::File)?;
+    let (mut parts, body) = response.into_parts();
+    if parts.status.is_success() || parts.status == StatusCode::NOT_MODIFIED {
+        parts.headers.insert(header::ETAG, etag);
+    }
+    Ok(Response::from_parts(parts, ResponseBody::file(body)))
 }
 
-/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`); `None` before 1970.
-pub(crate) fn http_date(time: SystemTime) -> Option<String> {
-    let secs = time.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    let days = secs / 86_400;
-    let rest = secs % 86_400;
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    Some(format!(
-        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        MONTHS[(month - 1) as usize],
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    ))
+/// The `Accept-Encoding` token of a precompressed sibling's extension.
+fn ext_token(ext: &str) -> &'static str {
+    match ext {
+        "br" => "br",
+        "zst" => "zstd",
+        _ => "gzip",
+    }
+}
+
+/// A strong entity tag as nginx makes one: `"<mtime in hex>-<length in hex>"`.
+fn entity_tag(meta: &std::fs::Metadata) -> HeaderValue {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    // Hex digits and quotes are valid header bytes.
+    HeaderValue::from_str(&format!("\"{mtime:x}-{:x}\"", meta.len()))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// Whether an `If-None-Match` list names `etag` (weak comparison: `W/` ignored) or is
+/// `*`.
+fn etag_matches(list: &[u8], etag: &HeaderValue) -> bool {
+    let Ok(list) = std::str::from_utf8(list) else {
+        return false;
+    };
+    list.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == etag.as_bytes()
+    })
+}
+
+/// The `Content-Type` of a file by its extension (mime_guess's table), with
+/// `charset=utf-8` for text and JavaScript; `application/octet-stream` for an unknown
+/// extension.
+pub(crate) fn mime_type(path: &Path) -> mime_guess::Mime {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let texty =
+        mime.type_() == mime_guess::mime::TEXT || mime.subtype() == mime_guess::mime::JAVASCRIPT;
+    if texty && mime.get_param(mime_guess::mime::CHARSET).is_none() {
+        if let Ok(with_charset) = format!("{mime}; charset=utf-8").parse() {
+            return with_charset;
+        }
+    }
+    mime
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn http_dates() {
-        let at = |secs| http_date(UNIX_EPOCH + Duration::from_secs(secs)).unwrap();
-        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
-    }
 
     #[test]
     fn content_types() {
-        assert_eq!(
-            content_type(Path::new("/a/b.CSS")),
-            "text/css; charset=utf-8"
-        );
-        assert_eq!(content_type(Path::new("/a/b.png")), "image/png");
-        assert_eq!(content_type(Path::new("/a/b")), "application/octet-stream");
-        assert_eq!(
-            content_type(Path::new("/a/b.php.bak")),
-            "application/octet-stream"
-        );
+        let of = |p: &str| mime_type(Path::new(p)).to_string();
+        assert_eq!(of("/a/b.CSS"), "text/css; charset=utf-8");
+        assert_eq!(of("/a/b.js"), "text/javascript; charset=utf-8");
+        assert_eq!(of("/a/b.html"), "text/html; charset=utf-8");
+        assert_eq!(of("/a/b.png"), "image/png");
+        assert_eq!(of("/a/b.json"), "application/json");
+        assert_eq!(of("/a/b"), "application/octet-stream");
+        assert_eq!(of("/a/b.php.bak"), "application/octet-stream");
+    }
+
+    #[test]
+    fn if_none_match_lists() {
+        let etag = HeaderValue::from_static("\"65a1b2c3-10\"");
+        assert!(etag_matches(b"\"65a1b2c3-10\"", &etag));
+        assert!(etag_matches(b"\"x\", W/\"65a1b2c3-10\"", &etag));
+        assert!(etag_matches(b"*", &etag));
+        assert!(!etag_matches(b"\"65a1b2c3-11\"", &etag));
+        assert!(!etag_matches(b"65a1b2c3-10", &etag));
     }
 }

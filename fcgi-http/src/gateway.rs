@@ -196,8 +196,9 @@ impl Gateway {
         };
         match found {
             Found::File(file, meta) => {
+                let relative = path.into_owned();
                 let (parts, _body) = request.into_parts();
-                files::serve(&parts, &file, &meta).await
+                files::serve(root, &relative, parts, &file, &meta).await
             }
             Found::Dir(dir) => {
                 if !path.ends_with('/') {

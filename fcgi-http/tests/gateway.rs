@@ -940,3 +940,126 @@ async fn forwarding_headers_only_from_trusted_proxies() {
         );
     }
 }
+
+/// Conditional and range requests of static files, and precompressed siblings.
+#[tokio::test]
+async fn static_files_etag_range_and_precompressed() {
+    let server = serve(gateway()).await;
+    let dir = fpm().docroot().join("gw_cond");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = random_bytes(100_000, 23);
+    std::fs::write(dir.join("data.bin"), &data).unwrap();
+    let got = get(&server, "/gw_cond/data.bin").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("accept-ranges"), Some("bytes"));
+    let etag = got.header("etag").unwrap().to_owned();
+    let modified = got.header("last-modified").unwrap().to_owned();
+    let meta = std::fs::metadata(dir.join("data.bin")).unwrap();
+    let mtime = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(etag, format!("\"{mtime:x}-{:x}\"", data.len()));
+
+    let conditional = |name: &'static str, value: String| {
+        let request = Request::get("/gw_cond/data.bin").header(name, value);
+        send(&server, request, empty())
+    };
+    // If-None-Match: 304 with the tag, no body; W/ and lists match too.
+    for value in [etag.clone(), format!("\"nope\", W/{etag}"), "*".to_owned()] {
+        let got = conditional("if-none-match", value.clone()).await;
+        assert_eq!(got.status, StatusCode::NOT_MODIFIED, "{value}");
+        assert_eq!(got.header("etag"), Some(etag.as_str()));
+        assert!(got.body.is_empty());
+    }
+    // A tag that does not match wins over a matching If-Modified-Since (RFC 9110).
+    let got = send(
+        &server,
+        Request::get("/gw_cond/data.bin")
+            .header("if-none-match", "\"other\"")
+            .header("if-modified-since", &modified),
+        empty(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(hex_sha256(&got.body), hex_sha256(&data));
+
+    // A single range: 206 with exactly those bytes.
+    let got = conditional("range", "bytes=1000-1999".into()).await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(got.header("content-range"), Some("bytes 1000-1999/100000"));
+    assert_eq!(got.header("content-length"), Some("1000"));
+    assert_eq!(got.body, data[1000..2000]);
+    let got = conditional("range", "bytes=-10".into()).await;
+    assert_eq!(got.body, data[data.len() - 10..]);
+    // Beyond the end, and several ranges at once: 416.
+    for range in ["bytes=200000-", "bytes=0-1,5-6"] {
+        let got = conditional("range", range.into()).await;
+        assert_eq!(got.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(got.header("content-range"), Some("bytes */100000"));
+    }
+    // If-Range: the range for the current version only, else the whole file.
+    for (if_range, partial) in [
+        (etag.clone(), true),
+        (modified.clone(), true),
+        ("\"old\"".to_owned(), false),
+    ] {
+        let got = send(
+            &server,
+            Request::get("/gw_cond/data.bin")
+                .header("range", "bytes=0-9")
+                .header("if-range", &if_range),
+            empty(),
+        )
+        .await;
+        if partial {
+            assert_eq!(got.status, StatusCode::PARTIAL_CONTENT, "{if_range}");
+            assert_eq!(got.body, data[..10]);
+        } else {
+            assert_eq!(got.status, StatusCode::OK, "{if_range}");
+            assert_eq!(got.body.len(), data.len());
+        }
+    }
+
+    // Precompressed siblings, when the client accepts them.
+    std::fs::write(dir.join("app.js"), "console.log('plain');\n").unwrap();
+    std::fs::write(dir.join("app.js.br"), "BROTLI BYTES").unwrap();
+    std::fs::write(dir.join("app.js.gz"), "GZIP BYTES").unwrap();
+    let with = |encoding: &'static str| {
+        send(
+            &server,
+            Request::get("/gw_cond/app.js").header("accept-encoding", encoding),
+            empty(),
+        )
+    };
+    let got = with("gzip, br").await;
+    assert_eq!(got.header("content-encoding"), Some("br"));
+    assert_eq!(
+        got.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(got.body, "BROTLI BYTES");
+    let got = with("gzip").await;
+    assert_eq!(got.header("content-encoding"), Some("gzip"));
+    assert_eq!(got.body, "GZIP BYTES");
+    let got = with("identity").await;
+    assert_eq!(got.header("content-encoding"), None);
+    assert_eq!(got.body, "console.log('plain');\n");
+    // A sibling that is a symbolic link out of the root is not served.
+    std::fs::write(dir.join("lib.js"), "plain lib\n").unwrap();
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), "SECRET").unwrap();
+    let link = dir.join("lib.js.gz");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+    let got = send(
+        &server,
+        Request::get("/gw_cond/lib.js").header("accept-encoding", "gzip"),
+        empty(),
+    )
+    .await;
+    assert_eq!(got.header("content-encoding"), None);
+    assert_eq!(got.body, "plain lib\n");
+}
