@@ -15,8 +15,9 @@ use fcgi_proto::split_path;
 
 use crate::body::BoxError;
 use crate::files::{self, Found};
+use crate::sendfile::{self, RequestHead};
 use crate::{
-    normalize_path, FastCgiService, HttpError, PeerAddrs, ResponseBody, ScriptConfig,
+    normalize_path, FastCgiService, HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget,
     ServiceOptions,
 };
 use fcgi_tokio::Client;
@@ -24,6 +25,8 @@ use fcgi_tokio::Client;
 struct Inner {
     /// The canonical document root.
     root: PathBuf,
+    /// The canonical directory of files the application may have sent by name.
+    sendfile_root: Option<PathBuf>,
 }
 
 /// A document root behind one HTTP service, as this nginx configuration serves it:
@@ -116,7 +119,46 @@ impl Gateway {
         }
         Ok(Self {
             fcgi: FastCgiService::with_options(client, canonical, options),
-            inner: Arc::new(Inner { root }),
+            inner: Arc::new(Inner {
+                root,
+                sendfile_root: None,
+            }),
+        })
+    }
+
+    /// Lets the application have the gateway send a file under `dir` (which must be a
+    /// directory) in its place: a response with `X-Accel-Redirect: /path` (a URI path,
+    /// taken under `dir`) or `X-Sendfile: /file/system/path` (which must lie under
+    /// `dir`) becomes that file, served as a static file is (ranges, conditional
+    /// requests), for a `GET` whatever the method (a `HEAD` stays one), with the
+    /// application's `Content-Type`, `Content-Disposition`, `Set-Cookie`,
+    /// `Cache-Control` and `Expires` (as nginx's `X-Accel-Redirect` does). A name that
+    /// leads out of `dir` is 403, a missing file 404. Without this (the default) both
+    /// headers reach the client as the application wrote them.
+    ///
+    /// A PHP download behind a permission check:
+    ///
+    /// ```php
+    /// <?php
+    /// if (!user_may_download($_GET['id'])) { http_response_code(403); exit; }
+    /// header('Content-Type: application/zip');
+    /// header('Content-Disposition: attachment; filename="report.zip"');
+    /// header('X-Accel-Redirect: /reports/2026/report.zip');
+    /// ```
+    pub fn sendfile_root(self, dir: impl AsRef<Path>) -> io::Result<Self> {
+        let dir = std::fs::canonicalize(dir)?;
+        if !dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root: self.inner.root.clone(),
+                sendfile_root: Some(dir),
+            }),
+            fcgi: self.fcgi,
         })
     }
 
@@ -177,7 +219,7 @@ impl Gateway {
                     Some(path_info.to_owned()),
                     path.into_owned(),
                 );
-                return self.fcgi.send_to(request, &target).await;
+                return self.run(request, &target).await;
             }
             Ok(None) => {}
             Err(_) => return Err(HttpError::NotFound),
@@ -186,7 +228,7 @@ impl Gateway {
             Err(HttpError::NotFound) => match script.front_controller_target() {
                 Some(target) => {
                     return match files::find(root, &target.script_name)? {
-                        Found::File(..) => self.fcgi.send_to(request, &target).await,
+                        Found::File(..) => self.run(request, &target).await,
                         Found::Dir(_) => Err(HttpError::NotFound),
                     };
                 }
@@ -214,9 +256,31 @@ impl Gateway {
                 let mut uri = path.into_owned();
                 uri.push_str(index);
                 let target = script.target(uri.clone(), None, uri);
-                self.fcgi.send_to(request, &target).await
+                self.run(request, &target).await
             }
         }
+    }
+
+    /// Runs a script; with a sendfile root, follows the file its response may name.
+    async fn run<B>(
+        &self,
+        request: Request<B>,
+        target: &ScriptTarget,
+    ) -> Result<Response<ResponseBody>, HttpError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let Some(sendfile_root) = &self.inner.sendfile_root else {
+            return self.fcgi.send_to(request, target).await;
+        };
+        let head = RequestHead {
+            method: request.method().clone(),
+            headers: request.headers().clone(),
+        };
+        let response = self.fcgi.send_to(request, target).await?;
+        sendfile::follow(sendfile_root, head, response).await
     }
 }
 

@@ -78,6 +78,7 @@ mod files;
 mod gateway;
 mod proxy;
 mod script;
+mod sendfile;
 #[cfg(feature = "server")]
 mod server;
 mod service;

@@ -1063,3 +1063,104 @@ async fn static_files_etag_range_and_precompressed() {
     assert_eq!(got.header("content-encoding"), None);
     assert_eq!(got.body, "plain lib\n");
 }
+
+/// `X-Accel-Redirect` and `X-Sendfile` under a sendfile root: the gateway sends the
+/// file the application names, with ranges, keeping the application's headers that
+/// matter; nothing outside that root; without the option the headers pass through.
+#[tokio::test]
+async fn sendfile_from_the_application() {
+    let files = tempfile::tempdir().unwrap();
+    let files_root = std::fs::canonicalize(files.path()).unwrap();
+    std::fs::create_dir_all(files_root.join("reports")).unwrap();
+    let report = random_bytes(300_000, 31);
+    std::fs::write(files_root.join("reports/q4.zip"), &report).unwrap();
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), "SECRET").unwrap();
+    fpm().write_script(
+        "gw_download.php",
+        r#"<?php
+header('Content-Type: application/zip');
+header('Content-Disposition: attachment; filename="q4.zip"');
+setcookie('downloaded', 'q4');
+header('Cache-Control: private');
+if (isset($_GET['accel'])) { header('X-Accel-Redirect: ' . $_GET['accel']); }
+if (isset($_GET['sendfile'])) { header('X-Sendfile: ' . $_GET['sendfile']); }
+echo 'the application body';
+"#,
+    );
+    let gateway = || {
+        Gateway::new(
+            fcgi_client(Options::default()),
+            ScriptConfig::new(fpm().docroot().to_str().unwrap()),
+        )
+        .unwrap()
+    };
+    let server = serve(gateway().sendfile_root(&files_root).unwrap()).await;
+    let sendfile = files_root.join("reports/q4.zip");
+    let encode = |s: &str| s.replace('/', "%2F");
+    for query in [
+        "accel=/reports/q4.zip".to_owned(),
+        format!("sendfile={}", encode(sendfile.to_str().unwrap())),
+    ] {
+        let uri = format!("/gw_download.php?{query}");
+        // A POST too: the file is sent as for a GET, as nginx does.
+        for method in [Method::GET, Method::POST] {
+            let got = send(
+                &server,
+                Request::builder().method(method.clone()).uri(&uri),
+                empty(),
+            )
+            .await;
+            assert_eq!(got.status, StatusCode::OK, "{query} {method}");
+            assert_eq!(hex_sha256(&got.body), hex_sha256(&report), "{query}");
+            assert_eq!(got.header("content-length"), Some("300000"));
+            assert_eq!(got.header("content-type"), Some("application/zip"));
+            assert_eq!(
+                got.header("content-disposition"),
+                Some("attachment; filename=\"q4.zip\"")
+            );
+            assert_eq!(got.header("set-cookie"), Some("downloaded=q4"));
+            assert_eq!(got.header("cache-control"), Some("private"));
+            assert_eq!(got.header("x-accel-redirect"), None);
+            assert_eq!(got.header("x-sendfile"), None);
+        }
+        let got = send(
+            &server,
+            Request::get(&uri).header("range", "bytes=100-199"),
+            empty(),
+        )
+        .await;
+        assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(got.body, report[100..200]);
+        let got = send(&server, Request::head(&uri), empty()).await;
+        assert_eq!((got.status, got.body.len()), (StatusCode::OK, 0));
+        assert_eq!(got.header("content-length"), Some("300000"));
+    }
+    // Nothing outside the sendfile root, nothing missing.
+    for (query, status) in [
+        ("accel=/../etc/passwd".to_owned(), StatusCode::FORBIDDEN),
+        (
+            "accel=/reports/missing.zip".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        ("accel=/reports/".to_owned(), StatusCode::FORBIDDEN),
+        (
+            format!("sendfile={}", encode(outside.path().to_str().unwrap())),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "sendfile=%2Fnowhere%2Fq4.zip".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let got = get(&server, &format!("/gw_download.php?{query}")).await;
+        assert_eq!(got.status, status, "{query}");
+        assert!(!got.text().contains("SECRET"));
+    }
+    // Without a sendfile root the application's response goes out as it is.
+    let server = serve(gateway()).await;
+    let got = get(&server, "/gw_download.php?accel=/reports/q4.zip").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("x-accel-redirect"), Some("/reports/q4.zip"));
+    assert_eq!(got.body, "the application body");
+}
