@@ -172,6 +172,7 @@ pub mod nginx;
 mod process;
 mod scripts;
 pub mod silent;
+pub mod slim;
 pub mod uwsgi;
 #[cfg(test)]
 mod wire;
