@@ -168,9 +168,11 @@ pub mod gofcgi;
 pub mod hostile;
 pub mod libfcgi;
 pub mod native;
+pub mod nginx;
 mod process;
 mod scripts;
 pub mod silent;
+pub mod slim;
 pub mod uwsgi;
 #[cfg(test)]
 mod wire;
@@ -192,6 +194,7 @@ pub use body::{fill_large_body, hex_sha256, large_body, open_reader, random_byte
 pub use flup::{flup_venv, Flup, FlupBuilder};
 pub use gofcgi::GoFcgi;
 pub use libfcgi::Libfcgi;
+pub use nginx::Nginx;
 pub use uwsgi::Uwsgi;
 
 /// Workers per pool when [`Builder::max_children`] is not called.
