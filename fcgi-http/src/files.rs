@@ -70,6 +70,12 @@ pub(crate) async fn serve(
             let mut response = Response::new(ResponseBody::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             response.headers_mut().insert(header::ETAG, etag);
+            if let Some(modified) = meta.modified().ok().map(httpdate::fmt_http_date) {
+                // An HTTP date is ASCII.
+                if let Ok(value) = HeaderValue::from_str(&modified) {
+                    response.headers_mut().insert(header::LAST_MODIFIED, value);
+                }
+            }
             return Ok(response);
         }
         headers.remove(header::IF_MODIFIED_SINCE);

@@ -24,8 +24,6 @@
 //!   and framing, not content (a server may send chunked where the other sends a length);
 //! - `X-Powered-By`: PHP's own header, the same php-fpm behind both, and not the
 //!   servers' behaviour;
-//! - `ETag`, `Accept-Ranges`: nginx's static-file module only; the gateway does not do
-//!   entity tags or ranges yet (issue 14, its static-file part);
 //! - `Content-Length` is compared only when both send one (otherwise the body is framed
 //!   by chunks, and its length is checked through the body bytes).
 //!
@@ -68,8 +66,6 @@ const IGNORED: &[&str] = &[
     "keep-alive",
     "transfer-encoding",
     "x-powered-by",
-    "etag",
-    "accept-ranges",
     "content-length",
 ];
 
@@ -414,6 +410,19 @@ async fn slim_app_through_the_gateway_beside_nginx() {
     let upload_sha = hex_sha256(&upload);
     let boundary = "fcgi-test-boundary-7MA4YWxkTrZu0gW";
     let css = std::fs::read(public.join("css/site.css")).unwrap();
+    let css_head = css[..10].to_vec();
+    let css_len = css.len();
+    // nginx's entity tag: the modification time and the length, in hex.
+    let css_etag = {
+        let meta = std::fs::metadata(public.join("css/site.css")).unwrap();
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        format!("\"{mtime:x}-{:x}\"", meta.len())
+    };
     let home = "<!doctype html>\n<title>Slim behind FastCGI</title>\n\
                 <link rel=\"stylesheet\" href=\"/css/site.css\">\n\
                 <h1>Home</h1>\n<p><a href=\"/hello/World\">Say hello</a></p>\n";
@@ -678,6 +687,35 @@ async fn slim_app_through_the_gateway_beside_nginx() {
                         },
                     )
                 }),
+            ),
+        ),
+        // A range of the static file, and a revalidation with its entity tag: both
+        // servers answer alike (206 with the same Content-Range and bytes; 304 with the
+        // same ETag, nginx's form), but for the charset above.
+        (
+            Case::get("/css/site.css").header("range", "bytes=0-9"),
+            Expect::Differs(
+                "Content-Type charset, as for the whole file",
+                Box::new(move |n, g| {
+                    for r in [n, g] {
+                        check(r.status == StatusCode::PARTIAL_CONTENT, || {
+                            format!("status {}", r.status)
+                        })?;
+                        check(r.body == css_head, || format!("body {:?}", r.text()))?;
+                        check(
+                            r.header("content-range") == Some(&format!("bytes 0-9/{css_len}")),
+                            || format!("content-range {:?}", r.header("content-range")),
+                        )?;
+                    }
+                    Ok(())
+                }),
+            ),
+        ),
+        (
+            Case::get("/css/site.css").header("if-none-match", &css_etag),
+            Expect::SameChecked(
+                StatusCode::NOT_MODIFIED,
+                Box::new(|r| check(r.body.is_empty(), || format!("body {:?}", r.text()))),
             ),
         ),
         // A missing *.php: both answer 404 without running PHP (nginx: `try_files $uri
