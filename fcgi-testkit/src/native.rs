@@ -204,6 +204,24 @@ impl Server {
         read_lossy(&self.log, 0)
     }
 
+    /// The log once it contains `needle`, waiting for it at most 10 s (`None` then). A
+    /// program prints its start line after it listens, so the line can come a moment
+    /// after [`Server::start`] has seen the socket accept.
+    #[cfg(test)]
+    pub(crate) fn log_with(&self, needle: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return Some(log);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Closes the control pipe (the program exits at once) and waits for the process,
     /// killing it (by its pid, through the child handle) after 5 seconds.
     pub(crate) fn stop(&mut self) {
