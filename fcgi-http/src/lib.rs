@@ -73,6 +73,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod access_log;
 mod body;
 mod files;
 mod gateway;
@@ -89,6 +90,7 @@ use std::net::SocketAddr;
 
 use ::http::StatusCode;
 
+pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, UpstreamTime, ACCESS_LOG_TARGET};
 pub use body::ResponseBody;
 pub use gateway::Gateway;
 pub use ipnet::IpNet;

@@ -8,12 +8,14 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use ::http::{header, Method, Request, Response, StatusCode};
 use fcgi_proto::ParamsBuilder;
 
 use crate::body::{drain, request_body, BoxError};
 use crate::proxy::{client_view, ClientView};
+use crate::UpstreamTime;
 use crate::{HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget, ServiceOptions};
 use fcgi_tokio::{Client, ResponseStream};
 
@@ -181,6 +183,7 @@ impl FastCgiService {
         let params = builder
             .build()
             .map_err(|_| HttpError::BadRequest("the request cannot be sent as FastCGI params"))?;
+        let started = Instant::now();
         let stream = self
             .inner
             .client
@@ -188,7 +191,11 @@ impl FastCgiService {
             .await
             .map_err(HttpError::Upstream)?;
         let head_only = parts.method == Method::HEAD;
-        into_response(stream, head_only)
+        let mut response = into_response(stream, head_only)?;
+        response
+            .extensions_mut()
+            .insert(UpstreamTime(started.elapsed()));
+        Ok(response)
     }
 }
 

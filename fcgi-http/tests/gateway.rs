@@ -1164,3 +1164,106 @@ echo 'the application body';
     assert_eq!(got.header("x-accel-redirect"), Some("/reports/q4.zip"));
     assert_eq!(got.body, "the application body");
 }
+
+/// A tracing writer into a shared buffer, for the access log's lines.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// One access log line per request, in nginx's combined format plus the request and
+/// upstream times, written when the body has gone out.
+#[tokio::test]
+async fn access_log_lines() {
+    use tower_service::Service;
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut logged = tower_layer::Layer::layer(&fcgi_http::AccessLogLayer, gateway());
+    let peer = PeerAddrs::new(
+        "192.0.2.7:4711".parse().unwrap(),
+        "127.0.0.1:80".parse().unwrap(),
+    );
+    std::fs::write(fpm().docroot().join("gw_log.txt"), "twelve bytes").unwrap();
+    for (uri, agent) in [("/hello.php?x=1", "agent \"one\""), ("/gw_log.txt", "two")] {
+        let request = Request::get(uri)
+            .header("user-agent", agent)
+            .header("referer", "http://example.com/")
+            .extension(peer)
+            .body(String::new())
+            .unwrap();
+        let response = logged.call(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(!body.is_empty());
+    }
+    let missing = Request::get("/missing.html")
+        .extension(peer)
+        .body(String::new())
+        .unwrap();
+    drop(logged.call(missing).await.unwrap());
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let shape = |line: &str, head: &str, tail: &str, upstream: bool| {
+        // 192.0.2.7 - - [02/Dec/2026:08:49:37 +0000] "GET ..." 200 13 "ref" "ua" 0.001 0.001
+        let (start, rest) = line.split_once(" [").unwrap();
+        assert_eq!(start, "192.0.2.7 - -", "{line}");
+        let (time, rest) = rest.split_once("] ").unwrap();
+        assert_eq!(time.len(), "02/Dec/2026:08:49:37 +0000".len(), "{line}");
+        assert!(time.ends_with(" +0000"), "{line}");
+        assert!(rest.starts_with(head), "{line}");
+        let fields: Vec<&str> = rest.rsplitn(3, ' ').collect();
+        let (upstream_time, request_time, before) = (fields[0], fields[1], fields[2]);
+        assert!(before.ends_with(tail), "{line}");
+        assert!(request_time.parse::<f64>().unwrap() < 10.0, "{line}");
+        if upstream {
+            assert!(
+                upstream_time.parse::<f64>().unwrap() <= request_time.parse::<f64>().unwrap(),
+                "{line}"
+            );
+        } else {
+            assert_eq!(upstream_time, "-", "{line}");
+        }
+    };
+    shape(
+        lines[0],
+        "\"GET /hello.php?x=1 HTTP/1.1\" 200 13 ",
+        "\"http://example.com/\" \"agent \\x22one\\x22\"",
+        true,
+    );
+    shape(
+        lines[1],
+        "\"GET /gw_log.txt HTTP/1.1\" 200 12 ",
+        "\"http://example.com/\" \"two\"",
+        false,
+    );
+    shape(
+        lines[2],
+        "\"GET /missing.html HTTP/1.1\" 404 0 ",
+        "\"-\" \"-\"",
+        false,
+    );
+}
