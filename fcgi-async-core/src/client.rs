@@ -18,6 +18,7 @@ use fcgi_proto::{
 };
 use futures_core::Stream;
 
+use crate::balance::{self, Standing};
 use crate::body::Body;
 use crate::discovery::Probe;
 use crate::exchange::{Conn, Exchange, OpenGuard, Timeouts};
@@ -138,6 +139,12 @@ pub struct Options {
     /// was still being sent waits there for the rest of the body forever and keeps its
     /// id (one slot of the connection) until the connection closes.
     pub multiplex: bool,
+    /// With several upstreams: how long one that failed (a connect error, or
+    /// `END_REQUEST` refusing a request as overloaded) is passed over, as nginx's
+    /// `fail_timeout` (default 10 s). Requests go to the upstream with the fewest in
+    /// flight among the others, and to it again once this has passed or a connection
+    /// to it has opened; when every upstream is out, they are tried all the same.
+    pub upstream_fail_timeout: Duration,
 }
 
 impl Default for Options {
@@ -154,6 +161,7 @@ impl Default for Options {
             max_body_bytes: lifecycle::DEFAULT_MAX_BODY_BYTES,
             config: Config::default(),
             multiplex: false,
+            upstream_fail_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -238,6 +246,8 @@ struct Upstream<R: Runtime> {
     /// `mode` again.
     probe_ended: Notify,
     mux: MuxPool,
+    /// Whether requests go to it first ([`balance`]).
+    standing: Standing,
 }
 
 /// The state of an upstream's `GET_VALUES` probe ([`Options::multiplex`]).
@@ -395,8 +405,11 @@ impl<R: Runtime> Client<R> {
         Self::with_upstreams([address.try_into()?], Options::default())
     }
 
-    /// A client for several upstream addresses (round robin, failover on connect
-    /// errors).
+    /// A client for several upstream addresses: each request goes to the one with the
+    /// fewest requests in flight (turns among equals), passing over one that failed
+    /// lately ([`Options::upstream_fail_timeout`]) or that a health check took out
+    /// ([`set_upstream_healthy`](Self::set_upstream_healthy)); a connect error tries
+    /// the next.
     pub fn with_upstreams(
         addresses: impl IntoIterator<Item = Address>,
         options: Options,
@@ -413,6 +426,7 @@ impl<R: Runtime> Client<R> {
                 discovery: Mutex::new(Discovery::default()),
                 probe_ended: Notify::new(),
                 mux: MuxPool::default(),
+                standing: Standing::default(),
             })
             .collect();
         if upstreams.is_empty() {
@@ -432,6 +446,51 @@ impl<R: Runtime> Client<R> {
     /// The options.
     pub fn options(&self) -> &Options {
         &self.inner.options
+    }
+
+    /// The upstream a request tries first ([`balance::first`]): the least loaded in
+    /// service, a pool slot taken or waited for counting as a request in flight.
+    fn first_upstream(&self) -> usize {
+        let ups = &self.inner.upstreams;
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed) % ups.len();
+        if ups.len() == 1 {
+            return 0;
+        }
+        let now = R::now();
+        let slots = self.inner.options.max_connections.max(1);
+        let standing: Vec<(bool, usize)> = ups
+            .iter()
+            .map(|up| {
+                let busy = slots.saturating_sub(up.permits.available_permits());
+                let load = busy + up.waiting.load(Ordering::Relaxed);
+                (up.standing.in_service(now), load)
+            })
+            .collect();
+        balance::first(start, &standing)
+    }
+
+    /// The upstream addresses, in the order given.
+    pub fn upstreams(&self) -> impl ExactSizeIterator<Item = &Address> {
+        self.inner.upstreams.iter().map(|up| &up.address)
+    }
+
+    /// Takes the upstream at `index` (in the order given) out of service, or puts it
+    /// back: for a health check of the caller's (the `fcgi-http` gateway asks php-fpm's
+    /// ping page). While out, requests go to the others, or to it when all are out.
+    /// An index out of range does nothing.
+    pub fn set_upstream_healthy(&self, index: usize, healthy: bool) {
+        if let Some(up) = self.inner.upstreams.get(index) {
+            up.standing.set_healthy(healthy);
+        }
+    }
+
+    /// Whether the upstream at `index` is in service as far as health checks go
+    /// (`false` for an index out of range).
+    pub fn upstream_healthy(&self, index: usize) -> bool {
+        self.inner
+            .upstreams
+            .get(index)
+            .is_some_and(|up| up.standing.healthy())
     }
 
     /// Connections opened so far for requests, over the client's life (the short-lived
@@ -533,8 +592,18 @@ impl<R: Runtime> Client<R> {
         let ups = &self.inner.upstreams;
         let options = &self.inner.options;
         let mut last_error = None;
-        for k in 0..ups.len() {
-            let index = (first + k) % ups.len();
+        // Those in service first, in turn from `first`; then the others.
+        let now = R::now();
+        let in_service: Vec<bool> = ups.iter().map(|up| up.standing.in_service(now)).collect();
+        let order = (0..ups.len())
+            .map(|k| (first + k) % ups.len())
+            .filter(|&i| in_service[i])
+            .chain(
+                (0..ups.len())
+                    .map(|k| (first + k) % ups.len())
+                    .filter(|&i| !in_service[i]),
+            );
+        for index in order {
             let up = &ups[index];
             let bound = self.connect_bound(deadline);
             let waited_too_long = || Error::Timeout {
@@ -595,6 +664,7 @@ impl<R: Runtime> Client<R> {
             let left = bound.map(|b| b.saturating_sub(R::now().saturating_duration_since(started)));
             match R::connect(&up.address, left).await {
                 Ok(io) => {
+                    up.standing.succeeded();
                     self.inner.opened.fetch_add(1, Ordering::Relaxed);
                     return Ok(Checkout::Conn(self.new_conn(io, index), false, slot));
                 }
@@ -607,6 +677,7 @@ impl<R: Runtime> Client<R> {
                         source,
                         bound.unwrap_or_default(),
                     );
+                    up.standing.failed(R::now(), options.upstream_fail_timeout);
                     if error.is_timeout() {
                         return Err(error);
                     }
@@ -706,7 +777,7 @@ impl<R: Runtime> Client<R> {
         } = request;
         lifecycle::set_content_length(&mut params, body.len())?;
         let deadline = self.inner.options.total_timeout.map(|t| (R::now() + t, t));
-        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.upstreams.len();
+        let first = self.first_upstream();
         let mut replay = body.try_clone();
         let mut body = Some(body);
         let mut stderr = Vec::new();
@@ -758,6 +829,11 @@ impl<R: Runtime> Client<R> {
                 }
                 Ok(Err(e)) => {
                     // The request ended with a refusal or a bad head; the connection is fine.
+                    if matches!(e, Error::Refused { .. }) {
+                        let up = &self.inner.upstreams[exchange.conn.upstream];
+                        up.standing
+                            .failed(R::now(), self.inner.options.upstream_fail_timeout);
+                    }
                     self.check_in(exchange.conn, slot);
                     return Err(e);
                 }

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod balance;
 mod body;
 mod client;
 mod discovery;
