@@ -226,7 +226,7 @@ pub(crate) fn run(args: &Args, load: &Load) -> Result<u8, Failure> {
         expect_sha256: load.expect_sha256,
         fail: args.fail,
         timeout: args.timeout,
-        requests: load.requests,
+        requests: load.requests(),
     };
 
     let mut options = Options::default();
@@ -255,7 +255,7 @@ pub(crate) fn run(args: &Args, load: &Load) -> Result<u8, Failure> {
     });
     tally.latencies.sort_unstable();
     let summary = Summary {
-        requests: load.requests,
+        requests: load.requests(),
         concurrency: load.concurrency,
         connections: load.connections,
         opened: client.connections_opened(),
