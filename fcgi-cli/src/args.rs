@@ -107,16 +107,6 @@ pub(crate) struct Load {
     pub(crate) json: bool,
 }
 
-impl Load {
-    /// `-n` (temporary, until the load mode reads `stop`).
-    pub(crate) fn requests(&self) -> u64 {
-        match self.stop {
-            Stop::Requests(n) => n,
-            Stop::Duration(_) => u64::MAX,
-        }
-    }
-}
-
 /// The largest `-c` and `--connections`: far above what one machine's descriptors
 /// allow, and a bound that keeps the pool's semaphore in its range.
 pub(crate) const MAX_CONCURRENCY: usize = 100_000;
