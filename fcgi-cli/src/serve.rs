@@ -243,11 +243,13 @@ async fn serve_until_stopped(
 }
 
 /// SIGTERM and SIGINT, handled from the moment this is made.
+#[cfg(unix)]
 struct StopSignal {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
+#[cfg(unix)]
 impl StopSignal {
     fn new() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -263,6 +265,23 @@ impl StopSignal {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+/// Off unix: Ctrl-C (so that the crate builds there; no SIGTERM to handle).
+#[cfg(not(unix))]
+struct StopSignal;
+
+#[cfg(not(unix))]
+impl StopSignal {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 
