@@ -114,6 +114,12 @@ struct Conn {
     failed: Option<Error>,
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        tracing::debug!(target: "fcgi::conn", "connection closed");
+    }
+}
+
 /// A blocking FastCGI client for one server address.
 ///
 /// It keeps one connection open between requests when the server allows it
@@ -282,6 +288,7 @@ impl Client {
             Error::connect_failed(self.address_text.clone(), source, bound.unwrap_or_default())
         })?;
         self.connections_opened += 1;
+        tracing::debug!(target: "fcgi::conn", address = %self.address_text, "connected");
         self.conn = Some(Conn {
             stream,
             proto: Connection::new(self.options.config.clone()),
@@ -361,7 +368,10 @@ impl Client {
             }
         };
         let fed = match result {
-            Ok(0) => conn.proto.receive_eof(),
+            Ok(0) => {
+                tracing::debug!(target: "fcgi::conn", "closed by the server");
+                conn.proto.receive_eof()
+            }
             Ok(n) => {
                 conn.received += n as u64;
                 conn.proto.input_written(n)

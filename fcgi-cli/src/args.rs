@@ -1,32 +1,34 @@
-//! The command line: parsed by hand, getopt style.
+//! The command line, declared with clap's derive API: the options, their help, the
+//! subcommands (`serve`, `status`, `completions`, `man`), and from the same definition
+//! the completion scripts and the man page.
 //!
-//! Short options take their value attached (`-XPOST`) or as the next argument
-//! (`-X POST`), and flags cluster (`-iXPUT`); long options take it after `=` or as the
-//! next argument. A value is taken as is, even when it starts with `-`. `--` ends the
-//! options. A single-value option given twice keeps the last value; `-H` and `-p`
-//! repeat; `-d` may be given once.
+//! clap reads the words (clusters `-iXPUT`, `--name=value`, `--`); the values are kept as
+//! raw `OsString`s and checked here, so that the messages and the exit status of a bad
+//! value stay what they were, and so that `-d`, file names, `-o` and the values of `-H`
+//! and `-p` may be any bytes on unix. A single-value option given twice keeps the last
+//! (`args_override_self`); `-H` and `-p` repeat; `-d` may be given once.
 //!
-//! `-n` or `-c` turns on load mode ([`Load`]); `--connections`, `--multiplex` and
-//! `--expect-sha256` belong to it alone.
+//! `-n`, `-c`, `--duration` or `--rate` turns on load mode ([`Load`]);
+//! `--connections`, `--multiplex`, `--expect-sha256` and `--json` belong to it alone.
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use fcgi_blocking::Address;
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Print the usage text.
-    Help,
-    /// Print the version.
-    Version,
+    /// Print this text (help, version, completions, man page) to standard output.
+    Print(Vec<u8>),
     /// Talk to a server.
     Run(Box<Args>),
     /// `fcgi serve`: an HTTP gateway in front of the server.
-    Serve(crate::serve::ServeCommand),
+    Serve(crate::serve::ServeArgs),
+    /// `fcgi status`: php-fpm's status page, and a probe.
+    Status(crate::status::StatusArgs),
 }
 
 /// What to do with the server.
@@ -70,16 +72,28 @@ pub(crate) struct Args {
     pub(crate) output: Option<PathBuf>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) fail: bool,
-    /// Load mode (`-n`, `-c`): many requests, checked and summed up, none printed.
+    /// `-v` given this many times: 1 the records, 2 also the params.
+    pub(crate) verbose: u8,
+    /// Load mode (`-n`, `-c`, `--duration`, `--rate`): many requests, checked and
+    /// summed up, none printed.
     pub(crate) load: Option<Load>,
 }
 
+/// When a load run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// After this many requests (`-n`).
+    Requests(u64),
+    /// Once this much time has passed (`--duration`): no request starts after it.
+    Duration(Duration),
+}
+
 /// Load mode's settings, defaults applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Load {
-    /// `-n`: requests in all.
-    pub(crate) requests: u64,
-    /// `-c`: requests in flight at once.
+    /// `-n` or `--duration`.
+    pub(crate) stop: Stop,
+    /// `-c`: requests in flight at once (at most).
     pub(crate) concurrency: usize,
     /// `--connections`: the pool's bound on open connections.
     pub(crate) connections: usize,
@@ -87,6 +101,10 @@ pub(crate) struct Load {
     pub(crate) multiplex: bool,
     /// `--expect-sha256`: the sha256 every response body must have.
     pub(crate) expect_sha256: Option<[u8; 32]>,
+    /// `--rate`: requests per second, open loop.
+    pub(crate) rate: Option<f64>,
+    /// `--json`: the summary as one JSON object.
+    pub(crate) json: bool,
 }
 
 /// The largest `-c` and `--connections`: far above what one machine's descriptors
@@ -96,174 +114,387 @@ pub(crate) const MAX_CONCURRENCY: usize = 100_000;
 /// A usage error: the message, without the `fcgi: ` prefix.
 pub(crate) type UsageError = String;
 
-/// The text of an argument, or a usage error naming `what`.
-pub(crate) fn text(value: OsString, what: &str) -> Result<String, UsageError> {
-    utf8(value, what)
+const ABOUT: &str = "\
+fcgi - send one request to a FastCGI server (php-fpm, ...), print the
+response; or send many (-n, -c) and print a summary";
+
+const USAGE: &str = "\
+fcgi [OPTIONS] <ADDRESS> [SCRIPT_FILENAME]
+       fcgi serve [--listen ADDR] --root DIR [--connections K] <ADDRESS>
+       fcgi status [OPTIONS] <ADDRESS>
+       fcgi completions <SHELL> | fcgi man";
+
+const AFTER_HELP: &str = "\
+Load mode (on with -n, -c, --duration or --rate): the request is sent N times,
+C at once, and each response is checked and counted, not printed. -X -q -H -p -d
+--timeout --fail apply to every request (-d is read once, --timeout bounds each
+request); -i -o --values --ping cannot be used. A request is an error, by kind:
+connect; timeout; protocol (bad records, an early close, a bad head); refused
+(END_REQUEST overloaded, ...); bad status (>= 400, with --fail only); checksum
+(the body's sha256 is not --expect-sha256, or not its X-Body-Sha256 header,
+which with -d must also be the sha256 of the body sent). The summary goes to
+standard output: requests, requests/s, latency p50/p90/p99/p99.9/max, body
+bytes, statuses, errors by kind, connections opened; a progress line to
+standard error when that is a terminal.
+
+Params sent (-p overrides any of them):
+  GATEWAY_INTERFACE=CGI/1.1  SERVER_PROTOCOL=HTTP/1.1  REQUEST_METHOD
+  SCRIPT_FILENAME  SCRIPT_NAME=/<file name of SCRIPT_FILENAME>
+  REQUEST_URI=SCRIPT_NAME[?QS]  DOCUMENT_URI=SCRIPT_NAME  QUERY_STRING
+  DOCUMENT_ROOT=<directory of SCRIPT_FILENAME>  REQUEST_SCHEME=http
+  SERVER_SOFTWARE=fcgi/VERSION  REMOTE_ADDR=127.0.0.1  SERVER_PORT=80
+  SERVER_NAME=localhost (or the Host header's host)  REDIRECT_STATUS=200
+  CONTENT_LENGTH and CONTENT_TYPE with a body; HTTP_* from -H.
+  With --ping, SCRIPT_FILENAME, SCRIPT_NAME and REQUEST_URI are PATH.
+
+The body goes to standard output byte for byte as it arrives; the application's
+FCGI_STDERR goes to standard error as it arrives (load mode: the first one, at
+the end, with the count of responses that had one).
+
+Exit status:
+  0  success               1  no pong (--ping), or a local file error
+  2  usage error           3  cannot connect
+  4  timeout               5  the server broke the protocol or closed early
+  22 status 400 or more with --fail
+  Load mode: 0 without errors; when every error gives the same status above
+  (3, 4, 5 or 22), that one; otherwise 1 (checksum errors, mixed kinds).";
+
+const LOAD: &str = "Load mode";
+
+/// The whole command line, as clap reads it. Values stay raw here; [`finish`] checks
+/// them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fcgi",
+    version,
+    about = ABOUT,
+    override_usage = USAGE,
+    after_help = AFTER_HELP,
+    args_override_self = true,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    subcommand_value_name = "COMMAND",
+    term_width = 78
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+
+    /// HOST:PORT, [V6]:PORT, unix:/path/to.sock, or a socket path that starts with /
+    /// or ./
+    #[arg(value_name = "ADDRESS")]
+    address: Option<OsString>,
+
+    /// the script's path on the server; required unless --values or --ping is given
+    #[arg(value_name = "SCRIPT_FILENAME")]
+    script_filename: Option<OsString>,
+
+    /// request method (default GET; POST with -d)
+    #[arg(short = 'X', long, value_name = "M", allow_hyphen_values = true)]
+    method: Option<OsString>,
+
+    /// query string (QUERY_STRING; a leading ? is dropped)
+    #[arg(short, long, value_name = "QS", allow_hyphen_values = true)]
+    query: Option<OsString>,
+
+    /// request header, sent as HTTP_N (repeatable); Proxy and names with bytes other
+    /// than A-Z a-z 0-9 - are dropped
+    #[arg(short = 'H', long, value_name = "'N: V'", action = ArgAction::Append, allow_hyphen_values = true)]
+    header: Vec<OsString>,
+
+    /// add a param or override a default one (repeatable)
+    #[arg(short, long, value_name = "NAME=VALUE", action = ArgAction::Append, allow_hyphen_values = true)]
+    param: Vec<OsString>,
+
+    /// request body: DATA as is, @FILE streams a file, @- reads standard input; sets
+    /// CONTENT_LENGTH, and CONTENT_TYPE to application/x-www-form-urlencoded unless -H
+    /// gives a Content-Type
+    #[arg(short, long, value_name = "DATA", action = ArgAction::Append, allow_hyphen_values = true)]
+    data: Vec<OsString>,
+
+    /// print 'Status: CODE REASON', the response headers and a blank line (LF line
+    /// ends) before the body
+    #[arg(short, long)]
+    include: bool,
+
+    /// write to FILE instead of standard output
+    #[arg(short, long, value_name = "FILE", allow_hyphen_values = true)]
+    output: Option<OsString>,
+
+    /// one bound, in seconds, on connecting and the whole request (default: 10 s to
+    /// connect, 60 s for each wait for the server)
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    timeout: Option<OsString>,
+
+    /// print nothing and exit 22 when the status is >= 400 (load mode: count such a
+    /// response as an error)
+    #[arg(long)]
+    fail: bool,
+
+    /// ask FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS (GET_VALUES); print the answer
+    /// as NAME=VALUE lines
+    #[arg(long)]
+    values: bool,
+
+    /// php-fpm ping: request PATH (default /ping); exit 0 when the body is pong, 1
+    /// otherwise
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    ping: Option<Option<OsString>>,
+
+    /// show the records sent (>) and received (<) on standard error; -vv also the params
+    /// (RUST_LOG=fcgi=debug,... adds the library's other events)
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+
+    /// send N requests in all (default: C; with --rate, R)
+    #[arg(short = 'n', long = "requests", value_name = "N", allow_hyphen_values = true, help_heading = LOAD)]
+    requests: Option<OsString>,
+
+    /// keep at most C requests in flight (default 1; with --rate, 100)
+    #[arg(short, long, value_name = "C", allow_hyphen_values = true, help_heading = LOAD)]
+    concurrency: Option<OsString>,
+
+    /// send requests for this long instead of -n: 30s, 2m, 500ms, or seconds
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, help_heading = LOAD)]
+    duration: Option<OsString>,
+
+    /// open loop: start R requests a second on schedule, whatever the answers;
+    /// latency counts from when each request was due
+    #[arg(long, value_name = "R", allow_hyphen_values = true, help_heading = LOAD)]
+    rate: Option<OsString>,
+
+    /// keep at most K connections open (default: C); each kept connection pins one
+    /// php-fpm worker, so keep K at most the pool's pm.max_children
+    #[arg(long, value_name = "K", allow_hyphen_values = true, help_heading = LOAD)]
+    connections: Option<OsString>,
+
+    /// send requests side by side on a connection when the server offers it
+    /// (FCGI_MPXS_CONNS=1)
+    #[arg(long, help_heading = LOAD)]
+    multiplex: bool,
+
+    /// every response body must have this sha256
+    #[arg(long, value_name = "HEX", allow_hyphen_values = true, help_heading = LOAD)]
+    expect_sha256: Option<OsString>,
+
+    /// print the summary as one JSON object
+    #[arg(long, help_heading = LOAD)]
+    json: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Opt {
-    Method,
-    Query,
-    Header,
-    Param,
-    Data,
-    Include,
-    Output,
-    Timeout,
-    Fail,
-    Values,
-    Ping,
-    Help,
-    Version,
-    Requests,
-    Concurrency,
-    Connections,
-    Multiplex,
-    ExpectSha256,
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// an HTTP/1.1 server for a PHP site, as nginx in front of php-fpm
+    Serve(crate::serve::ServeCli),
+    /// php-fpm's status page (pm.status_path), as a table or JSON; with thresholds, a
+    /// probe
+    Status(crate::status::StatusCli),
+    /// print a completion script for bash, zsh or fish
+    Completions {
+        /// the shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// print the man page (roff) to standard output
+    Man,
 }
 
-impl Opt {
-    fn from_short(c: u8) -> Option<Opt> {
-        Some(match c {
-            b'X' => Opt::Method,
-            b'q' => Opt::Query,
-            b'H' => Opt::Header,
-            b'p' => Opt::Param,
-            b'd' => Opt::Data,
-            b'i' => Opt::Include,
-            b'o' => Opt::Output,
-            b'n' => Opt::Requests,
-            b'c' => Opt::Concurrency,
-            _ => return None,
-        })
-    }
+/// The clap definition, as help, completions and the man page use it.
+pub(crate) fn command() -> clap::Command {
+    Cli::command()
+}
 
-    fn from_long(name: &[u8]) -> Option<Opt> {
-        Some(match name {
-            b"method" => Opt::Method,
-            b"query" => Opt::Query,
-            b"header" => Opt::Header,
-            b"param" => Opt::Param,
-            b"data" => Opt::Data,
-            b"include" => Opt::Include,
-            b"output" => Opt::Output,
-            b"timeout" => Opt::Timeout,
-            b"fail" => Opt::Fail,
-            b"values" => Opt::Values,
-            b"ping" => Opt::Ping,
-            b"help" => Opt::Help,
-            b"version" => Opt::Version,
-            b"requests" => Opt::Requests,
-            b"concurrency" => Opt::Concurrency,
-            b"connections" => Opt::Connections,
-            b"multiplex" => Opt::Multiplex,
-            b"expect-sha256" => Opt::ExpectSha256,
-            _ => return None,
-        })
+/// The help of `fcgi` (or of a subcommand, `path` its name), as `--help` prints it.
+pub(crate) fn help_text(path: &[&str]) -> String {
+    let mut command = command();
+    command.build();
+    let mut cmd = &mut command;
+    for name in path {
+        cmd = cmd
+            .find_subcommand_mut(name)
+            .expect("help of a known subcommand");
     }
+    bare_value_names(&cmd.render_help().to_string())
+}
 
-    /// Whether the option needs a value (`--ping` has an optional one, handled apart).
-    fn takes_value(self) -> bool {
-        matches!(
-            self,
-            Opt::Method
-                | Opt::Query
-                | Opt::Header
-                | Opt::Param
-                | Opt::Data
-                | Opt::Output
-                | Opt::Timeout
-                | Opt::Requests
-                | Opt::Concurrency
-                | Opt::Connections
-                | Opt::ExpectSha256
-        )
+/// clap writes option values as `<N>`; this command's help has always written them
+/// bare, `-n, --requests N` (as curl does), and its tests and README say so. The
+/// brackets go; the two columns they took stay, so that the help column stays aligned.
+fn bare_value_names(help: &str) -> String {
+    let mut out = String::with_capacity(help.len());
+    for line in help.lines() {
+        let mut line = line.to_owned();
+        // An option line: spaces, the option's spelling, two spaces or the end of the
+        // line, its help.
+        let indent = line.len() - line.trim_start().len();
+        if indent >= 2 && line[indent..].starts_with('-') {
+            let spec_end = line[indent..].find("  ").map_or(line.len(), |i| i + indent);
+            let spec = &line[..spec_end];
+            let bare = spec.replace(['<', '>'], "");
+            let padding = if spec_end < line.len() {
+                " ".repeat(spec.len() - bare.len())
+            } else {
+                String::new()
+            };
+            line = format!("{bare}{padding}{}", &line[spec_end..]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
+}
 
-    /// The option's name for messages.
-    fn name(self) -> &'static str {
-        match self {
-            Opt::Method => "-X/--method",
-            Opt::Query => "-q/--query",
-            Opt::Header => "-H/--header",
-            Opt::Param => "-p/--param",
-            Opt::Data => "-d/--data",
-            Opt::Include => "-i/--include",
-            Opt::Output => "-o/--output",
-            Opt::Timeout => "--timeout",
-            Opt::Fail => "--fail",
-            Opt::Values => "--values",
-            Opt::Ping => "--ping",
-            Opt::Help => "--help",
-            Opt::Version => "--version",
-            Opt::Requests => "-n/--requests",
-            Opt::Concurrency => "-c/--concurrency",
-            Opt::Connections => "--connections",
-            Opt::Multiplex => "--multiplex",
-            Opt::ExpectSha256 => "--expect-sha256",
+/// Parses the arguments after the program's name.
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+    let args: Vec<OsString> = std::iter::once(OsString::from("fcgi"))
+        .chain(args)
+        .collect();
+    let matches = match command().try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        Err(e) => return clap_error(e, &args),
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| first_line(&e))?;
+    match cli.command {
+        Some(Sub::Serve(serve)) => serve.check().map(Command::Serve),
+        Some(Sub::Status(status)) => status.check().map(Command::Status),
+        Some(Sub::Completions { shell }) => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command(), "fcgi", &mut out);
+            Ok(Command::Print(out))
+        }
+        Some(Sub::Man) => Ok(Command::Print(man_page())),
+        None => {
+            let ping_was_attached = args
+                .iter()
+                .skip(1)
+                .take_while(|a| *a != "--")
+                .any(|a| os_bytes_lossy(a).starts_with("--ping="));
+            finish(cli, &matches, ping_was_attached).map(|args| Command::Run(Box::new(args)))
         }
     }
+}
 
-    /// Whether the option shapes a request (none of them goes with `--values`).
-    fn is_request_option(self) -> bool {
-        matches!(
-            self,
-            Opt::Method
-                | Opt::Query
-                | Opt::Header
-                | Opt::Param
-                | Opt::Data
-                | Opt::Include
-                | Opt::Fail
-        )
-    }
+/// The man page, `fcgi.1`, from the same definition as the help.
+pub(crate) fn man_page() -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec does not fail.
+    // NAME is `fcgi \- ABOUT`: the about without the help's own `fcgi - `.
+    let about = ABOUT.strip_prefix("fcgi - ").unwrap_or(ABOUT);
+    let _ = clap_mangen::Man::new(command().about(about)).render(&mut out);
+    out
+}
 
-    /// Whether the option belongs to load mode alone (`-n` and `-c` turn it on).
-    fn is_load_option(self) -> bool {
-        matches!(
-            self,
-            Opt::Requests
-                | Opt::Concurrency
-                | Opt::Connections
-                | Opt::Multiplex
-                | Opt::ExpectSha256
-        )
+/// What a clap error means here: help and version are printed, anything else is a
+/// usage error with a one-line message.
+fn clap_error(e: clap::Error, args: &[OsString]) -> Result<Command, UsageError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp => {
+            let path: Vec<String> = args
+                .iter()
+                .skip(1)
+                .filter_map(|a| a.to_str())
+                .find(|a| SUBCOMMANDS.contains(a))
+                .map(|a| vec![a.to_owned()])
+                .unwrap_or_default();
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            Ok(Command::Print(help_text(&path).into_bytes()))
+        }
+        ErrorKind::DisplayVersion => Ok(Command::Print(
+            format!("fcgi {}\n", env!("CARGO_PKG_VERSION")).into_bytes(),
+        )),
+        ErrorKind::InvalidValue
+            if matches!(
+                e.get(ContextKind::InvalidValue),
+                Some(ContextValue::String(v)) if v.is_empty()
+            ) =>
+        {
+            // `-n` at the end: "option -n/--requests needs a value", as before.
+            let spelled = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(arg)) => arg.clone(),
+                _ => String::new(),
+            };
+            Err(format!(
+                "option {} needs a value",
+                option_name(&spelled, args)
+            ))
+        }
+        _ => Err(first_line(&e)),
     }
 }
 
-/// Options seen so far.
-#[derive(Default)]
-struct Seen {
-    method: Option<String>,
-    query: Option<String>,
-    headers: Vec<(String, Vec<u8>)>,
-    params: Vec<(String, Vec<u8>)>,
-    data: Option<Data>,
-    include: bool,
-    output: Option<PathBuf>,
-    timeout: Option<Duration>,
-    fail: bool,
-    values: bool,
-    /// `--ping`, with its path when one was given.
-    ping: Option<Option<String>>,
-    /// A `--ping` path taken from the next argument; it may turn out to be the address.
-    ping_path_was_separate: bool,
-    /// The first option given that only a request uses.
-    first_request_option: Option<Opt>,
-    /// `-n`.
-    requests: Option<u64>,
-    /// `-c`.
-    concurrency: Option<usize>,
-    connections: Option<usize>,
-    multiplex: bool,
-    expect_sha256: Option<[u8; 32]>,
-    /// The first option given that only load mode uses.
-    first_load_option: Option<Opt>,
-    positionals: Vec<OsString>,
+/// `-n/--requests` for clap's `--requests <N>`: the option as the old messages named
+/// it, short and long.
+fn option_name(spelled: &str, args: &[OsString]) -> String {
+    let long = spelled
+        .split(' ')
+        .next()
+        .and_then(|s| s.strip_prefix("--"))
+        .unwrap_or_default();
+    let mut command = command();
+    // The subcommand the arguments name, when one does.
+    if let Some(sub) = args
+        .iter()
+        .skip(1)
+        .find_map(|a| a.to_str().filter(|a| SUBCOMMANDS.contains(a)))
+    {
+        command = command.find_subcommand(sub).cloned().unwrap_or(command);
+    }
+    let short = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .and_then(|arg| arg.get_short());
+    match short {
+        Some(c) => format!("-{c}/--{long}"),
+        None if long.is_empty() => spelled.to_owned(),
+        None => format!("--{long}"),
+    }
 }
 
-fn utf8(value: OsString, what: &str) -> Result<String, UsageError> {
+/// The subcommands' names.
+const SUBCOMMANDS: [&str; 4] = ["serve", "status", "completions", "man"];
+
+/// The first line of a clap error, without its `error: `.
+fn first_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or("bad arguments");
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+/// Bytes of an argument, shown in a message.
+fn os_bytes_lossy(value: &OsString) -> std::borrow::Cow<'_, str> {
+    value.to_string_lossy()
+}
+
+/// The bytes of an argument: any bytes on unix; elsewhere it must be Unicode.
+#[cfg(unix)]
+fn into_bytes(value: OsString, _what: &str) -> Result<Vec<u8>, UsageError> {
+    use std::os::unix::ffi::OsStringExt;
+    Ok(value.into_vec())
+}
+
+/// The bytes of an argument: any bytes on unix; elsewhere it must be Unicode.
+#[cfg(not(unix))]
+fn into_bytes(value: OsString, what: &str) -> Result<Vec<u8>, UsageError> {
+    utf8(value, what).map(String::into_bytes)
+}
+
+/// A path from bytes [`into_bytes`] gave.
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// A path from bytes [`into_bytes`] gave (UTF-8 off unix).
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// The text of an argument, or a usage error naming `what`.
+pub(crate) fn utf8(value: OsString, what: &str) -> Result<String, UsageError> {
     value
         .into_string()
         .map_err(|v| format!("{what} is not valid UTF-8: {}", v.to_string_lossy()))
@@ -271,7 +502,7 @@ fn utf8(value: OsString, what: &str) -> Result<String, UsageError> {
 
 /// Parses a header given as `Name: value`.
 fn parse_header(value: OsString) -> Result<(String, Vec<u8>), UsageError> {
-    let bytes = value.into_vec();
+    let bytes = into_bytes(value, "the -H/--header value")?;
     let shown = || String::from_utf8_lossy(&bytes).into_owned();
     let Some(colon) = bytes.iter().position(|&b| b == b':') else {
         return Err(format!("bad header {:?}: want 'Name: value'", shown()));
@@ -294,7 +525,7 @@ fn parse_header(value: OsString) -> Result<(String, Vec<u8>), UsageError> {
 
 /// Parses a param given as `NAME=VALUE`.
 fn parse_param(value: OsString) -> Result<(String, Vec<u8>), UsageError> {
-    let bytes = value.into_vec();
+    let bytes = into_bytes(value, "the -p/--param value")?;
     let shown = || String::from_utf8_lossy(&bytes).into_owned();
     let Some(eq) = bytes.iter().position(|&b| b == b'=') else {
         return Err(format!("bad param {:?}: want NAME=VALUE", shown()));
@@ -307,7 +538,8 @@ fn parse_param(value: OsString) -> Result<(String, Vec<u8>), UsageError> {
     Ok((name, bytes[eq + 1..].to_vec()))
 }
 
-fn parse_timeout(value: OsString) -> Result<Duration, UsageError> {
+/// `--timeout`: seconds above 0, fractions allowed.
+pub(crate) fn parse_timeout(value: OsString) -> Result<Duration, UsageError> {
     let text = utf8(value, "the value of --timeout")?;
     text.trim()
         .parse::<f64>()
@@ -317,9 +549,46 @@ fn parse_timeout(value: OsString) -> Result<Duration, UsageError> {
         .ok_or_else(|| format!("bad --timeout {text:?}: want a number of seconds above 0"))
 }
 
-/// A count for `-n`, `-c` or `--connections`: a whole number from 1 to `max`.
-fn parse_count(value: OsString, opt: Opt, max: u64) -> Result<u64, UsageError> {
-    let text = utf8(value, &format!("the value of {}", opt.name()))?;
+/// `--duration`: `30s`, `2m`, `1h`, `500ms`, or a number of seconds; above 0.
+fn parse_duration(value: OsString) -> Result<Duration, UsageError> {
+    let text = utf8(value, "the value of --duration")?;
+    let trimmed = text.trim();
+    let (number, unit) = match trimmed.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => trimmed.split_at(i),
+        None => (trimmed, "s"),
+    };
+    let scale = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => f64::NAN,
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("bad --duration {text:?}: want a time above 0, as 30s, 2m or 500ms"))
+}
+
+/// `--rate`: requests per second, above 0 and at most a million.
+fn parse_rate(value: OsString) -> Result<f64, UsageError> {
+    let text = utf8(value, "the value of --rate")?;
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0 && *r <= 1e6)
+        .ok_or_else(|| {
+            format!("bad --rate {text:?}: want requests per second, above 0 and at most 1000000")
+        })
+}
+
+/// A count for `-n`, `-c` or `--connections` (spelled `name`): a whole number from 1 to
+/// `max`.
+pub(crate) fn parse_count(value: OsString, name: &str, max: u64) -> Result<u64, UsageError> {
+    let text = utf8(value, &format!("the value of {name}"))?;
     let trimmed = text.trim();
     trimmed
         .bytes()
@@ -327,12 +596,7 @@ fn parse_count(value: OsString, opt: Opt, max: u64) -> Result<u64, UsageError> {
         .then(|| trimmed.parse::<u64>().ok())
         .flatten()
         .filter(|n| (1..=max).contains(n))
-        .ok_or_else(|| {
-            format!(
-                "bad {} {text:?}: want a whole number from 1 to {max}",
-                opt.name()
-            )
-        })
+        .ok_or_else(|| format!("bad {name} {text:?}: want a whole number from 1 to {max}"))
 }
 
 /// `--expect-sha256`: 64 hex digits, either case.
@@ -362,230 +626,173 @@ pub(crate) fn decode_sha256(hex: &[u8]) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn check_ping_path(path: String) -> Result<String, UsageError> {
+/// A path for `--ping` or `fcgi status --path`: it starts with `/`.
+pub(crate) fn check_path(option: &str, path: String) -> Result<String, UsageError> {
     if path.starts_with('/') {
         Ok(path)
     } else {
-        Err(format!("bad --ping path {path:?}: it starts with /"))
+        Err(format!("bad {option} path {path:?}: it starts with /"))
     }
 }
 
-impl Seen {
-    fn set(&mut self, opt: Opt, value: OsString) -> Result<(), UsageError> {
-        match opt {
-            Opt::Method => {
-                let method = utf8(value, "the method")?;
-                if method.is_empty() {
-                    return Err("empty method".into());
-                }
-                self.method = Some(method);
-            }
-            Opt::Query => {
-                let query = utf8(value, "the query string")?;
-                self.query = Some(query.strip_prefix('?').unwrap_or(&query).to_owned());
-            }
-            Opt::Header => self.headers.push(parse_header(value)?),
-            Opt::Param => self.params.push(parse_param(value)?),
-            Opt::Data => {
-                if self.data.is_some() {
-                    return Err("-d/--data given more than once".into());
-                }
-                let bytes = value.into_vec();
-                self.data = Some(match bytes.strip_prefix(b"@") {
-                    Some(b"-") => Data::Stdin,
-                    Some(path) if !path.is_empty() => {
-                        Data::File(PathBuf::from(OsStr::from_bytes(path)))
-                    }
-                    Some(_) => return Err("-d @ needs a file name, or - for stdin".into()),
-                    None => Data::Literal(bytes),
-                });
-            }
-            Opt::Output => {
-                if value.is_empty() {
-                    return Err("empty --output file name".into());
-                }
-                self.output = Some(PathBuf::from(value));
-            }
-            Opt::Timeout => self.timeout = Some(parse_timeout(value)?),
-            Opt::Requests => self.requests = Some(parse_count(value, opt, u64::MAX)?),
-            Opt::Concurrency => {
-                self.concurrency = Some(parse_count(value, opt, MAX_CONCURRENCY as u64)? as usize)
-            }
-            Opt::Connections => {
-                self.connections = Some(parse_count(value, opt, MAX_CONCURRENCY as u64)? as usize)
-            }
-            Opt::ExpectSha256 => self.expect_sha256 = Some(parse_sha256(value)?),
-            Opt::Include
-            | Opt::Fail
-            | Opt::Values
-            | Opt::Ping
-            | Opt::Help
-            | Opt::Version
-            | Opt::Multiplex => {} // flags: handled by `flag`, never passed here
+/// `-d`: `@-`, `@FILE` or the bytes as they are.
+fn parse_data(values: Vec<OsString>) -> Result<Option<Data>, UsageError> {
+    let mut values = values.into_iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("-d/--data given more than once".into());
+    }
+    let bytes = into_bytes(value, "the -d/--data value")?;
+    Ok(Some(match bytes.strip_prefix(b"@") {
+        Some(b"-") => Data::Stdin,
+        Some(path) if !path.is_empty() => Data::File(path_from_bytes(path)),
+        Some(_) => return Err("-d @ needs a file name, or - for stdin".into()),
+        None => Data::Literal(bytes),
+    }))
+}
+
+/// The positional arguments in the order given. `--ping` takes the next word as PATH
+/// only when it starts with `/` (clap takes any word that is not an option): another
+/// word is put back among the positionals where it stood; and a path that leaves no
+/// ADDRESS is the address after all (`fcgi --ping /run/php.sock`).
+fn positionals(cli: &mut Cli, matches: &ArgMatches, ping_was_attached: bool) -> Vec<OsString> {
+    let mut found: Vec<(usize, OsString)> = Vec::new();
+    for (id, value) in [
+        ("address", cli.address.take()),
+        ("script_filename", cli.script_filename.take()),
+    ] {
+        if let (Some(value), Some(index)) = (value, matches.index_of(id)) {
+            found.push((index, value));
         }
-        Ok(())
+    }
+    if let Some(Some(path)) = &cli.ping {
+        if !ping_was_attached {
+            let index = matches.index_of("ping").unwrap_or(0);
+            let is_path = path.to_str().is_none_or(|p| p.starts_with('/'));
+            if !is_path || found.is_empty() {
+                found.push((index, path.clone()));
+                cli.ping = Some(None);
+            }
+        }
+    }
+    found.sort_by_key(|(index, _)| *index);
+    found.into_iter().map(|(_, value)| value).collect()
+}
+
+/// The checks and defaults of a command line that talks to a server.
+fn finish(mut cli: Cli, matches: &ArgMatches, ping_was_attached: bool) -> Result<Args, UsageError> {
+    let positionals = positionals(&mut cli, matches, ping_was_attached);
+    // The values, checked in the order the old parser met them doesn't matter for the
+    // message: each bad value is a usage error of its own.
+    let method = cli.method.map(|m| utf8(m, "the method")).transpose()?;
+    if method.as_deref() == Some("") {
+        return Err("empty method".into());
+    }
+    let query = cli
+        .query
+        .map(|q| utf8(q, "the query string"))
+        .transpose()?
+        .map(|q| q.strip_prefix('?').unwrap_or(&q).to_owned());
+    let headers = cli
+        .header
+        .into_iter()
+        .map(parse_header)
+        .collect::<Result<Vec<_>, _>>()?;
+    let params = cli
+        .param
+        .into_iter()
+        .map(parse_param)
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = parse_data(cli.data)?;
+    let output = match cli.output {
+        Some(o) if o.is_empty() => return Err("empty --output file name".into()),
+        o => o.map(PathBuf::from),
+    };
+    let timeout = cli.timeout.map(parse_timeout).transpose()?;
+    let requests = cli
+        .requests
+        .map(|v| parse_count(v, "-n/--requests", u64::MAX))
+        .transpose()?;
+    let concurrency = cli
+        .concurrency
+        .map(|v| parse_count(v, "-c/--concurrency", MAX_CONCURRENCY as u64))
+        .transpose()?
+        .map(|c| c as usize);
+    let connections = cli
+        .connections
+        .map(|v| parse_count(v, "--connections", MAX_CONCURRENCY as u64))
+        .transpose()?
+        .map(|c| c as usize);
+    let expect_sha256 = cli.expect_sha256.map(parse_sha256).transpose()?;
+    let duration = cli.duration.map(parse_duration).transpose()?;
+    let rate = cli.rate.map(parse_rate).transpose()?;
+    let ping = cli
+        .ping
+        .map(|p| p.map(|p| utf8(p, "the --ping path")).transpose())
+        .transpose()?;
+    if ping_was_attached {
+        if let Some(Some(path)) = &ping {
+            check_path("--ping", path.clone())?;
+        }
     }
 
-    /// A flag; answers the command when it ends parsing (`--help`, `--version`).
-    fn flag(&mut self, opt: Opt) -> Option<Command> {
-        match opt {
-            Opt::Include => self.include = true,
-            Opt::Fail => self.fail = true,
-            Opt::Values => self.values = true,
-            Opt::Multiplex => self.multiplex = true,
-            Opt::Help => return Some(Command::Help),
-            Opt::Version => return Some(Command::Version),
-            _ => {}
+    // Load mode.
+    let load_on =
+        requests.is_some() || concurrency.is_some() || duration.is_some() || rate.is_some();
+    let load = if !load_on {
+        let only_load = [
+            (connections.is_some(), "--connections"),
+            (cli.multiplex, "--multiplex"),
+            (expect_sha256.is_some(), "--expect-sha256"),
+            (cli.json, "--json"),
+        ];
+        if let Some((_, name)) = only_load.iter().find(|(given, _)| *given) {
+            return Err(format!(
+                "{name} belongs to load mode: give -n/--requests or -c/--concurrency too"
+            ));
         }
         None
-    }
-
-    fn note(&mut self, opt: Opt) {
-        if opt.is_request_option() && self.first_request_option.is_none() {
-            self.first_request_option = Some(opt);
-        }
-        if opt.is_load_option() && self.first_load_option.is_none() {
-            self.first_load_option = Some(opt);
-        }
-    }
-
-    /// Load mode's settings when `-n` or `-c` was given; a usage error for a load option
-    /// without them, or for an option that prints one response.
-    fn load(&self) -> Result<Option<Load>, UsageError> {
-        if self.requests.is_none() && self.concurrency.is_none() {
-            return match self.first_load_option {
-                Some(opt) => Err(format!(
-                    "{} belongs to load mode: give -n/--requests or -c/--concurrency too",
-                    opt.name()
-                )),
-                None => Ok(None),
-            };
-        }
-        let conflict = if self.values {
-            Some("--values")
-        } else if self.ping.is_some() {
-            Some("--ping")
-        } else if self.include {
-            Some("-i/--include")
-        } else if self.output.is_some() {
-            Some("-o/--output")
-        } else {
-            None
-        };
-        if let Some(name) = conflict {
+    } else {
+        let conflict = [
+            (cli.values, "--values"),
+            (ping.is_some(), "--ping"),
+            (cli.include, "-i/--include"),
+            (output.is_some(), "-o/--output"),
+        ];
+        if let Some((_, name)) = conflict.iter().find(|(given, _)| *given) {
             return Err(format!(
                 "{name} cannot be used in load mode (-n/-c): it checks the responses, \
                  prints none"
             ));
         }
-        let concurrency = self.concurrency.unwrap_or(1);
-        Ok(Some(Load {
-            requests: self.requests.unwrap_or(concurrency as u64),
+        if requests.is_some() && duration.is_some() {
+            return Err("-n/--requests and --duration cannot be combined: give one".into());
+        }
+        let default_concurrency = if rate.is_some() { 100 } else { 1 };
+        let concurrency = concurrency.unwrap_or(default_concurrency);
+        let stop = match (requests, duration) {
+            (Some(n), _) => Stop::Requests(n),
+            (None, Some(d)) => Stop::Duration(d),
+            // One second's worth at --rate; else C.
+            (None, None) => Stop::Requests(match rate {
+                Some(r) => (r.ceil() as u64).max(1),
+                None => concurrency as u64,
+            }),
+        };
+        Some(Load {
+            stop,
             concurrency,
-            connections: self.connections.unwrap_or(concurrency),
-            multiplex: self.multiplex,
-            expect_sha256: self.expect_sha256,
-        }))
-    }
-}
+            connections: connections.unwrap_or(concurrency),
+            multiplex: cli.multiplex,
+            expect_sha256,
+            rate,
+            json: cli.json,
+        })
+    };
 
-/// Parses the arguments after the program's name.
-pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut args = args.into_iter().peekable();
-    // No address is spelled `serve`: the word is free for the subcommand.
-    if args.next_if(|first| first == "serve").is_some() {
-        return crate::serve::parse(args).map(Command::Serve);
-    }
-    let mut seen = Seen::default();
-    let mut options_done = false;
-    while let Some(arg) = args.next() {
-        let bytes = arg.as_bytes();
-        if options_done || bytes == b"-" || !bytes.starts_with(b"-") {
-            seen.positionals.push(arg);
-            continue;
-        }
-        if bytes == b"--" {
-            options_done = true;
-            continue;
-        }
-        if let Some(long) = bytes.strip_prefix(b"--") {
-            let (name, inline) = match long.iter().position(|&b| b == b'=') {
-                Some(eq) => (&long[..eq], Some(OsStr::from_bytes(&long[eq + 1..]))),
-                None => (long, None),
-            };
-            let Some(opt) = Opt::from_long(name) else {
-                return Err(format!(
-                    "unknown option --{}",
-                    String::from_utf8_lossy(name)
-                ));
-            };
-            seen.note(opt);
-            if opt == Opt::Ping {
-                let path = match inline {
-                    Some(path) => Some(check_ping_path(utf8(path.to_owned(), "the --ping path")?)?),
-                    None => match args.next_if(|next| next.as_bytes().starts_with(b"/")) {
-                        Some(path) => {
-                            seen.ping_path_was_separate = true;
-                            Some(utf8(path, "the --ping path")?)
-                        }
-                        None => None,
-                    },
-                };
-                seen.ping = Some(path);
-            } else if opt.takes_value() {
-                let value = match inline {
-                    Some(v) => v.to_owned(),
-                    None => args
-                        .next()
-                        .ok_or_else(|| format!("option {} needs a value", opt.name()))?,
-                };
-                seen.set(opt, value)?;
-            } else if inline.is_some() {
-                return Err(format!("option {} takes no value", opt.name()));
-            } else if let Some(command) = seen.flag(opt) {
-                return Ok(command);
-            }
-            continue;
-        }
-        // A cluster of short options: flags, then at most one option with a value.
-        let cluster = &bytes[1..];
-        for (i, &c) in cluster.iter().enumerate() {
-            let Some(opt) = Opt::from_short(c) else {
-                return Err(format!(
-                    "unknown option -{}",
-                    String::from_utf8_lossy(&cluster[i..i + 1])
-                ));
-            };
-            seen.note(opt);
-            if opt.takes_value() {
-                let rest = &cluster[i + 1..];
-                let value = if rest.is_empty() {
-                    args.next()
-                        .ok_or_else(|| format!("option {} needs a value", opt.name()))?
-                } else {
-                    OsStr::from_bytes(rest).to_owned()
-                };
-                seen.set(opt, value)?;
-                break;
-            }
-            if let Some(command) = seen.flag(opt) {
-                return Ok(command);
-            }
-        }
-    }
-    finish(seen).map(|args| Command::Run(Box::new(args)))
-}
-
-fn finish(mut seen: Seen) -> Result<Args, UsageError> {
-    // `fcgi --ping /run/php.sock`: the argument after --ping was the address.
-    if seen.positionals.is_empty() && seen.ping_path_was_separate {
-        if let Some(path) = seen.ping.take().flatten() {
-            seen.positionals.push(path.into());
-            seen.ping = Some(None);
-        }
-    }
-    let load = seen.load()?;
-    let mut positionals = std::mem::take(&mut seen.positionals).into_iter();
+    let mut positionals = positionals.into_iter();
     let Some(address) = positionals.next() else {
         return Err("missing ADDRESS".into());
     };
@@ -601,25 +808,36 @@ fn finish(mut seen: Seen) -> Result<Args, UsageError> {
             extra.to_string_lossy()
         ));
     }
-    if seen.values && seen.ping.is_some() {
+    if cli.values && ping.is_some() {
         return Err("--values and --ping cannot be combined".into());
     }
-    let mode = if seen.values {
+    let mode = if cli.values {
         if script.is_some() {
             return Err("--values sends no request: give no SCRIPT_FILENAME".into());
         }
-        if let Some(opt) = seen.first_request_option {
+        let request_option = [
+            (method.is_some(), "-X/--method"),
+            (query.is_some(), "-q/--query"),
+            (!headers.is_empty(), "-H/--header"),
+            (!params.is_empty(), "-p/--param"),
+            (data.is_some(), "-d/--data"),
+            (cli.include, "-i/--include"),
+            (cli.fail, "--fail"),
+        ];
+        if let Some((_, name)) = request_option.iter().find(|(given, _)| *given) {
             return Err(format!(
-                "--values sends no request: {} cannot be used with it",
-                opt.name()
+                "--values sends no request: {name} cannot be used with it"
             ));
         }
         Mode::Values
-    } else if let Some(path) = seen.ping.take() {
+    } else if let Some(path) = ping {
         if script.is_some() {
             return Err("--ping requests its PATH: give no SCRIPT_FILENAME".into());
         }
-        Mode::Ping(check_ping_path(path.unwrap_or_else(|| "/ping".into()))?)
+        Mode::Ping(check_path(
+            "--ping",
+            path.unwrap_or_else(|| "/ping".into()),
+        )?)
     } else {
         match script {
             Some(script_filename) if !script_filename.is_empty() => {
@@ -637,15 +855,16 @@ fn finish(mut seen: Seen) -> Result<Args, UsageError> {
     Ok(Args {
         address,
         mode,
-        method: seen.method,
-        query: seen.query,
-        headers: seen.headers,
-        params: seen.params,
-        data: seen.data,
-        include: seen.include,
-        output: seen.output,
-        timeout: seen.timeout,
-        fail: seen.fail,
+        method,
+        query,
+        headers,
+        params,
+        data,
+        include: cli.include,
+        output,
+        timeout,
+        fail: cli.fail,
+        verbose: cli.verbose,
         load,
     })
 }
@@ -663,6 +882,11 @@ mod tests {
             Ok(Command::Run(a)) => *a,
             other => panic!("{args:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        command().debug_assert();
     }
 
     #[test]
@@ -698,6 +922,7 @@ mod tests {
             "--fail",
             "-o",
             "-",
+            "-vv",
             "unix:/s",
             "/x.php",
         ]);
@@ -715,6 +940,33 @@ mod tests {
         assert!(a.include && a.fail);
         assert_eq!(a.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(a.output, Some(PathBuf::from("-")));
+        assert_eq!(a.verbose, 2);
+        // The last of a single-value option wins.
+        assert_eq!(
+            run(&["-X", "A", "--method=B", "/s", "/x"])
+                .method
+                .as_deref(),
+            Some("B")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn data_and_headers_may_be_any_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = [
+            OsString::from("-d"),
+            OsString::from_vec(b"\xff\xfe".to_vec()),
+            OsString::from("-H"),
+            OsString::from_vec(b"X-A: \xff".to_vec()),
+            OsString::from("/s"),
+            OsString::from("/x"),
+        ];
+        let Ok(Command::Run(a)) = parse(args) else {
+            panic!("non-UTF-8 -d and -H values are taken")
+        };
+        assert_eq!(a.data, Some(Data::Literal(b"\xff\xfe".to_vec())));
+        assert_eq!(a.headers, [("X-A".into(), b"\xff".to_vec())]);
     }
 
     #[test]
@@ -756,9 +1008,14 @@ mod tests {
             run(&["--ping", "127.0.0.1:1"]).mode,
             Mode::Ping("/ping".into())
         );
+        assert_eq!(
+            run(&["--ping", "127.0.0.1:1"]).address,
+            Address::Tcp("127.0.0.1:1".into())
+        );
         assert!(parse_strs(&["--ping=p", "/s"]).is_err());
         assert!(parse_strs(&["--ping", "/s", "/x.php"]).is_ok());
         assert!(parse_strs(&["--ping", "/p", "/s", "/x.php"]).is_err());
+        assert!(parse_strs(&["--ping", "x:1", "/x.php"]).is_err());
     }
 
     #[test]
@@ -775,15 +1032,33 @@ mod tests {
 
     #[test]
     fn help_and_version() {
-        assert!(matches!(parse_strs(&["--help"]), Ok(Command::Help)));
-        assert!(matches!(
-            parse_strs(&["/s", "--version"]),
-            Ok(Command::Version)
-        ));
-        assert!(matches!(
-            parse_strs(&["-i", "--help", "-z"]),
-            Ok(Command::Help)
-        ));
+        let help = |args: &[&str]| match parse_strs(args) {
+            Ok(Command::Print(text)) => String::from_utf8(text).unwrap(),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let text = help(&["--help"]);
+        assert!(text.contains("Usage: fcgi [OPTIONS] <ADDRESS> [SCRIPT_FILENAME]"));
+        assert!(text.contains("  -n, --requests N "), "{text}");
+        assert!(text.contains("      --ping [PATH] "), "{text}");
+        assert_eq!(help(&["-h"]), text);
+        assert_eq!(
+            help(&["/s", "--version"]),
+            concat!("fcgi ", env!("CARGO_PKG_VERSION"), "\n")
+        );
+        assert!(help(&["serve", "--help"]).contains("Usage: fcgi serve [--listen ADDR] --root DIR"));
+        assert!(help(&["completions", "bash"]).contains("_fcgi"));
+        let man = help(&["man"]);
+        assert!(man.contains(".SH NAME\nfcgi \\- send one request"), "{man}");
+        assert!(man.contains("\\fB\\-\\-rate\\fR"), "{man}");
+    }
+
+    #[test]
+    fn help_fits_80_columns() {
+        for path in [&[][..], &["serve"], &["status"]] {
+            for line in help_text(path).lines() {
+                assert!(line.len() <= 80, "{line:?}");
+            }
+        }
     }
 
     #[test]
@@ -811,6 +1086,14 @@ mod tests {
         ] {
             assert!(parse_strs(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            parse_strs(&["/s", "/x", "-n"]).unwrap_err(),
+            "option -n/--requests needs a value"
+        );
+        assert_eq!(
+            parse_strs(&["/s", "/x", "--timeout"]).unwrap_err(),
+            "option --timeout needs a value"
+        );
     }
 
     #[test]
@@ -820,17 +1103,33 @@ mod tests {
         assert_eq!(
             load(&["-n", "100", "-c8", "/s", "/x"]),
             Load {
-                requests: 100,
+                stop: Stop::Requests(100),
                 concurrency: 8,
                 connections: 8,
                 multiplex: false,
                 expect_sha256: None,
+                rate: None,
+                json: false,
             }
         );
         let l = load(&["--requests=5", "/s", "/x"]);
-        assert_eq!((l.requests, l.concurrency, l.connections), (5, 1, 1));
+        assert_eq!(
+            (l.stop, l.concurrency, l.connections),
+            (Stop::Requests(5), 1, 1)
+        );
         let l = load(&["--concurrency", "4", "/s", "/x"]);
-        assert_eq!((l.requests, l.concurrency, l.connections), (4, 4, 4));
+        assert_eq!(
+            (l.stop, l.concurrency, l.connections),
+            (Stop::Requests(4), 4, 4)
+        );
+        let l = load(&["--duration", "2m", "--rate=50", "--json", "/s", "/x"]);
+        assert_eq!(l.stop, Stop::Duration(Duration::from_secs(120)));
+        assert_eq!((l.rate, l.concurrency, l.json), (Some(50.0), 100, true));
+        assert_eq!(
+            load(&["--duration=250ms", "/s", "/x"]).stop,
+            Stop::Duration(Duration::from_millis(250))
+        );
+        assert_eq!(load(&["--rate", "10", "/s", "/x"]).stop, Stop::Requests(10));
         let hex = "00ff".repeat(16);
         let l = load(&[
             "-c3",
@@ -849,6 +1148,7 @@ mod tests {
         for bad in [
             &["--connections", "2", "/s", "/x"][..],
             &["--multiplex", "/s", "/x"],
+            &["--json", "/s", "/x"],
             &["--expect-sha256", &hex, "/s", "/x"],
             &["-n", "5", "-i", "/s", "/x"],
             &["-n", "5", "-o", "f", "/s", "/x"],
@@ -862,6 +1162,12 @@ mod tests {
             &["-c", "2", "--expect-sha256", "abc", "/s", "/x"],
             &["-c", "2", "--expect-sha256", &"g".repeat(64), "/s", "/x"],
             &["-n", "5", "/s"],
+            &["-n", "5", "--duration", "1s", "/s", "/x"],
+            &["--duration", "0s", "/s", "/x"],
+            &["--duration", "soon", "/s", "/x"],
+            &["--duration", "3d", "/s", "/x"],
+            &["--rate", "0", "/s", "/x"],
+            &["--rate", "fast", "/s", "/x"],
         ] {
             assert!(parse_strs(bad).is_err(), "{bad:?}");
         }

@@ -3,24 +3,31 @@
 //!
 //! `-c` tasks on one thread (a current-thread runtime: the client's work is small, and
 //! on a small machine the CPUs are better left to the server) take requests from one
-//! counter until `-n` are done. Each task keeps its own tally (latencies, statuses,
-//! errors by kind); the tallies are merged at the end. A progress line goes to standard
-//! error when it is a terminal.
+//! counter until `-n` are done or `--duration` is over. Closed loop (the default), a
+//! task sends its next request when the last one is answered. Open loop (`--rate R`),
+//! request `i` is due `i / R` seconds after the start: a task waits for that moment
+//! and the latency counts from it, so requests held up behind a slow one count the
+//! wait they would have had from a client that kept sending (the wrk2 correction of
+//! coordinated omission). Latencies go to one HDR histogram (bounded memory, 3
+//! significant digits); each task keeps its own tally of the rest (statuses, errors by
+//! kind), merged at the end. A progress line goes to standard error when it is a
+//! terminal.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fcgi_proto::Params;
 use fcgi_tokio::{Client, Error, Options, Request};
+use hdrhistogram::Histogram;
 use sha2::{Digest, Sha256};
 
-use crate::args::{decode_sha256, Args, Data, Load, Mode};
+use crate::args::{decode_sha256, Args, Data, Load, Mode, Stop};
 use crate::{
     build_params, error_chain, say, split_script, Failure, Output, Target, EXIT_CONNECT, EXIT_FAIL,
     EXIT_LOCAL, EXIT_SERVER, EXIT_TIMEOUT, EXIT_USAGE,
@@ -117,7 +124,33 @@ struct Plan {
     expect_sha256: Option<[u8; 32]>,
     fail: bool,
     timeout: Option<Duration>,
-    requests: u64,
+    stop: Stop,
+    /// `--rate`: requests per second, open loop.
+    rate: Option<f64>,
+}
+
+impl Plan {
+    /// When request `index` (from 0) is due, or `None` when the run has no such
+    /// request: closed loop, now; open loop, `index / rate` after `started`.
+    fn due(&self, index: u64, started: Instant) -> Option<Instant> {
+        let due = match self.rate {
+            Some(rate) => started + Duration::from_secs_f64(index as f64 / rate),
+            None => Instant::now(),
+        };
+        match self.stop {
+            Stop::Requests(n) => (index < n).then_some(due),
+            Stop::Duration(d) => (due < started + d).then_some(due),
+        }
+    }
+}
+
+/// Latencies, in microseconds: 1 us to an hour, 3 significant digits (about 190 KB,
+/// whatever the number of requests).
+type Latencies = Histogram<u64>;
+
+fn latencies() -> Latencies {
+    // Constant, valid bounds: 1 <= low, high >= 2 * low, sigfig <= 5.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// What one request gave.
@@ -144,8 +177,8 @@ struct Progress {
 /// One task's results, and, merged, the run's.
 #[derive(Default)]
 struct Tally {
-    /// Nanoseconds, of each request whose response arrived whole.
-    latencies: Vec<u64>,
+    /// Requests done (answered or failed).
+    requests: u64,
     bytes: u64,
     statuses: BTreeMap<u16, u64>,
     errors: [u64; Kind::ALL.len()],
@@ -158,7 +191,7 @@ struct Tally {
 
 impl Tally {
     fn merge(&mut self, other: Tally) {
-        self.latencies.extend_from_slice(&other.latencies);
+        self.requests += other.requests;
         self.bytes += other.bytes;
         for (status, count) in other.statuses {
             *self.statuses.entry(status).or_default() += count;
@@ -226,7 +259,8 @@ pub(crate) fn run(args: &Args, load: &Load) -> Result<u8, Failure> {
         expect_sha256: load.expect_sha256,
         fail: args.fail,
         timeout: args.timeout,
-        requests: load.requests,
+        stop: load.stop,
+        rate: load.rate,
     };
 
     let mut options = Options::default();
@@ -247,23 +281,28 @@ pub(crate) fn run(args: &Args, load: &Load) -> Result<u8, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot start the runtime: {e}")))?;
-    let (mut tally, elapsed) = runtime.block_on(async {
+    let (tally, latencies, elapsed) = runtime.block_on(async {
         // Before the clock starts: whether the server multiplexes decides how every
         // request of the run is sent (requests do not wait for the answer on their own).
         client.discover_multiplexing().await;
         drive(&client, Arc::new(plan), load).await
     });
-    tally.latencies.sort_unstable();
     let summary = Summary {
-        requests: load.requests,
         concurrency: load.concurrency,
         connections: load.connections,
         opened: client.connections_opened(),
         multiplexed: load.multiplex.then(|| client.upstream_multiplexes(0)),
+        rate: load.rate,
         elapsed,
+        latencies,
         tally,
     };
-    Output::stdout().write(summary.text().as_bytes())?;
+    let text = if load.json {
+        summary.json()
+    } else {
+        summary.text()
+    };
+    Output::stdout().write(text.as_bytes())?;
     summary.explain();
     Ok(summary.tally.exit_code())
 }
@@ -290,13 +329,15 @@ fn read_body(data: Option<&Data>) -> Result<Option<Bytes>, Failure> {
     }))
 }
 
-/// Runs the tasks (and the progress line); answers the merged tally and the time taken.
-async fn drive(client: &Client, plan: Arc<Plan>, load: &Load) -> (Tally, Duration) {
+/// Runs the tasks (and the progress line); answers the merged tally, the latencies and
+/// the time taken.
+async fn drive(client: &Client, plan: Arc<Plan>, load: &Load) -> (Tally, Latencies, Duration) {
     let progress = Arc::new(Progress::default());
+    let histogram = Arc::new(Mutex::new(latencies()));
     let started = Instant::now();
     let ticker = io::stderr().is_terminal().then(|| {
         let progress = progress.clone();
-        let total = plan.requests;
+        let total = plan.stop;
         tokio::spawn(async move {
             let first = tokio::time::Instant::now() + PROGRESS_EVERY;
             let mut tick = tokio::time::interval_at(first, PROGRESS_EVERY);
@@ -313,21 +354,22 @@ async fn drive(client: &Client, plan: Arc<Plan>, load: &Load) -> (Tally, Duratio
             }
         })
     });
-    let workers = (load.concurrency as u64).min(plan.requests);
+    let workers = match plan.stop {
+        Stop::Requests(n) => (load.concurrency as u64).min(n),
+        Stop::Duration(_) => load.concurrency as u64,
+    };
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
             tokio::spawn(worker(
                 client.clone(),
                 plan.clone(),
                 progress.clone(),
-                plan.requests.div_ceil(workers),
+                histogram.clone(),
+                started,
             ))
         })
         .collect();
-    let mut tally = Tally {
-        latencies: Vec::with_capacity(usize::try_from(plan.requests).unwrap_or(0).min(1 << 24)),
-        ..Tally::default()
-    };
+    let mut tally = Tally::default();
     for task in tasks {
         match task.await {
             Ok(part) => tally.merge(part),
@@ -341,17 +383,31 @@ async fn drive(client: &Client, plan: Arc<Plan>, load: &Load) -> (Tally, Duratio
         let _ = ticker.await;
         let _ = write!(io::stderr(), "\r\x1b[K");
     }
-    (tally, elapsed)
+    let latencies = std::mem::replace(
+        &mut *histogram
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        latencies(),
+    );
+    (tally, latencies, elapsed)
 }
 
-/// One of the `-c` tasks: takes requests until `-n` are taken.
-async fn worker(client: Client, plan: Arc<Plan>, progress: Arc<Progress>, share: u64) -> Tally {
-    let mut tally = Tally {
-        latencies: Vec::with_capacity(usize::try_from(share).unwrap_or(0).min(1 << 20)),
-        ..Tally::default()
-    };
-    while progress.next.fetch_add(1, Ordering::Relaxed) < plan.requests {
-        let started = Instant::now();
+/// One of the `-c` tasks: takes requests until the run has no more.
+async fn worker(
+    client: Client,
+    plan: Arc<Plan>,
+    progress: Arc<Progress>,
+    histogram: Arc<Mutex<Latencies>>,
+    run_started: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    while let Some(due) = plan.due(progress.next.fetch_add(1, Ordering::Relaxed), run_started) {
+        // Open loop: the request waits for its moment, and its latency counts from it.
+        if plan.rate.is_some() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let started = due;
+        tally.requests += 1;
         let mut outcome = Outcome::default();
         let result = match plan.timeout {
             Some(t) => tokio::time::timeout(t, exchange(&client, &plan, &mut outcome))
@@ -367,9 +423,11 @@ async fn worker(client: Client, plan: Arc<Plan>, progress: Arc<Progress>, share:
         }
         match result {
             Ok(()) => {
-                tally
-                    .latencies
-                    .push(took.as_nanos().try_into().unwrap_or(u64::MAX));
+                let micros = took.as_micros().try_into().unwrap_or(u64::MAX);
+                histogram
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .saturating_record(micros.max(1));
                 if let Some((kind, message)) = check(&plan, &outcome) {
                     tally.record_error(kind, || message);
                 }
@@ -498,69 +556,107 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The progress line: `fcgi: 1200/10000 requests, 0 errors, 5123 requests/s, 0.2 s`.
-fn progress_line(done: u64, total: u64, failed: u64, elapsed: Duration) -> String {
+/// The progress line: `fcgi: 1200/10000 requests, 0 errors, 5123 requests/s, 0.2 s`
+/// (with `--duration`: `fcgi: 1200 requests, ..., 0.2/30 s`).
+fn progress_line(done: u64, total: Stop, failed: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-    format!("fcgi: {done}/{total} requests, {failed} errors, {rate:.0} requests/s, {secs:.1} s")
-}
-
-/// The nearest-rank percentile `p` (0 to 100) of sorted values.
-fn percentile(sorted: &[u64], p: u64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
+    match total {
+        Stop::Requests(total) => format!(
+            "fcgi: {done}/{total} requests, {failed} errors, {rate:.0} requests/s, {secs:.1} s"
+        ),
+        Stop::Duration(d) => format!(
+            "fcgi: {done} requests, {failed} errors, {rate:.0} requests/s, {secs:.1}/{} s",
+            d.as_secs_f64()
+        ),
     }
-    let rank = (p * sorted.len() as u64).div_ceil(100).max(1);
-    sorted[(rank - 1) as usize]
 }
 
-fn millis(nanos: u64) -> String {
-    format!("{:.3} ms", nanos as f64 / 1e6)
+/// Microseconds as `1.234 ms`.
+fn millis(micros: u64) -> String {
+    format!("{:.3} ms", micros as f64 / 1e3)
 }
+
+/// The quantiles of the latency line, with their names.
+const QUANTILES: [(&str, f64); 5] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("max", 1.0),
+];
 
 /// What the run gave, for standard output and standard error.
 struct Summary {
-    requests: u64,
     concurrency: usize,
     connections: usize,
     opened: u64,
     /// With `--multiplex`: whether the server multiplexes (`None`: it never said).
     multiplexed: Option<Option<bool>>,
+    /// `--rate`.
+    rate: Option<f64>,
     elapsed: Duration,
+    latencies: Latencies,
     tally: Tally,
 }
 
 impl Summary {
-    /// The summary for standard output; the latencies are sorted.
-    fn text(&self) -> String {
-        let latencies = &self.tally.latencies;
+    fn per_sec(&self, n: f64) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        let per_sec = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
+        if secs > 0.0 {
+            n / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The latency at quantile `q`, in microseconds (`max` exactly).
+    fn quantile(&self, q: f64) -> u64 {
+        if q >= 1.0 {
+            self.latencies.max()
+        } else {
+            self.latencies.value_at_quantile(q)
+        }
+    }
+
+    fn multiplexed_text(&self) -> &'static str {
+        match self.multiplexed {
+            None => "",
+            Some(Some(true)) => "multiplexed",
+            Some(Some(false)) => "not multiplexed (the server does not offer it)",
+            Some(None) => "not multiplexed (no answer to GET_VALUES)",
+        }
+    }
+
+    /// The summary for standard output.
+    fn text(&self) -> String {
+        let requests = self.tally.requests;
         let mut out = String::new();
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "requests:     {} in {secs:.3} s, {} in flight",
-            self.requests,
-            (self.concurrency as u64).min(self.requests)
+            "requests:     {requests} in {:.3} s, {} in flight",
+            self.elapsed.as_secs_f64(),
+            (self.concurrency as u64).min(requests)
         );
-        let _ = writeln!(out, "requests/s:   {:.1}", per_sec(self.requests as f64));
-        if latencies.is_empty() {
+        if let Some(rate) = self.rate {
+            let _ = write!(out, " at most, {rate} due per second");
+        }
+        out.push('\n');
+        let _ = writeln!(out, "requests/s:   {:.1}", self.per_sec(requests as f64));
+        if self.latencies.is_empty() {
             let _ = writeln!(out, "latency:      none (no response arrived whole)");
         } else {
-            let _ = writeln!(
-                out,
-                "latency:      p50 {}, p90 {}, p99 {}, max {}",
-                millis(percentile(latencies, 50)),
-                millis(percentile(latencies, 90)),
-                millis(percentile(latencies, 99)),
-                millis(percentile(latencies, 100)),
-            );
+            let parts: Vec<String> = QUANTILES
+                .iter()
+                .map(|(name, q)| format!("{name} {}", millis(self.quantile(*q))))
+                .collect();
+            let _ = writeln!(out, "latency:      {}", parts.join(", "));
         }
         let _ = writeln!(
             out,
             "received:     {} body bytes ({:.2} MB/s)",
             self.tally.bytes,
-            per_sec(self.tally.bytes as f64) / 1e6
+            self.per_sec(self.tally.bytes as f64) / 1e6
         );
         let statuses: Vec<String> = self
             .tally
@@ -588,11 +684,9 @@ impl Summary {
         } else {
             let _ = writeln!(out, "errors:       {errors} ({})", kinds.join(", "));
         }
-        let multiplexed = match self.multiplexed {
-            None => "",
-            Some(Some(true)) => ", multiplexed",
-            Some(Some(false)) => ", not multiplexed (the server does not offer it)",
-            Some(None) => ", not multiplexed (no answer to GET_VALUES)",
+        let multiplexed = match self.multiplexed_text() {
+            "" => String::new(),
+            text => format!(", {text}"),
         };
         let _ = writeln!(
             out,
@@ -600,6 +694,50 @@ impl Summary {
             self.opened, self.connections
         );
         out
+    }
+
+    /// The summary as one JSON object (`--json`), on one line; latencies in
+    /// milliseconds, `null` when no response arrived whole.
+    fn json(&self) -> String {
+        use serde_json::{json, Map, Value};
+        let requests = self.tally.requests;
+        let latency = (!self.latencies.is_empty()).then(|| {
+            QUANTILES
+                .iter()
+                .map(|(name, q)| (name.to_string(), json!(self.quantile(*q) as f64 / 1e3)))
+                .collect::<Map<String, Value>>()
+        });
+        let statuses: Map<String, Value> = self
+            .tally
+            .statuses
+            .iter()
+            .map(|(status, count)| (status.to_string(), json!(count)))
+            .collect();
+        let errors: Map<String, Value> = Kind::ALL
+            .iter()
+            .map(|kind| {
+                (
+                    kind.name().to_string(),
+                    json!(self.tally.errors[kind.index()]),
+                )
+            })
+            .collect();
+        let value = json!({
+            "requests": requests,
+            "seconds": self.elapsed.as_secs_f64(),
+            "in_flight": (self.concurrency as u64).min(requests),
+            "rate": self.rate,
+            "requests_per_second": self.per_sec(requests as f64),
+            "latency_ms": latency,
+            "received_bytes": self.tally.bytes,
+            "statuses": statuses,
+            "errors": self.tally.error_count(),
+            "errors_by_kind": errors,
+            "connections_opened": self.opened,
+            "connections_max": self.connections,
+            "multiplexed": self.multiplexed.map(|m| m.unwrap_or(false)),
+        });
+        format!("{value}\n")
     }
 
     /// On standard error: the first message of each kind of error, and the first
@@ -641,16 +779,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let values: Vec<u64> = (1..=200).collect();
-        assert_eq!(percentile(&values, 50), 100);
-        assert_eq!(percentile(&values, 90), 180);
-        assert_eq!(percentile(&values, 99), 198);
-        assert_eq!(percentile(&values, 100), 200);
-        assert_eq!(percentile(&[7], 50), 7);
-        assert_eq!(percentile(&[7], 99), 7);
-        assert_eq!(percentile(&[1, 2], 50), 1);
-        assert_eq!(percentile(&[], 50), 0);
+    fn open_and_closed_loop_schedules() {
+        let mut plan = plan(None, None, false);
+        let start = Instant::now();
+        plan.stop = Stop::Requests(3);
+        assert!(plan.due(2, start).is_some() && plan.due(3, start).is_none());
+        plan.rate = Some(100.0);
+        assert_eq!(plan.due(0, start), Some(start));
+        assert_eq!(plan.due(2, start), Some(start + Duration::from_millis(20)));
+        plan.stop = Stop::Duration(Duration::from_secs(1));
+        assert!(plan.due(99, start).is_some() && plan.due(100, start).is_none());
     }
 
     #[test]
@@ -684,13 +822,13 @@ mod tests {
         b.record_error(Kind::Timeout, || "b".into());
         b.record_error(Kind::Connect, || "c".into());
         b.statuses.insert(200, 3);
-        b.latencies.push(5);
+        b.requests = 4;
         a.merge(b);
+        assert_eq!(a.requests, 4);
         assert_eq!(a.errors[Kind::Timeout.index()], 2);
         assert_eq!(a.first_errors[Kind::Timeout.index()].as_deref(), Some("a"));
         assert_eq!(a.first_errors[Kind::Connect.index()].as_deref(), Some("c"));
         assert_eq!(a.statuses[&200], 3);
-        assert_eq!(a.latencies, [5]);
     }
 
     fn plan(expect: Option<[u8; 32]>, sent: Option<&[u8]>, fail: bool) -> Plan {
@@ -701,7 +839,8 @@ mod tests {
             expect_sha256: expect,
             fail,
             timeout: None,
-            requests: 1,
+            stop: Stop::Requests(1),
+            rate: None,
         }
     }
 
@@ -763,37 +902,72 @@ mod tests {
         );
     }
 
-    #[test]
-    fn summary_lines() {
+    /// A summary; latencies below 2048 us are kept exactly at 3 significant digits.
+    fn summary(latencies_us: &[u64]) -> Summary {
         let mut tally = Tally {
-            latencies: vec![1_000_000, 2_000_000, 3_000_000],
+            requests: 3,
             bytes: 39,
             statuses: BTreeMap::from([(200, 2), (500, 1)]),
             ..Tally::default()
         };
         tally.record_error(Kind::BadStatus, String::new);
-        let summary = Summary {
-            requests: 3,
+        let mut histogram = latencies();
+        for us in latencies_us {
+            histogram.record(*us).unwrap();
+        }
+        Summary {
             concurrency: 8,
             connections: 8,
             opened: 2,
             multiplexed: None,
+            rate: None,
             elapsed: Duration::from_millis(500),
+            latencies: histogram,
             tally,
-        };
+        }
+    }
+
+    #[test]
+    fn summary_lines() {
         assert_eq!(
-            summary.text(),
+            summary(&[1000, 1500, 2000]).text(),
             "requests:     3 in 0.500 s, 3 in flight\n\
              requests/s:   6.0\n\
-             latency:      p50 2.000 ms, p90 3.000 ms, p99 3.000 ms, max 3.000 ms\n\
+             latency:      p50 1.500 ms, p90 2.000 ms, p99 2.000 ms, p99.9 2.000 ms, max 2.000 ms\n\
              received:     39 body bytes (0.00 MB/s)\n\
              statuses:     200 x 2, 500 x 1\n\
              errors:       1 (bad status 1)\n\
              connections:  2 opened, at most 8\n"
         );
+        assert!(summary(&[])
+            .text()
+            .contains("\nlatency:      none (no response arrived whole)\n"));
         assert_eq!(
-            progress_line(5, 10, 1, Duration::from_secs(2)),
+            progress_line(5, Stop::Requests(10), 1, Duration::from_secs(2)),
             "fcgi: 5/10 requests, 1 errors, 2 requests/s, 2.0 s"
         );
+        assert_eq!(
+            progress_line(
+                5,
+                Stop::Duration(Duration::from_secs(30)),
+                1,
+                Duration::from_secs(2)
+            ),
+            "fcgi: 5 requests, 1 errors, 2 requests/s, 2.0/30 s"
+        );
+    }
+
+    #[test]
+    fn summary_json() {
+        let json: serde_json::Value =
+            serde_json::from_str(&summary(&[1000, 1500, 2000]).json()).unwrap();
+        assert_eq!(json["requests"], 3);
+        assert_eq!(json["latency_ms"]["p50"], 1.5);
+        assert_eq!(json["latency_ms"]["max"], 2.0);
+        assert_eq!(json["statuses"]["500"], 1);
+        assert_eq!(json["errors_by_kind"]["bad status"], 1);
+        assert_eq!(json["connections_opened"], 2);
+        let json: serde_json::Value = serde_json::from_str(&summary(&[]).json()).unwrap();
+        assert!(json["latency_ms"].is_null());
     }
 }

@@ -15,10 +15,11 @@ mod args;
 mod load;
 mod reason;
 mod serve;
+mod status;
+mod verbose;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,88 +29,6 @@ use fcgi_proto::values::{FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS};
 use fcgi_proto::{HeaderPolicy, Params, ParamsBuilder, ResponseHead};
 
 use crate::args::{Args, Command, Data, Mode};
-
-const USAGE: &str = "\
-fcgi - send one request to a FastCGI server (php-fpm, ...), print the response;
-or send many (-n, -c) and print a summary
-
-Usage: fcgi [OPTIONS] <ADDRESS> [SCRIPT_FILENAME]
-       fcgi serve --listen ADDR --root DIR <ADDRESS>  (see fcgi serve --help)
-
-Arguments:
-  <ADDRESS>          HOST:PORT, [V6]:PORT, unix:/path/to.sock, or a socket path
-                     that starts with / or ./
-  [SCRIPT_FILENAME]  the script's path on the server; required unless --values
-                     or --ping is given
-
-Options:
-  -X, --method M          request method (default GET; POST with -d)
-  -q, --query QS          query string (QUERY_STRING; a leading ? is dropped)
-  -H, --header 'N: V'     request header, sent as HTTP_N (repeatable); Proxy
-                          and names with bytes other than A-Z a-z 0-9 - are
-                          dropped
-  -p, --param NAME=VALUE  add a param or override a default one (repeatable)
-  -d, --data DATA         request body: DATA as is, @FILE streams a file, @-
-                          reads standard input; sets CONTENT_LENGTH, and
-                          CONTENT_TYPE to application/x-www-form-urlencoded
-                          unless -H gives a Content-Type
-  -i, --include           print 'Status: CODE REASON', the response headers
-                          and a blank line (LF line ends) before the body
-  -o, --output FILE       write to FILE instead of standard output
-      --timeout SECS      one bound, in seconds, on connecting and the whole
-                          request (default: 10 s to connect, 60 s for each
-                          wait for the server)
-      --fail              print nothing and exit 22 when the status is >= 400
-                          (load mode: count such a response as an error)
-      --values            ask FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS
-                          (GET_VALUES); print the answer as NAME=VALUE lines
-      --ping [PATH]       php-fpm ping: request PATH (default /ping); exit 0
-                          when the body is pong, 1 otherwise
-      --help              print this help and exit
-      --version           print the version and exit
-
-Load mode (on with -n or -c): the request is sent N times, C at once, and each
-response is checked and counted, not printed. -X -q -H -p -d --timeout --fail
-apply to every request (-d is read once, --timeout bounds each request);
--i -o --values --ping cannot be used.
-  -n, --requests N        send N requests in all (default: C)
-  -c, --concurrency C     keep C requests in flight (default 1)
-      --connections K     keep at most K connections open (default: C); each
-                          kept connection pins one php-fpm worker, so keep K
-                          at most the pool's pm.max_children
-      --multiplex         send requests side by side on a connection when
-                          the server offers it (FCGI_MPXS_CONNS=1)
-      --expect-sha256 HEX every response body must have this sha256
-A request is an error, by kind: connect; timeout; protocol (bad records, an
-early close, a bad head); refused (END_REQUEST overloaded, ...); bad status
-(>= 400, with --fail only); checksum (the body's sha256 is not --expect-sha256,
-or not its X-Body-Sha256 header, which with -d must also be the sha256 of the
-body sent). The summary goes to standard output: requests, requests/s,
-latency p50/p90/p99/max, body bytes, statuses, errors by kind, connections
-opened; a progress line to standard error when that is a terminal.
-
-Params sent (-p overrides any of them):
-  GATEWAY_INTERFACE=CGI/1.1  SERVER_PROTOCOL=HTTP/1.1  REQUEST_METHOD
-  SCRIPT_FILENAME  SCRIPT_NAME=/<file name of SCRIPT_FILENAME>
-  REQUEST_URI=SCRIPT_NAME[?QS]  DOCUMENT_URI=SCRIPT_NAME  QUERY_STRING
-  DOCUMENT_ROOT=<directory of SCRIPT_FILENAME>  REQUEST_SCHEME=http
-  SERVER_SOFTWARE=fcgi/VERSION  REMOTE_ADDR=127.0.0.1  SERVER_PORT=80
-  SERVER_NAME=localhost (or the Host header's host)  REDIRECT_STATUS=200
-  CONTENT_LENGTH and CONTENT_TYPE with a body; HTTP_* from -H.
-  With --ping, SCRIPT_FILENAME, SCRIPT_NAME and REQUEST_URI are PATH.
-
-The body goes to standard output byte for byte as it arrives; the application's
-FCGI_STDERR goes to standard error as it arrives (load mode: the first one, at
-the end, with the count of responses that had one).
-
-Exit status:
-  0  success               1  no pong (--ping), or a local file error
-  2  usage error           3  cannot connect
-  4  timeout               5  the server broke the protocol or closed early
-  22 status 400 or more with --fail
-  Load mode: 0 without errors; when every error gives the same status above
-  (3, 4, 5 or 22), that one; otherwise 1 (checksum errors, mixed kinds).
-";
 
 /// `SERVER_SOFTWARE`.
 const SOFTWARE: &str = concat!("fcgi/", env!("CARGO_PKG_VERSION"));
@@ -186,24 +105,32 @@ fn pass_stderr(data: &[u8]) {
 /// Writes a message line to standard error, on a line of its own; a failure to do so
 /// is ignored (there is nowhere left to report it).
 pub(crate) fn say(message: &str) {
+    say_raw(&format!("fcgi: {message}"));
+}
+
+/// Writes a line to standard error as it is (`-v`'s lines), on a line of its own.
+pub(crate) fn say_raw(line: &str) {
     let start = if STDERR_MID_LINE.swap(false, Ordering::Relaxed) {
         "\n"
     } else {
         ""
     };
-    let _ = writeln!(io::stderr(), "{start}fcgi: {message}");
+    let _ = writeln!(io::stderr(), "{start}{line}");
 }
 
 fn main() -> ExitCode {
+    let report = |failure: Failure| {
+        say(&failure.message);
+        failure.code
+    };
     let code = match args::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => print_text(USAGE),
-        Ok(Command::Version) => print_text(&format!("fcgi {}\n", env!("CARGO_PKG_VERSION"))),
-        Ok(Command::Serve(serve::ServeCommand::Help)) => print_text(serve::USAGE),
-        Ok(Command::Serve(serve::ServeCommand::Run(args))) => serve::run(args),
-        Ok(Command::Run(args)) => run(*args).unwrap_or_else(|failure| {
-            say(&failure.message);
-            failure.code
-        }),
+        Ok(Command::Print(text)) => print_text(&text),
+        Ok(Command::Serve(args)) => serve::run(args),
+        Ok(Command::Status(args)) => status::run(args).unwrap_or_else(report),
+        Ok(Command::Run(args)) => {
+            verbose::init(args.verbose);
+            run(*args).unwrap_or_else(report)
+        }
         Err(message) => {
             say(&format!("{message} (see fcgi --help)"));
             EXIT_USAGE
@@ -212,8 +139,8 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn print_text(text: &str) -> u8 {
-    match Output::stdout().write(text.as_bytes()) {
+fn print_text(text: &[u8]) -> u8 {
+    match Output::stdout().write(text) {
         Ok(_) => 0,
         Err(failure) => {
             say(&failure.message);
@@ -241,10 +168,17 @@ impl Output {
     fn stdout() -> Self {
         // A duplicate of the descriptor writes each chunk straight through, where
         // `io::Stdout` would hold back the bytes after the last newline.
-        let writer: Box<dyn Write> = match io::stdout().as_fd().try_clone_to_owned() {
-            Ok(fd) => Box::new(File::from(fd)),
-            Err(_) => Box::new(io::stdout()),
+        #[cfg(unix)]
+        let writer: Box<dyn Write> = {
+            use std::os::fd::AsFd;
+            match io::stdout().as_fd().try_clone_to_owned() {
+                Ok(fd) => Box::new(File::from(fd)),
+                Err(_) => Box::new(io::stdout()),
+            }
         };
+        // Elsewhere `Output::write` flushes after each chunk.
+        #[cfg(not(unix))]
+        let writer: Box<dyn Write> = Box::new(io::stdout());
         Self { writer, path: None }
     }
 
@@ -571,12 +505,5 @@ mod tests {
         let mut p = PongProbe::default();
         p.feed(b"pon");
         assert!(!p.is_pong());
-    }
-
-    #[test]
-    fn usage_fits_80_columns() {
-        for line in USAGE.lines() {
-            assert!(line.len() < 80, "{line:?}");
-        }
     }
 }

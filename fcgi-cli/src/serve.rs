@@ -16,30 +16,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::args::{text, UsageError};
+use crate::args::{parse_count, utf8, UsageError, MAX_CONCURRENCY};
 use crate::{error_chain, say};
 
-pub(crate) const USAGE: &str = "\
-fcgi serve - an HTTP/1.1 server for a PHP site, as nginx in front of php-fpm:
-*.php through FastCGI, other files static, directories to index.php
-
-Usage: fcgi serve [--listen ADDR] --root DIR [--connections K] <ADDRESS>
-
-Arguments:
-  <ADDRESS>          the FastCGI server: HOST:PORT, [V6]:PORT,
-                     unix:/path/to.sock, or a socket path that starts with /
-                     or ./
-
-Options:
-      --listen ADDR      listen on ADDR, HOST:PORT (default 127.0.0.1:8080;
-                         port 0 takes a free port); the address is printed
-      --root DIR         the document root; the FastCGI server must see the
-                         same files at the same path (sent as SCRIPT_FILENAME)
-      --connections K    keep at most K connections to the FastCGI server
-                         (default 8); each pins one php-fpm worker, so keep it
-                         at most the pool's pm.max_children
-      --help             print this help and exit
-
+const AFTER_HELP: &str = "\
 Requests with a .php path segment (/a.php, /a.php/more) run that script
 (404 when it is missing); a directory runs its index.php (301 to add the
 trailing /; 403 without index.php); other files are sent as they are, with
@@ -50,16 +30,33 @@ file) and sent with their length; the largest body is 1 GiB (413 above).
 The application cannot be reached: 502; it takes over 60 s to answer: 504.
 Warnings (those errors, the application's FCGI_STDERR) go to standard error.
 SIGTERM or SIGINT stops it: it accepts no more connections, lets the requests
-in flight finish (at most 30 s) and exits with 0 (1 if it had to cut some).
-";
+in flight finish (at most 30 s) and exits with 0 (1 if it had to cut some).";
 
-/// What `fcgi serve ...` asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ServeCommand {
-    /// `fcgi serve --help`.
-    Help,
-    /// Serve.
-    Run(ServeArgs),
+/// `fcgi serve`'s command line, as clap reads it; [`ServeCli::check`] checks it.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "fcgi serve - an HTTP/1.1 server for a PHP site, as nginx in front of php-fpm:\n\
+             *.php through FastCGI, other files static, directories to index.php",
+    override_usage = "fcgi serve [--listen ADDR] --root DIR [--connections K] <ADDRESS>",
+    after_help = AFTER_HELP
+)]
+pub(crate) struct ServeCli {
+    /// the FastCGI server: HOST:PORT, [V6]:PORT, unix:/path/to.sock, or a socket path
+    /// that starts with / or ./
+    #[arg(value_name = "ADDRESS")]
+    upstream: Option<OsString>,
+    /// listen on ADDR, HOST:PORT (default 127.0.0.1:8080; port 0 takes a free port); the
+    /// address is printed
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<OsString>,
+    /// the document root; the FastCGI server must see the same files at the same path
+    /// (sent as SCRIPT_FILENAME)
+    #[arg(long, value_name = "DIR")]
+    root: Option<OsString>,
+    /// keep at most K connections to the FastCGI server (default 8); each pins one
+    /// php-fpm worker, so keep it at most the pool's pm.max_children
+    #[arg(long, value_name = "K")]
+    connections: Option<OsString>,
 }
 
 /// `fcgi serve`'s settings.
@@ -71,78 +68,39 @@ pub(crate) struct ServeArgs {
     pub(crate) connections: usize,
 }
 
-/// Parses the arguments after `serve`.
-pub(crate) fn parse(args: impl Iterator<Item = OsString>) -> Result<ServeCommand, UsageError> {
-    let mut listen = None;
-    let mut root = None;
-    let mut connections = None;
-    let mut upstream = None;
-    let mut options_done = false;
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        let arg = text(arg, "an argument")?;
-        if options_done || !arg.starts_with("--") {
-            if upstream.is_some() {
-                return Err(format!(
-                    "unexpected argument {arg:?} (fcgi serve takes one ADDRESS)"
-                ));
-            }
-            upstream = Some(arg);
-            continue;
-        }
-        if arg == "--" {
-            options_done = true;
-            continue;
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-            None => (arg, None),
+impl ServeCli {
+    /// The checks and defaults.
+    pub(crate) fn check(self) -> Result<ServeArgs, UsageError> {
+        let listen = match self.listen {
+            Some(l) => utf8(l, "--listen")?,
+            None => "127.0.0.1:8080".into(),
         };
-        if name == "--help" {
-            return Ok(ServeCommand::Help);
-        }
-        let slot = match name.as_str() {
-            "--listen" => &mut listen,
-            "--root" => &mut root,
-            "--connections" => &mut connections,
-            _ => return Err(format!("unknown option {name} for fcgi serve")),
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => text(
-                args.next()
-                    .ok_or_else(|| format!("option {name} needs a value"))?,
-                &name,
-            )?,
-        };
-        *slot = Some(value);
-    }
-    let listen = listen.unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listen = listen
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| format!("--listen {listen}: not HOST:PORT"))?;
-    let root = root.ok_or("missing --root DIR")?;
-    if root.is_empty() {
-        return Err("empty --root".into());
-    }
-    let connections = match connections {
-        None => 8,
-        Some(k) => k
-            .parse::<usize>()
+        let listen = listen
+            .to_socket_addrs()
             .ok()
-            .filter(|&k| (1..=crate::args::MAX_CONCURRENCY).contains(&k))
-            .ok_or_else(|| format!("--connections {k}: not a number from 1 to 100000"))?,
-    };
-    let upstream = upstream.ok_or("missing ADDRESS (the FastCGI server)")?;
-    let upstream = upstream.parse::<Address>().map_err(|e| format!("{e}"))?;
-    Ok(ServeCommand::Run(ServeArgs {
-        listen,
-        root,
-        upstream,
-        connections,
-    }))
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| format!("--listen {listen}: not HOST:PORT"))?;
+        let root = utf8(self.root.ok_or("missing --root DIR")?, "--root")?;
+        if root.is_empty() {
+            return Err("empty --root".into());
+        }
+        let connections = match self.connections {
+            None => 8,
+            Some(k) => parse_count(k, "--connections", MAX_CONCURRENCY as u64)? as usize,
+        };
+        let upstream = utf8(
+            self.upstream
+                .ok_or("missing ADDRESS (the FastCGI server)")?,
+            "ADDRESS",
+        )?;
+        let upstream = upstream.parse::<Address>().map_err(|e| format!("{e}"))?;
+        Ok(ServeArgs {
+            listen,
+            root,
+            upstream,
+            connections,
+        })
+    }
 }
 
 /// Serves until killed; answers the exit status when it cannot start.
@@ -285,11 +243,13 @@ async fn serve_until_stopped(
 }
 
 /// SIGTERM and SIGINT, handled from the moment this is made.
+#[cfg(unix)]
 struct StopSignal {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
+#[cfg(unix)]
 impl StopSignal {
     fn new() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -305,6 +265,23 @@ impl StopSignal {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+/// Off unix: Ctrl-C (so that the crate builds there; no SIGTERM to handle).
+#[cfg(not(unix))]
+struct StopSignal;
+
+#[cfg(not(unix))]
+impl StopSignal {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 
@@ -373,30 +350,29 @@ impl tracing::field::Visit for Line {
 mod tests {
     use super::*;
 
-    fn parse_strs(args: &[&str]) -> Result<ServeCommand, UsageError> {
-        parse(args.iter().map(OsString::from))
+    fn parse_strs(args: &[&str]) -> Result<ServeArgs, UsageError> {
+        let all = std::iter::once("serve").chain(args.iter().copied());
+        match crate::args::parse(all.map(OsString::from))? {
+            crate::args::Command::Serve(args) => Ok(args),
+            other => panic!("{args:?}: {other:?}"),
+        }
     }
 
     #[test]
     fn arguments() {
         assert_eq!(
             parse_strs(&["--listen", "127.0.0.1:0", "--root", "/srv", "unix:/s"]),
-            Ok(ServeCommand::Run(ServeArgs {
+            Ok(ServeArgs {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 root: "/srv".into(),
                 upstream: Address::Unix("/s".into()),
                 connections: 8,
-            }))
+            })
         );
-        let Ok(ServeCommand::Run(a)) =
-            parse_strs(&["/run/php.sock", "--root=/srv", "--connections=3"])
-        else {
-            panic!()
-        };
+        let a = parse_strs(&["/run/php.sock", "--root=/srv", "--connections=3"]).unwrap();
         assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(a.connections, 3);
         assert_eq!(a.upstream, Address::Unix("/run/php.sock".into()));
-        assert_eq!(parse_strs(&["--help", "x"]), Ok(ServeCommand::Help));
         for bad in [
             &[][..],
             &["--root", "/srv"],
@@ -410,13 +386,6 @@ mod tests {
             &["--root"],
         ] {
             assert!(parse_strs(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn usage_fits_80_columns() {
-        for line in USAGE.lines() {
-            assert!(line.len() < 80, "{line:?}");
         }
     }
 }

@@ -807,3 +807,66 @@ fn close_before_any_answer_is_exit_5() {
     let _ = std::fs::remove_file(&path);
     run.expect_code(5);
 }
+
+// ---- -v ----
+
+/// The length of a name-value pair as the protocol encodes it.
+fn nv_len(name: &str, value: &str) -> usize {
+    let prefix = |n: usize| if n < 128 { 1 } else { 4 };
+    prefix(name.len()) + prefix(value.len()) + name.len() + value.len()
+}
+
+#[test]
+fn verbose_shows_the_records_of_one_request() {
+    for level in ["-v", "-vv"] {
+        let run = fcgi(&[level, &sock(), &script("hello.php")]);
+        run.expect_ok();
+        // The body is untouched; the records go to standard error.
+        assert_eq!(run.stdout, b"Hello, World!");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        let mut at = 0;
+        let mut next = || {
+            at += 1;
+            *lines.get(at - 1).unwrap_or(&"(no more lines)")
+        };
+        assert_eq!(next(), format!("* connected to unix:{}", sock()));
+        assert_eq!(next(), "> BEGIN_REQUEST id=1 role=RESPONDER keep-conn");
+        let params = next();
+        let (pairs, bytes) = params
+            .strip_prefix("> PARAMS id=1 ")
+            .and_then(|rest| rest.strip_suffix(" bytes"))
+            .and_then(|rest| rest.split_once(" pairs, "))
+            .unwrap_or_else(|| panic!("{params:?}"));
+        let (pairs, bytes): (usize, usize) = (pairs.parse().unwrap(), bytes.parse().unwrap());
+        assert!(pairs >= 15, "{params}");
+        if level == "-vv" {
+            // Each pair on a line of its own; together they are the PARAMS' bytes.
+            let mut sum = 0;
+            for _ in 0..pairs {
+                let line = next();
+                let (name, value) = line
+                    .strip_prefix(">   ")
+                    .and_then(|pair| pair.split_once('='))
+                    .unwrap_or_else(|| panic!("{line:?}"));
+                sum += nv_len(name, value);
+            }
+            assert_eq!(sum, bytes);
+        }
+        assert_eq!(next(), "> PARAMS id=1 0 bytes (end)");
+        assert_eq!(next(), "> STDIN id=1 0 bytes (end)");
+        // php-fpm writes the head and the body in one STDOUT record, or more.
+        let mut stdout = 0;
+        let mut line = next();
+        while let Some(len) = line
+            .strip_prefix("< STDOUT id=1 ")
+            .and_then(|rest| rest.strip_suffix(" bytes"))
+        {
+            stdout += len.parse::<usize>().unwrap();
+            line = next();
+        }
+        assert!(stdout > b"Hello, World!".len(), "{}", run.stderr);
+        assert_eq!(line, "< END_REQUEST id=1 app=0 REQUEST_COMPLETE");
+        assert_eq!(next(), "* connection closed");
+        assert_eq!(at, lines.len(), "{}", run.stderr);
+    }
+}

@@ -90,6 +90,11 @@ fn fcgi(args: &[&str]) -> Run {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    fcgi_alone(args)
+}
+
+/// A run against a php-fpm of the test's own, that needs no turn.
+fn fcgi_alone(args: &[&str]) -> Run {
     let output = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -681,4 +686,136 @@ fn multiplex_over_one_connection_to_go() {
         .expect("the run's duration");
     assert!(secs < 2.0, "{}", run.line("requests"));
     assert!(max_latency_ms(&run) < 1000.0, "{}", run.line("latency"));
+}
+
+/// Counts its requests in the file `counter` names; the 500th of each thousand stalls
+/// for one second.
+const STALL: &str = r#"<?php
+$f = fopen($_GET['counter'], 'c+');
+flock($f, LOCK_EX);
+$n = (int) stream_get_contents($f) + 1;
+ftruncate($f, 0);
+rewind($f);
+fwrite($f, (string) $n);
+flock($f, LOCK_UN);
+fclose($f);
+if ($n % 1000 == 500) { usleep(1000000); }
+echo 'ok';
+"#;
+
+/// A latency of the summary's latency line, in ms: `p99`, `max`, ...
+#[track_caller]
+fn latency_ms(run: &Run, name: &str) -> f64 {
+    let line = run.line("latency");
+    line.split(", ")
+        .find_map(|part| {
+            part.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .strip_suffix(" ms")
+        })
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+}
+
+/// Coordinated omission: on one connection, one request in a thousand stalls for a
+/// second. Closed loop, that stall delays only the requests that were not sent
+/// meanwhile, so it shows in the max alone. Open loop at 100 requests/s, the hundred
+/// requests that fell due during the stall waited for it, and the p99 says so.
+///
+/// It runs for 10 s on a php-fpm of its own, beside the other tests (whose runs take
+/// turns on the shared one: a turn this long would count in their timings).
+#[test]
+fn open_loop_counts_the_wait_behind_a_stall() {
+    let fpm = PhpFpm::builder().max_children(2).start();
+    let sock = || path_str(fpm.unix_socket());
+    let stall = path_str(&fpm.write_script("stall.php", STALL));
+    let counter = |name: &str| format!("counter={}", path_str(&temp_path(name)));
+
+    let closed = counter("closed");
+    let run = fcgi_alone(&["-n", "1000", "-q", &closed, &sock(), &stall]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 1000);
+    let (p99, max) = (latency_ms(&run, "p99"), latency_ms(&run, "max"));
+    assert!(p99 < 200.0, "closed loop p99 {p99} ms: {}", run.stdout);
+    assert!(max >= 1000.0, "closed loop max {max} ms: {}", run.stdout);
+
+    let open = counter("open");
+    let run = fcgi_alone(&[
+        "-n",
+        "1000",
+        "--rate",
+        "100",
+        "--connections",
+        "1",
+        "-q",
+        &open,
+        &sock(),
+        &stall,
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 1000);
+    assert!(
+        run.line("connections").ends_with("at most 1"),
+        "{}",
+        run.stdout
+    );
+    let (p99, max) = (latency_ms(&run, "p99"), latency_ms(&run, "max"));
+    assert!(
+        (800.0..1500.0).contains(&p99),
+        "open loop p99 {p99} ms: {}",
+        run.stdout
+    );
+    assert!(max >= 1000.0, "open loop max {max} ms: {}", run.stdout);
+    for name in ["closed", "open"] {
+        let _ = std::fs::remove_file(temp_path(name));
+    }
+}
+
+#[test]
+fn duration_rate_and_json() {
+    // A php-fpm of its own, as for the stall above: these runs last a second.
+    let fpm = PhpFpm::builder().max_children(2).start();
+    let sock = || path_str(fpm.unix_socket());
+    let script = |name: &str| path_str(&fpm.script(name));
+    // At 50 requests/s for one second: the 50 requests due before its end.
+    let run = fcgi_alone(&[
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        &sock(),
+        &script("hello.php"),
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.requests(), 50);
+    assert_eq!(run.errors(), 0);
+    assert!(
+        run.line("requests").ends_with("at most, 50 due per second"),
+        "{}",
+        run.stdout
+    );
+
+    // Closed loop for 300 ms, the summary as one JSON object.
+    let started = Instant::now();
+    let run = fcgi_alone(&[
+        "--duration=300ms",
+        "-c",
+        "2",
+        "--json",
+        &sock(),
+        &script("hello.php"),
+    ]);
+    run.expect_code(0);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let line = run.stdout.trim_end();
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    for part in [
+        "\"errors\":0,",
+        "\"in_flight\":2,",
+        "\"latency_ms\":{\"max\":",
+        "\"statuses\":{\"200\":",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
 }

@@ -379,6 +379,12 @@ impl Connection {
             self.patch_length(start);
         }
         put_header(&mut self.scratch, RecordType::PARAMS, id, 0);
+        #[cfg(feature = "tracing")]
+        {
+            crate::trace::begin_request(id, role, flags != 0);
+            crate::trace::params(id, params);
+            crate::trace::record(">", RecordType::PARAMS, id, 0);
+        }
         self.requests.push(Request {
             id,
             declared_len,
@@ -450,6 +456,8 @@ impl Connection {
         }
         req.stdin_finished = true;
         put_header(&mut self.scratch, RecordType::STDIN, id.0, 0);
+        #[cfg(feature = "tracing")]
+        crate::trace::record(">", RecordType::STDIN, id.0, 0);
         Ok(())
     }
 
@@ -470,6 +478,8 @@ impl Connection {
         }
         req.data_finished = true;
         put_header(&mut self.scratch, RecordType::DATA, id.0, 0);
+        #[cfg(feature = "tracing")]
+        crate::trace::record(">", RecordType::DATA, id.0, 0);
         Ok(())
     }
 
@@ -483,6 +493,8 @@ impl Connection {
             let chunk = data.split_to(data.len().min(STREAM_CHUNK_LEN));
             // `chunk` is at most STREAM_CHUNK_LEN (65528) bytes.
             put_header(&mut self.scratch, record_type, id, chunk.len() as u16);
+            #[cfg(feature = "tracing")]
+            crate::trace::record(">", record_type, id, chunk.len());
             if chunk.len() < COPY_BODY_BELOW {
                 self.scratch.put_slice(&chunk);
             } else {
@@ -506,6 +518,8 @@ impl Connection {
         req.data_finished = true;
         req.head = HeadState::Discard;
         put_header(&mut self.scratch, RecordType::ABORT_REQUEST, id.0, 0);
+        #[cfg(feature = "tracing")]
+        crate::trace::record(">", RecordType::ABORT_REQUEST, id.0, 0);
         // Drop what was queued for this request but not delivered.
         self.events.retain(|e| match e {
             Event::Head { id: i, .. } | Event::HeadError { id: i, .. } => *i != id,
@@ -548,6 +562,8 @@ impl Connection {
                 .expect("names fit in one record, checked above");
         }
         self.scratch.put_bytes(0, padding);
+        #[cfg(feature = "tracing")]
+        crate::trace::record(">", RecordType::GET_VALUES, MANAGEMENT_ID, size);
         self.values_pending += 1;
         Ok(())
     }
@@ -735,6 +751,10 @@ impl Connection {
         let Fragment { header, data, last } = fragment;
         let record_type = header.record_type;
         let request_id = header.request_id;
+        #[cfg(feature = "tracing")]
+        if last && record_type != RecordType::END_REQUEST {
+            crate::trace::record("<", record_type, request_id, header.content_length.into());
+        }
         if request_id == MANAGEMENT_ID {
             return self.handle_management(header, data);
         }
@@ -833,6 +853,8 @@ impl Connection {
                 // END_REQUEST: non-stream records arrive whole.
                 debug_assert!(last);
                 let body = EndRequestBody::decode(&data)?;
+                #[cfg(feature = "tracing")]
+                crate::trace::end_request(request_id, body.app_status, body.protocol_status);
                 let req = self.requests.swap_remove(index);
                 if req.aborted {
                     if self.ended_aborts.len() == ENDED_ABORTS {

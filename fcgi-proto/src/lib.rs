@@ -93,6 +93,8 @@
 //! - `http`: [`ParamsBuilder::from_http`] from `http::request::Parts`, and
 //!   [`ResponseHead::to_http_parts`] and [`ResponseHead::to_gateway_parts`] (hop-by-hop
 //!   headers dropped) to `http::response::Parts`.
+//! - `tracing`: an event for each record queued or received (module `trace`), what `fcgi -v`
+//!   shows; without it the core has no `tracing` dependency.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -109,6 +111,9 @@ pub mod nv;
 pub mod params;
 pub mod record;
 pub mod response;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub mod trace;
 pub mod values;
 
 pub use address::{Address, AddressError};

@@ -51,7 +51,7 @@
 //!
 //! Both have `pm = static` with `max_children` workers each (default
 //! [`DEFAULT_MAX_CHILDREN`]; [`PhpFpm::worker_pids`] lists both pools' workers),
-//! optional `pm.max_requests` and `request_terminate_timeout`, `clear_env = yes`,
+//! optional `pm.max_requests`, `request_terminate_timeout` and `request_slowlog_timeout`, `clear_env = yes`,
 //! `catch_workers_output = yes`, `ping.path = /ping` (a request with
 //! `SCRIPT_NAME=/ping` and any `SCRIPT_FILENAME` answers `pong`), `pm.status_path =
 //! /status` (likewise), and these PHP settings, as `php_admin_value` (which a request's
@@ -245,6 +245,7 @@ pub struct Builder {
     max_children: u32,
     max_requests: Option<u32>,
     request_terminate_timeout: Option<u64>,
+    request_slowlog_timeout: Option<u64>,
     php_admin_values: Vec<(String, String)>,
     binary: Option<PathBuf>,
 }
@@ -255,6 +256,7 @@ impl Default for Builder {
             max_children: DEFAULT_MAX_CHILDREN,
             max_requests: None,
             request_terminate_timeout: None,
+            request_slowlog_timeout: None,
             php_admin_values: Vec::new(),
             binary: None,
         }
@@ -287,6 +289,14 @@ impl Builder {
     /// END_REQUEST. Default: never.
     pub fn request_terminate_timeout(mut self, secs: u64) -> Self {
         self.request_terminate_timeout = Some(secs);
+        self
+    }
+
+    /// Counts a request that runs longer than `secs` seconds as slow
+    /// (`request_slowlog_timeout`, with `slowlog = DIR/slow.log`): the status page's
+    /// `slow requests`. Default: never.
+    pub fn request_slowlog_timeout(mut self, secs: u64) -> Self {
+        self.request_slowlog_timeout = Some(secs);
         self
     }
 
@@ -740,6 +750,12 @@ impl PhpFpm {
             }
             if let Some(secs) = self.settings.request_terminate_timeout {
                 out.push_str(&format!("request_terminate_timeout = {secs}s\n"));
+            }
+            if let Some(secs) = self.settings.request_slowlog_timeout {
+                out.push_str(&format!(
+                    "request_slowlog_timeout = {secs}s\nslowlog = {}\n",
+                    ini_path(&dir.join("slow.log"))
+                ));
             }
             out.push_str(POOL_COMMON);
             // php-fpm keeps the first of two settings of one name: leave out the
