@@ -170,6 +170,10 @@ struct Outcome {
 struct Progress {
     /// The next request to take.
     next: AtomicU64,
+    /// Requests taken by a task (open loop: some still waiting for their moment).
+    taken: AtomicU64,
+    /// Requests sent (or being sent).
+    sent: AtomicU64,
     done: AtomicU64,
     failed: AtomicU64,
 }
@@ -402,10 +406,12 @@ async fn worker(
 ) -> Tally {
     let mut tally = Tally::default();
     while let Some(due) = plan.due(progress.next.fetch_add(1, Ordering::Relaxed), run_started) {
+        progress.taken.fetch_add(1, Ordering::SeqCst);
         // Open loop: the request waits for its moment, and its latency counts from it.
         if plan.rate.is_some() {
             tokio::time::sleep_until(due.into()).await;
         }
+        progress.sent.fetch_add(1, Ordering::SeqCst);
         let started = due;
         tally.requests += 1;
         let mut outcome = Outcome::default();
@@ -448,9 +454,14 @@ async fn worker(
         }
         progress.done.fetch_add(1, Ordering::Relaxed);
     }
-    // Out of work: idle kept connections would pin php-fpm workers that requests still
-    // queued behind them (more connections than free workers) are waiting for.
-    client.close_idle();
+    // Out of work, and every request taken has been sent: idle kept connections would
+    // pin php-fpm workers that requests still queued behind them (more connections than
+    // free workers) are waiting for. (Open loop, a request taken may still wait for its
+    // moment, and will want a kept connection: then the task that sends the last one
+    // closes them.)
+    if progress.sent.load(Ordering::SeqCst) == progress.taken.load(Ordering::SeqCst) {
+        client.close_idle();
+    }
     tally
 }
 

@@ -795,6 +795,22 @@ fn duration_rate_and_json() {
         run.stdout
     );
 
+    // Open loop on one kept connection: the requests taken early and sent on schedule
+    // reuse it (a task out of work closed it under the next one's feet: 20 opened).
+    let run = fcgi_alone(&[
+        "--rate",
+        "100",
+        "-n",
+        "20",
+        "--connections",
+        "1",
+        &sock(),
+        &script("hello.php"),
+    ]);
+    run.expect_code(0);
+    assert_eq!((run.requests(), run.errors()), (20, 0));
+    assert_eq!(run.opened(), 1, "{}", run.stdout);
+
     // Closed loop for 300 ms, the summary as one JSON object.
     let started = Instant::now();
     let run = fcgi_alone(&[
