@@ -285,7 +285,7 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Sub {
-    /// an HTTP/1.1 server for a PHP site, as nginx in front of php-fpm
+    /// an HTTP/1.1 and HTTP/2 server for a PHP site, as nginx in front of php-fpm
     Serve(crate::serve::ServeCli),
     /// php-fpm's status page (pm.status_path), as a table or JSON; with thresholds, a
     /// probe

@@ -1,50 +1,67 @@
-//! `fcgi serve`: an HTTP/1.1 server for a document root, as nginx serves one in front
-//! of php-fpm: `*.php` through FastCGI, other files static, directories to
-//! `index.php`. The work is `fcgi_http::Gateway`'s; this is the command line,
-//! the server loop and a log of warnings on standard error.
+//! `fcgi serve`: an HTTP/1.1 and HTTP/2 server for a document root, as nginx serves one
+//! in front of php-fpm: `*.php` through FastCGI, other files static, directories to
+//! `index.php`, optionally a front controller. The work is `fcgi_http`'s (`Gateway`,
+//! `Server`, `HealthCheck`, `AccessLogLayer`) and tower-http's compression; this is the
+//! command line and a log of warnings on standard error.
 
-use std::convert::Infallible;
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use fcgi_http::{Gateway, PeerAddrs, ScriptConfig};
+use fcgi_http::{
+    AccessLogLayer, Gateway, HealthCheck, IpNet, ScriptConfig, Server, ServiceOptions,
+    ACCESS_LOG_TARGET,
+};
 use fcgi_proto::Address;
 use fcgi_tokio::{Client, Options};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use tower_http::compression::CompressionLayer;
+use tower_layer::Layer as _;
 
-use crate::args::{parse_count, utf8, UsageError, MAX_CONCURRENCY};
+use crate::args::{parse_count, parse_timeout, utf8, UsageError, MAX_CONCURRENCY};
 use crate::{error_chain, say};
 
 const AFTER_HELP: &str = "\
 Requests with a .php path segment (/a.php, /a.php/more) run that script
-(404 when it is missing); a directory runs its index.php (301 to add the
-trailing /; 403 without index.php); other files are sent as they are, with
-Content-Type, Content-Length and Last-Modified (GET and HEAD only). A path
-that climbs out of DIR, by .. or by a symbolic link, is 403. Request bodies of
-unknown length (chunked) are spooled (1 MiB in memory, the rest in a temporary
-file) and sent with their length; the largest body is 1 GiB (413 above).
-The application cannot be reached: 502; it takes over 60 s to answer: 504.
-Warnings (those errors, the application's FCGI_STDERR) go to standard error.
-SIGTERM or SIGINT stops it: it accepts no more connections, lets the requests
-in flight finish (at most 30 s) and exits with 0 (1 if it had to cut some).";
+(404 when it is missing); a directory runs its index file (301 to add the
+trailing /; 403 without one); with --front-controller, any other path that
+names no file or directory runs that script, with REQUEST_URI and
+QUERY_STRING as sent (nginx's try_files $uri $uri/ /index.php$is_args$args).
+Other files are sent as they are (GET and HEAD): Content-Type,
+Last-Modified, ETag, If-None-Match, If-Modified-Since, single ranges (206,
+416), and a .br, .zst or .gz sibling when the client accepts it. A path that
+climbs out of DIR, by .. or by a symbolic link, is 403; a path with a segment
+starting with . is 404 (but /.well-known/) unless --allow-dotfiles.
+Responses are compressed (gzip, br, zstd, from Accept-Encoding), streamed,
+unless already encoded, tiny, images, or --no-compress. Request bodies of
+unknown length (chunked) are spooled (1 MiB in memory, the rest in a
+temporary file) and sent with their length. HTTP/1.1 and HTTP/2: over TLS by
+ALPN, in clear text with prior knowledge (h2c).
+Several ADDRESSes: each request goes to the one with the fewest requests in
+flight; one that fails to connect or refuses is passed over for 10 s; with
+--health-check, one whose page fails is out until it answers again.
+The application cannot be reached: 502; it takes longer than --read-timeout to
+answer: 504. Warnings (those errors, the application's FCGI_STDERR) go to
+standard error. SIGTERM or SIGINT stops it: it accepts no more connections,
+lets the requests in flight finish (at most 30 s) and exits with 0 (1 if it
+had to cut some).";
 
 /// `fcgi serve`'s command line, as clap reads it; [`ServeCli::check`] checks it.
 #[derive(Debug, clap::Args)]
 #[command(
-    long_about = "fcgi serve - an HTTP/1.1 server for a PHP site, as nginx in front of php-fpm:\n\
+    long_about = "fcgi serve - an HTTP server for a PHP site, as nginx in front of php-fpm:\n\
              *.php through FastCGI, other files static, directories to index.php",
-    override_usage = "fcgi serve [--listen ADDR] --root DIR [--connections K] <ADDRESS>",
+    override_usage = "fcgi serve [--listen ADDR] --root DIR [OPTIONS] <ADDRESS>...",
     after_help = AFTER_HELP
 )]
 pub(crate) struct ServeCli {
-    /// the FastCGI server: HOST:PORT, [V6]:PORT, unix:/path/to.sock, or a socket path
+    /// the FastCGI servers: HOST:PORT, [V6]:PORT, unix:/path/to.sock, or a socket path
     /// that starts with / or ./
     #[arg(value_name = "ADDRESS")]
-    upstream: Option<OsString>,
+    upstreams: Vec<OsString>,
     /// listen on ADDR, HOST:PORT (default 127.0.0.1:8080; port 0 takes a free port); the
     /// address is printed
     #[arg(long, value_name = "ADDR")]
@@ -53,10 +70,53 @@ pub(crate) struct ServeCli {
     /// (sent as SCRIPT_FILENAME)
     #[arg(long, value_name = "DIR")]
     root: Option<OsString>,
-    /// keep at most K connections to the FastCGI server (default 8); each pins one
+    /// keep at most K connections to each FastCGI server (default 8); each pins one
     /// php-fpm worker, so keep it at most the pool's pm.max_children
     #[arg(long, value_name = "K")]
     connections: Option<OsString>,
+    /// run SCRIPT (such as /index.php) for paths that name no file or directory
+    #[arg(long, value_name = "SCRIPT")]
+    front_controller: Option<OsString>,
+    /// the file a directory runs (default index.php)
+    #[arg(long, value_name = "NAME")]
+    index: Option<OsString>,
+    /// send this param with every request, over any other (repeatable)
+    #[arg(long, value_name = "NAME=VALUE")]
+    param: Vec<OsString>,
+    /// serve HTTPS with this PEM certificate chain (with --tls-key); sets HTTPS=on
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<OsString>,
+    /// the PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<OsString>,
+    /// do not compress responses
+    #[arg(long)]
+    no_compress: bool,
+    /// serve paths with a segment that starts with . (.env, .git/)
+    #[arg(long)]
+    allow_dotfiles: bool,
+    /// the largest request body, as 100M, 2G or bytes (default 1G); 413 above
+    #[arg(long, value_name = "SIZE")]
+    max_body: Option<OsString>,
+    /// bound on each wait for the FastCGI server's answer, in seconds (default 60)
+    #[arg(long, value_name = "SECS")]
+    read_timeout: Option<OsString>,
+    /// write a line per request to FILE (- for standard output): nginx's combined format
+    /// with the request time and the upstream time
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<OsString>,
+    /// believe X-Forwarded-For and X-Forwarded-Proto from these peers only, as CIDR
+    /// or an address (repeatable)
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<OsString>,
+    /// ask PATH (php-fpm's ping.path) of each FastCGI server every 5 s; one that fails
+    /// gets no requests until it answers again
+    #[arg(long, value_name = "PATH")]
+    health_check: Option<OsString>,
+    /// let the application answer X-Accel-Redirect or X-Sendfile with a file under DIR,
+    /// which is then sent in its place
+    #[arg(long, value_name = "DIR")]
+    sendfile_root: Option<OsString>,
 }
 
 /// `fcgi serve`'s settings.
@@ -64,8 +124,20 @@ pub(crate) struct ServeCli {
 pub(crate) struct ServeArgs {
     pub(crate) listen: SocketAddr,
     pub(crate) root: String,
-    pub(crate) upstream: Address,
+    pub(crate) upstreams: Vec<Address>,
     pub(crate) connections: usize,
+    pub(crate) front_controller: Option<String>,
+    pub(crate) index: String,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    pub(crate) compress: bool,
+    pub(crate) allow_dotfiles: bool,
+    pub(crate) max_body: u64,
+    pub(crate) read_timeout: Duration,
+    pub(crate) access_log: Option<PathBuf>,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) health_check: Option<String>,
+    pub(crate) sendfile_root: Option<PathBuf>,
 }
 
 impl ServeCli {
@@ -88,24 +160,142 @@ impl ServeCli {
             None => 8,
             Some(k) => parse_count(k, "--connections", MAX_CONCURRENCY as u64)? as usize,
         };
-        let upstream = utf8(
-            self.upstream
-                .ok_or("missing ADDRESS (the FastCGI server)")?,
-            "ADDRESS",
-        )?;
-        let upstream = upstream.parse::<Address>().map_err(|e| format!("{e}"))?;
+        if self.upstreams.is_empty() {
+            return Err("missing ADDRESS (the FastCGI server)".into());
+        }
+        let upstreams = self
+            .upstreams
+            .into_iter()
+            .map(|a| {
+                let a = utf8(a, "ADDRESS")?;
+                a.parse::<Address>().map_err(|e| format!("{e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let path_option = |value: OsString, name: &str| -> Result<String, UsageError> {
+            let value = utf8(value, name)?;
+            if value.is_empty() {
+                return Err(format!("empty {name}"));
+            }
+            Ok(value)
+        };
+        let front_controller = self
+            .front_controller
+            .map(|s| path_option(s, "--front-controller"))
+            .transpose()?;
+        let index = match self.index {
+            Some(i) => {
+                let index = path_option(i, "--index")?;
+                if index.contains('/') {
+                    return Err(format!("bad --index {index:?}: a file name, without /"));
+                }
+                index
+            }
+            None => "index.php".into(),
+        };
+        let params = self
+            .param
+            .into_iter()
+            .map(|p| {
+                let p = utf8(p, "--param")?;
+                match p.split_once('=') {
+                    Some((name, value)) if !name.is_empty() => {
+                        Ok((name.to_owned(), value.to_owned()))
+                    }
+                    _ => Err(format!("bad --param {p:?}: want NAME=VALUE")),
+                }
+            })
+            .collect::<Result<Vec<_>, UsageError>>()?;
+        let tls = match (self.tls_cert, self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        let max_body = match self.max_body {
+            Some(size) => parse_size(utf8(size, "--max-body")?)?,
+            None => 1 << 30,
+        };
+        let read_timeout = match self.read_timeout {
+            Some(t) => parse_timeout(t).map_err(|e| e.replace("--timeout", "--read-timeout"))?,
+            None => Duration::from_secs(60),
+        };
+        let trusted_proxies = self
+            .trusted_proxy
+            .into_iter()
+            .map(|t| {
+                let t = utf8(t, "--trusted-proxy")?;
+                fcgi_http::parse_trusted_proxy(&t)
+                    .map_err(|_| format!("bad --trusted-proxy {t:?}: want a CIDR or an address"))
+            })
+            .collect::<Result<Vec<_>, UsageError>>()?;
+        let health_check = self
+            .health_check
+            .map(|p| path_option(p, "--health-check"))
+            .transpose()?;
         Ok(ServeArgs {
             listen,
             root,
-            upstream,
+            upstreams,
             connections,
+            front_controller,
+            index,
+            params,
+            tls,
+            compress: !self.no_compress,
+            allow_dotfiles: self.allow_dotfiles,
+            max_body,
+            read_timeout,
+            access_log: self.access_log.map(PathBuf::from),
+            trusted_proxies,
+            health_check,
+            sendfile_root: self.sendfile_root.map(PathBuf::from),
         })
     }
 }
 
-/// Serves until killed; answers the exit status when it cannot start.
+/// `--max-body`: bytes, or a number with K, M or G (powers of 1024).
+fn parse_size(text: String) -> Result<u64, UsageError> {
+    let trimmed = text.trim();
+    let (number, scale) = match trimmed.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&trimmed[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&trimmed[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&trimmed[..i], 1 << 30),
+        _ => (trimmed, 1),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("bad --max-body {text:?}: want bytes, or a size as 100M or 2G"))
+}
+
+/// Serves until stopped; answers the exit status.
 pub(crate) fn run(args: ServeArgs) -> u8 {
-    let _ = tracing::subscriber::set_global_default(StderrLog);
+    // The access log's writer: a thread of its own, so that no request waits on the
+    // disk (tracing-appender's non-blocking writer; lines are dropped, not waited
+    // for, when 128 Ki of them are queued). Flushed when `_flush` goes.
+    let (access, _flush) = match &args.access_log {
+        None => (None, None),
+        Some(path) => {
+            let writer: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
+                Box::new(std::io::stdout())
+            } else {
+                match std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    Ok(file) => Box::new(file),
+                    Err(e) => {
+                        say(&format!("--access-log {}: {e}", path.display()));
+                        return 2;
+                    }
+                }
+            };
+            let (writer, guard) = tracing_appender::non_blocking(writer);
+            (Some(writer), Some(guard))
+        }
+    };
+    let _ = tracing::subscriber::set_global_default(StderrLog { access });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,20 +313,58 @@ async fn serve(args: ServeArgs) -> u8 {
     let mut options = Options::default();
     options.max_connections = args.connections;
     options.max_idle = args.connections;
-    let client = match Client::with_upstreams([args.upstream.clone()], options) {
+    options.read_timeout = Some(args.read_timeout);
+    let client = match Client::with_upstreams(args.upstreams.iter().cloned(), options) {
         Ok(client) => client,
         Err(e) => {
             say(&error_chain(&e));
             return 2;
         }
     };
-    let gateway = match Gateway::new(client, ScriptConfig::new(args.root.as_str())) {
+    let mut script = ScriptConfig::new(args.root.as_str())
+        .index(Some(&args.index))
+        .front_controller(args.front_controller.as_deref())
+        .allow_dotfiles(args.allow_dotfiles);
+    for (name, value) in &args.params {
+        script = script.param(name, value);
+    }
+    let mut service_options = ServiceOptions::default();
+    service_options.max_body_bytes = Some(args.max_body);
+    service_options.https = args.tls.is_some();
+    service_options.trusted_proxies = args.trusted_proxies.clone();
+    let gateway = match Gateway::with_options(client.clone(), script, service_options) {
         Ok(gateway) => gateway,
         Err(e) => {
             say(&format!("--root {}: {e}", args.root));
             return 2;
         }
     };
+    let gateway = match &args.sendfile_root {
+        None => gateway,
+        Some(dir) => match gateway.sendfile_root(dir) {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                say(&format!("--sendfile-root {}: {e}", dir.display()));
+                return 2;
+            }
+        },
+    };
+    let mut server = Server::new();
+    if let Some((cert, key)) = &args.tls {
+        match fcgi_http::tls_config(cert, key) {
+            Ok(config) => server = server.tls(Arc::new(config)),
+            Err(e) => {
+                say(&format!("--tls-cert/--tls-key: {}", error_chain(&e)));
+                return 2;
+            }
+        }
+    }
+    let compression = if args.compress {
+        CompressionLayer::new()
+    } else {
+        CompressionLayer::new().no_gzip().no_br().no_zstd()
+    };
+    let service = AccessLogLayer.layer(compression.layer(gateway.clone()));
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -149,91 +377,40 @@ async fn serve(args: ServeArgs) -> u8 {
         return 1;
     };
     // Made before the first line, so that a signal from then on is handled.
-    let stop_signal = match StopSignal::new() {
+    let mut stop_signal = match StopSignal::new() {
         Ok(signal) => signal,
         Err(e) => {
             say(&format!("cannot handle SIGTERM and SIGINT: {e}"));
             return 1;
         }
     };
+    let _checks = args
+        .health_check
+        .as_ref()
+        .map(|path| HealthCheck::new(path.as_str()).spawn(&client));
+    let upstreams: Vec<String> = args.upstreams.iter().map(ToString::to_string).collect();
+    let scheme = if server.is_tls() { "https" } else { "http" };
     say(&format!(
-        "listening on http://{local}, root {}, FastCGI at {}",
+        "listening on {scheme}://{local}, root {}, FastCGI at {}",
         gateway.root().display(),
-        args.upstream
+        upstreams.join(", ")
     ));
-    serve_until_stopped(listener, local, gateway, stop_signal).await
-}
-
-/// How long the requests in flight have to finish after SIGTERM or SIGINT.
-const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves every connection `listener` accepts until SIGTERM or SIGINT. Then it accepts
-/// no more, closes each connection once its request in flight is answered (at once for
-/// one between requests), and answers 0 when they are all closed: 1 if some are still
-/// open after [`FINISH_TIMEOUT`] or at a second signal.
-async fn serve_until_stopped(
-    listener: tokio::net::TcpListener,
-    local: SocketAddr,
-    gateway: Gateway,
-    mut stop_signal: StopSignal,
-) -> u8 {
-    // Told once: stop after the request in flight.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    // Each connection's task holds a sender: `recv` answers `None` once all are gone.
-    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
-    loop {
-        let (socket, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors, most likely: give connections time to close.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            name = stop_signal.next() => {
-                say(&format!(
-                    "{name}: accepting no more connections, finishing the requests in flight (at most {} s)",
-                    FINISH_TIMEOUT.as_secs()
-                ));
-                break;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        let local = socket.local_addr().unwrap_or(local);
-        let gateway = gateway.for_connection(PeerAddrs::new(remote, local));
-        let mut stopping = stopping.clone();
-        let open = open.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-            });
-            // HTTP/1.1 keep-alive; a client slower than 30 s to send a head is dropped.
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(socket), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                // (The guard `wait_for` answers is not kept across the await below.)
-                _ = async { stopping.wait_for(|stop| *stop).await.is_ok() } => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-            drop(open);
-        });
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    drop(open);
+    let stopped = async {
+        let name = stop_signal.next().await;
+        say(&format!(
+            "{name}: accepting no more connections, finishing the requests in flight (at most {} s)",
+            FINISH_TIMEOUT.as_secs()
+        ));
+    };
+    let draining = server.serve(listener, service, stopped).await;
     tokio::select! {
-        _ = all_closed.recv() => 0,
-        _ = tokio::time::sleep(FINISH_TIMEOUT) => {
-            say("requests still in flight after the timeout: stopping anyway");
-            1
+        finished = draining.finish(FINISH_TIMEOUT) => {
+            if finished {
+                0
+            } else {
+                say("requests still in flight after the timeout: stopping anyway");
+                1
+            }
         }
         name = stop_signal.next() => {
             say(&format!("{name} again: stopping with requests in flight"));
@@ -241,6 +418,9 @@ async fn serve_until_stopped(
         }
     }
 }
+
+/// How long the requests in flight have to finish after SIGTERM or SIGINT.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// SIGTERM and SIGINT, handled from the moment this is made.
 #[cfg(unix)]
@@ -286,11 +466,17 @@ impl StopSignal {
 }
 
 /// Writes `tracing` events of level warn and above to standard error, one line each
-/// (`fcgi: MESSAGE key=value ...`); the rest are never even formatted.
-struct StderrLog;
+/// (`fcgi: MESSAGE key=value ...`), and with an access log the lines of
+/// [`ACCESS_LOG_TARGET`] to its writer; the rest are never even formatted.
+struct StderrLog {
+    access: Option<tracing_appender::non_blocking::NonBlocking>,
+}
 
 impl tracing::Subscriber for StderrLog {
     fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        if metadata.target() == ACCESS_LOG_TARGET {
+            return self.access.is_some();
+        }
         *metadata.level() <= tracing::Level::WARN
     }
 
@@ -305,6 +491,13 @@ impl tracing::Subscriber for StderrLog {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut line = Line::default();
         event.record(&mut line);
+        if event.metadata().target() == ACCESS_LOG_TARGET {
+            if let Some(access) = &self.access {
+                line.message.push('\n');
+                let _ = access.clone().write_all(line.message.as_bytes());
+            }
+            return;
+        }
         say(&format!("{}{}", line.message, line.fields));
     }
 
@@ -365,25 +558,116 @@ mod tests {
             Ok(ServeArgs {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 root: "/srv".into(),
-                upstream: Address::Unix("/s".into()),
+                upstreams: vec![Address::Unix("/s".into())],
                 connections: 8,
+                front_controller: None,
+                index: "index.php".into(),
+                params: Vec::new(),
+                tls: None,
+                compress: true,
+                allow_dotfiles: false,
+                max_body: 1 << 30,
+                read_timeout: Duration::from_secs(60),
+                access_log: None,
+                trusted_proxies: Vec::new(),
+                health_check: None,
+                sendfile_root: None,
             })
         );
         let a = parse_strs(&["/run/php.sock", "--root=/srv", "--connections=3"]).unwrap();
         assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(a.connections, 3);
-        assert_eq!(a.upstream, Address::Unix("/run/php.sock".into()));
+        assert_eq!(a.upstreams, [Address::Unix("/run/php.sock".into())]);
+        let a = parse_strs(&[
+            "--root",
+            "/srv",
+            "unix:/a",
+            "10.0.0.2:9000",
+            "--front-controller",
+            "/index.php",
+            "--index",
+            "app.php",
+            "--param",
+            "APP_ENV=prod",
+            "--param",
+            "EMPTY=",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--no-compress",
+            "--allow-dotfiles",
+            "--max-body",
+            "100M",
+            "--read-timeout",
+            "2.5",
+            "--access-log",
+            "-",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "::1",
+            "--health-check",
+            "/ping",
+            "--sendfile-root",
+            "/srv/files",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.upstreams,
+            [
+                Address::Unix("/a".into()),
+                Address::Tcp("10.0.0.2:9000".into())
+            ]
+        );
+        assert_eq!(a.front_controller.as_deref(), Some("/index.php"));
+        assert_eq!(a.index, "app.php");
+        assert_eq!(
+            a.params,
+            [
+                ("APP_ENV".into(), "prod".into()),
+                ("EMPTY".into(), String::new())
+            ]
+        );
+        assert_eq!(a.tls, Some(("c.pem".into(), "k.pem".into())));
+        assert!(!a.compress && a.allow_dotfiles);
+        assert_eq!(a.max_body, 100 << 20);
+        assert_eq!(a.read_timeout, Duration::from_millis(2500));
+        assert_eq!(a.access_log, Some("-".into()));
+        let proxies: Vec<String> = a.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(a.health_check.as_deref(), Some("/ping"));
+        assert_eq!(a.sendfile_root, Some("/srv/files".into()));
+        for (size, bytes) in [("0", 0), ("512", 512), ("64k", 64 << 10), ("2G", 2 << 30)] {
+            assert_eq!(parse_size(size.into()), Ok(bytes), "{size}");
+        }
         for bad in [
             &[][..],
             &["--root", "/srv"],
             &["unix:/s"],
             &["--root", "", "unix:/s"],
             &["--root", "/srv", "nonsense"],
-            &["--root", "/srv", "unix:/s", "unix:/t"],
+            &["--root", "/srv", "unix:/s", "nonsense"],
             &["--root", "/srv", "--listen", "nowhere", "unix:/s"],
             &["--root", "/srv", "--connections", "0", "unix:/s"],
             &["--root", "/srv", "--bogus", "unix:/s"],
             &["--root"],
+            &["--root", "/srv", "--tls-cert", "c.pem", "unix:/s"],
+            &["--root", "/srv", "--tls-key", "k.pem", "unix:/s"],
+            &["--root", "/srv", "--max-body", "lots", "unix:/s"],
+            &["--root", "/srv", "--max-body", "99999999999G", "unix:/s"],
+            &["--root", "/srv", "--read-timeout", "0", "unix:/s"],
+            &["--root", "/srv", "--param", "NOVALUE", "unix:/s"],
+            &["--root", "/srv", "--param", "=x", "unix:/s"],
+            &["--root", "/srv", "--index", "a/b.php", "unix:/s"],
+            &[
+                "--root",
+                "/srv",
+                "--trusted-proxy",
+                "10.0.0.0/33",
+                "unix:/s",
+            ],
+            &["--root", "/srv", "--front-controller", "", "unix:/s"],
         ] {
             assert!(parse_strs(bad).is_err(), "{bad:?}");
         }

@@ -50,6 +50,7 @@ fn start(args: &[&str]) -> Serve {
         .expect("fcgi serve says where it listens");
     let addr = line
         .strip_prefix("fcgi: listening on http://")
+        .or_else(|| line.strip_prefix("fcgi: listening on https://"))
         .and_then(|rest| rest.split(',').next())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
@@ -363,4 +364,313 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
         said.starts_with("fcgi: SIGTERM: accepting no more connections"),
         "{said}"
     );
+}
+
+/// `curl` (a client of another lineage, with HTTP/2 and every compression) against a
+/// running `fcgi serve`: `(status line's version, headers, body)`.
+fn curl(args: &[&str]) -> (String, Vec<(String, String)>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("head");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-D"])
+        .arg(&head)
+        .args(args)
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = std::fs::read_to_string(&head).unwrap();
+    let mut lines = head.lines();
+    let version = lines.next().unwrap().split(' ').next().unwrap().to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (version, headers, out.stdout)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A front-controller application (Slim, from Debian's php-slim) through
+/// `--front-controller`, compressed for clients that ask, over HTTP/2 with prior
+/// knowledge; and `--no-compress`.
+#[test]
+fn front_controller_compression_and_h2c() {
+    fcgi_testkit::slim::require_slim();
+    let fpm = PhpFpm::shared();
+    let socket = format!("unix:{}", fpm.unix_socket().display());
+    let public = fcgi_testkit::slim::public_dir();
+    let root = public.to_str().unwrap();
+    let serve = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        root,
+        "--front-controller",
+        "/index.php",
+        &socket,
+    ]);
+    let base = format!("http://{}", serve.addr);
+    let got = request(serve.addr, "GET", "/hello/World", &[], b"");
+    assert_eq!((got.status, &got.body[..]), (200, &b"Hello, World!"[..]));
+    let got = request(serve.addr, "GET", "/no/such/page", &[], b"");
+    assert_eq!(got.status, 404);
+
+    // Over HTTP/2 in clear text, compressed as curl asks; curl decompresses.
+    let css = std::fs::read(public.join("css/site.css")).unwrap();
+    let (version, headers, body) = curl(&[
+        "--http2-prior-knowledge",
+        "--compressed",
+        &format!("{base}/css/site.css"),
+    ]);
+    assert_eq!(version, "HTTP/2");
+    assert!(
+        matches!(
+            header(&headers, "content-encoding"),
+            Some("gzip" | "br" | "zstd")
+        ),
+        "{headers:?}"
+    );
+    assert_eq!(header(&headers, "vary"), Some("accept-encoding"));
+    assert_eq!(body, css);
+    // PHP's output too, streamed; but not a tiny answer (13 bytes).
+    let home = request(serve.addr, "GET", "/", &[], b"").body;
+    assert!(home.len() > 100);
+    let (_, headers, body) = curl(&["--compressed", &format!("{base}/")]);
+    assert!(
+        header(&headers, "content-encoding").is_some(),
+        "{headers:?}"
+    );
+    assert_eq!(body, home);
+    let (_, headers, body) = curl(&["--compressed", &format!("{base}/hello/World")]);
+    assert_eq!(header(&headers, "content-encoding"), None);
+    assert_eq!(body, b"Hello, World!");
+    // Without Accept-Encoding, as is.
+    let got = request(serve.addr, "GET", "/css/site.css", &[], b"");
+    assert_eq!(got.header("content-encoding"), None);
+    assert_eq!(got.body, css);
+    drop(serve);
+
+    let serve = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        root,
+        "--front-controller",
+        "/index.php",
+        "--no-compress",
+        &socket,
+    ]);
+    let (_, headers, body) = curl(&[
+        "--compressed",
+        &format!("http://{}/css/site.css", serve.addr),
+    ]);
+    assert_eq!(header(&headers, "content-encoding"), None);
+    assert_eq!(body, css);
+}
+
+/// HTTPS with HTTP/2 by ALPN, on a certificate made here; HTTPS=on reaches PHP.
+#[test]
+fn https_with_http2() {
+    let fpm = PhpFpm::shared();
+    fpm.write_script(
+        "cli_serve_https.php",
+        "<?php echo $_SERVER['HTTPS'] ?? 'unset', ' ', $_SERVER['SERVER_PROTOCOL'];",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let socket = format!("unix:{}", fpm.unix_socket().display());
+    let serve = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        fpm.docroot().to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        &socket,
+    ]);
+    let url = format!(
+        "https://localhost:{}/cli_serve_https.php",
+        serve.addr.port()
+    );
+    let resolve = format!("localhost:{}:127.0.0.1", serve.addr.port());
+    let cacert = cert.to_str().unwrap();
+    let (version, _, body) = curl(&["--http2", "--cacert", cacert, "--resolve", &resolve, &url]);
+    assert_eq!(version, "HTTP/2");
+    assert_eq!(body, b"on HTTP/2.0");
+    let (version, _, body) = curl(&["--http1.1", "--cacert", cacert, "--resolve", &resolve, &url]);
+    assert_eq!(version, "HTTP/1.1");
+    assert_eq!(body, b"on HTTP/1.1");
+
+    // A key that is not a key: a usage error at start, naming the files.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--root", "/tmp"])
+        .args([
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            cert.to_str().unwrap(),
+        ])
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load PEM"));
+}
+
+/// The operator options reach the gateway: --param, --index, --max-body,
+/// --read-timeout, --trusted-proxy, --sendfile-root, dot files, and the access log.
+#[test]
+fn operator_options() {
+    let fpm = PhpFpm::shared();
+    let app = fpm.docroot().join("cli_ops");
+    std::fs::create_dir_all(app.join("sub")).unwrap();
+    std::fs::write(
+        app.join("main.php"),
+        "<?php echo $_SERVER['APP_ENV'], ' ', $_SERVER['REMOTE_ADDR'], ' ', $_SERVER['HTTPS'] ?? 'unset';",
+    )
+    .unwrap();
+    std::fs::write(app.join("sub/main.php"), "<?php echo 'sub index';").unwrap();
+    std::fs::write(app.join("slow.php"), "<?php sleep(3); echo 'late';").unwrap();
+    std::fs::write(app.join(".env"), "SECRET=1").unwrap();
+    std::fs::write(
+        app.join("download.php"),
+        "<?php header('Content-Type: text/plain'); header('X-Accel-Redirect: /report.txt');",
+    )
+    .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("report.txt"), "the report\n").unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("access.log");
+    let socket = format!("unix:{}", fpm.unix_socket().display());
+    let serve = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        app.to_str().unwrap(),
+        "--param",
+        "APP_ENV=cli-test",
+        "--index",
+        "main.php",
+        "--max-body",
+        "1k",
+        "--read-timeout",
+        "1",
+        "--trusted-proxy",
+        "127.0.0.0/8",
+        "--sendfile-root",
+        files.path().to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        &socket,
+    ]);
+    let got = request(
+        serve.addr,
+        "GET",
+        "/",
+        &["X-Forwarded-For: 203.0.113.9", "X-Forwarded-Proto: https"],
+        b"",
+    );
+    assert_eq!(
+        (got.status, &got.body[..]),
+        (200, &b"cli-test 203.0.113.9 on"[..])
+    );
+    let got = request(serve.addr, "GET", "/sub/", &[], b"");
+    assert_eq!(got.body, b"sub index");
+    let got = request(serve.addr, "POST", "/main.php", &[], &[b'x'; 1025]);
+    assert_eq!(got.status, 413);
+    let got = request(serve.addr, "GET", "/slow.php", &[], b"");
+    assert_eq!(got.status, 504);
+    let got = request(serve.addr, "GET", "/.env", &[], b"");
+    assert_eq!(got.status, 404);
+    let got = request(serve.addr, "GET", "/download.php", &[], b"");
+    assert_eq!((got.status, &got.body[..]), (200, &b"the report\n"[..]));
+    // One line per request, written off the request path: wait for the six.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 6 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+    assert!(
+        lines[0].contains("] \"GET / HTTP/1.1\" 200 23 \"-\" \"-\" "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[2].contains("\"POST /main.php HTTP/1.1\" 413 "),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("\"GET /slow.php HTTP/1.1\" 504 "),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].contains("\"GET /.env HTTP/1.1\" 404 "),
+        "{}",
+        lines[4]
+    );
+    drop(serve);
+
+    let serve = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        app.to_str().unwrap(),
+        "--allow-dotfiles",
+        &socket,
+    ]);
+    let got = request(serve.addr, "GET", "/.env", &[], b"");
+    assert_eq!((got.status, &got.body[..]), (200, &b"SECRET=1"[..]));
+}
+
+/// Several FastCGI servers and a health check: one that takes connections but never
+/// answers is taken out, and every request is answered by the other.
+#[test]
+fn several_upstreams_with_a_health_check() {
+    let fpm = PhpFpm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    let serve = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        fpm.docroot().to_str().unwrap(),
+        "--health-check",
+        "/ping",
+        "--read-timeout",
+        "30",
+        &format!("unix:{}", silent.display()),
+        &format!("unix:{}", fpm.unix_socket().display()),
+    ]);
+    // The first round of checks takes the silent one out within its 2 s.
+    let line = serve.stderr.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(line.contains("upstream out of service"), "{line}");
+    assert!(line.contains(&silent.display().to_string()), "{line}");
+    for _ in 0..6 {
+        let got = request(serve.addr, "GET", "/hello.php", &[], b"");
+        assert_eq!((got.status, &got.body[..]), (200, &b"Hello, World!"[..]));
+    }
 }
