@@ -120,7 +120,7 @@ response; or send many (-n, -c) and print a summary";
 
 const USAGE: &str = "\
 fcgi [OPTIONS] <ADDRESS> [SCRIPT_FILENAME]
-       fcgi serve [--listen ADDR] --root DIR [--connections K] <ADDRESS>
+       fcgi serve [--listen ADDR] --root DIR [OPTIONS] <ADDRESS>...
        fcgi status [OPTIONS] <ADDRESS>
        fcgi completions <SHELL> | fcgi man";
 
