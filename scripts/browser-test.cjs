@@ -1,5 +1,5 @@
 // Drives headless Chromium through the PHP app that scripts/browser-test serves with
-// `fcgi serve`: the form posts a name, PHP keeps it in a session and redirects, the
+// `fcgi serve` over HTTPS and HTTP/2: the form posts a name, PHP keeps it in a session and redirects, the
 // next page greets the name. Usage: node browser-test.cjs BASE_URL OUT_DIR
 // (NODE_PATH must reach playwright-core; CHROMIUM is the browser's path.)
 'use strict';
@@ -32,7 +32,8 @@ function check(what, ok, detail) {
     ],
   });
   try {
-    const context = await browser.newContext();
+    // The certificate is the test's own, made for this run.
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();
     const statuses = [];
     page.on('response', (r) => statuses.push(`${r.status()} ${new URL(r.url()).pathname}`));
@@ -52,6 +53,11 @@ function check(what, ok, detail) {
     check('the name is escaped, not markup', (await page.$$('#greeting b')).length === 0);
     const via = await page.textContent('#via');
     check('PHP saw fcgi as SERVER_SOFTWARE', via.startsWith('fcgi/'), via);
+    const scheme = await page.textContent('#scheme');
+    check('PHP saw HTTPS=on over HTTP/2', scheme === 'on HTTP/2.0', scheme);
+    const protocol = await page.evaluate(
+      () => performance.getEntriesByType('navigation')[0].nextHopProtocol);
+    check('the browser spoke HTTP/2 (ALPN h2)', protocol === 'h2', protocol);
 
     const color = await page.$eval('#greeting', (e) => getComputedStyle(e).color);
     check('the static stylesheet applies', color === 'rgb(0, 128, 0)', color);

@@ -12,5 +12,6 @@ if (!isset($_SESSION['name'])) {
 <body>
 <h1 id="greeting">Hello, <?= htmlspecialchars($_SESSION['name'], ENT_QUOTES, 'UTF-8') ?>!</h1>
 <p id="via"><?= htmlspecialchars($_SERVER['SERVER_SOFTWARE'] ?? '', ENT_QUOTES, 'UTF-8') ?></p>
+<p id="scheme"><?= htmlspecialchars(($_SERVER['HTTPS'] ?? 'off') . ' ' . ($_SERVER['SERVER_PROTOCOL'] ?? ''), ENT_QUOTES, 'UTF-8') ?></p>
 </body>
 </html>
