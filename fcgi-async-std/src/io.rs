@@ -22,9 +22,8 @@ use crate::time::timeout;
 pub enum Io {
     /// A TCP connection.
     Tcp(Async<TcpStream>),
-    /// A unix socket connection.
+    /// A unix socket connection (on unix platforms only).
     #[cfg(unix)]
-    #[cfg_attr(docsrs, doc(cfg(unix)))]
     Unix(Async<UnixStream>),
 }
 

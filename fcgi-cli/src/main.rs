@@ -10,6 +10,9 @@
 //! crate's README.md explains each choice.
 
 #![forbid(unsafe_code)]
+// The help text is clap's, written as doc comments, which rustdoc also reads: there
+// `[V6]:PORT` is text, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
 mod load;
