@@ -132,6 +132,8 @@ pub(crate) struct Sample {
     pub(crate) allocs: u64,
     pub(crate) alloc_bytes: u64,
     pub(crate) peak_rss_kib: u64,
+    /// The child could not count allocations (the load mode runs in another process).
+    pub(crate) allocs_uncounted: bool,
 }
 
 fn parse_result(stdout: &str) -> Option<Sample> {
@@ -148,6 +150,7 @@ fn parse_result(stdout: &str) -> Option<Sample> {
             "allocs" => s.allocs = v,
             "alloc_bytes" => s.alloc_bytes = v,
             "peak_rss_kib" => s.peak_rss_kib = v,
+            "allocs_counted" => s.allocs_uncounted = v == 0,
             _ => {}
         }
     }
@@ -323,8 +326,14 @@ fn main() {
             server.pin(cpus);
             // Each round starts one client later, so that no client always runs first
             // (right after another workload) or last.
-            for i in 0..plan.kinds.len() {
-                let kind = plan.kinds[(i + round) % plan.kinds.len()];
+            let kinds: Vec<Kind> = plan
+                .kinds
+                .iter()
+                .copied()
+                .filter(|k| k.runs(workload))
+                .collect();
+            for i in 0..kinds.len() {
+                let kind = kinds[(i + round) % kinds.len()];
                 let job = Job {
                     kind,
                     workload,
