@@ -407,7 +407,7 @@ impl MuxPool {
     pub(crate) fn adopt<R: Runtime>(
         &self,
         settings: &Settings,
-        conn: Conn<R>,
+        conn: Box<Conn<R>>,
         permit: SemaphorePermit<R>,
     ) {
         let Conn {
@@ -416,7 +416,7 @@ impl MuxPool {
             requests,
             _open,
             ..
-        } = conn;
+        } = *conn;
         proto.set_max_concurrent_requests(settings.per_connection.max(1));
         let connected = Connected { io, proto, _open };
         let conn = spawn_driver::<R>(
@@ -535,13 +535,13 @@ impl<R: Runtime> MuxRequest<R> {
                 Poll::Ready(Some(Delivery::Sent)) => {
                     self.sent = true;
                     if let Some(idle) = &mut self.read_idle {
-                        idle.progress();
+                        idle.progress_now();
                     }
                 }
                 Poll::Ready(Some(Delivery::Event(event))) => {
                     self.received = true;
                     if let Some(idle) = &mut self.read_idle {
-                        idle.progress();
+                        idle.progress_now();
                     }
                     if matches!(event, Event::End { .. }) {
                         self.finished = true;
@@ -984,7 +984,7 @@ impl<R: Runtime> Driver<R> {
         if self.output_empty && self.proto.transmit_len() > 0 {
             // New output after none: the write timeout counts from now.
             if let Some(idle) = &mut self.write_idle {
-                idle.progress();
+                idle.progress_now();
             }
         }
         while self.proto.transmit_len() > 0 {
@@ -1000,7 +1000,7 @@ impl<R: Runtime> Driver<R> {
                     self.written += n as u64;
                     wrote = true;
                     if let Some(idle) = &mut self.write_idle {
-                        idle.progress();
+                        idle.progress_now();
                     }
                 }
                 Poll::Ready(Err(e)) => return Err(Broken::Io(e)),

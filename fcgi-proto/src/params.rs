@@ -137,7 +137,10 @@ impl Params {
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.entries.iter().position(|e| self.name_of(e) == name)
+        // Lengths first: most names differ in length, and that needs no look at `buf`.
+        self.entries
+            .iter()
+            .position(|e| e.name_len == name.len() && self.name_of(e) == name)
     }
 
     /// The value of `name`, if set.
