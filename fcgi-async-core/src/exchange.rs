@@ -72,8 +72,10 @@ impl<R: Runtime> Conn<R> {
         if !self.proto.is_reusable() {
             return false;
         }
-        let buf = self.proto.input_buffer();
-        matches!(self.io.try_read(buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        // Whatever a read finds condemns the connection, so it goes to a scratch buffer,
+        // not the core's input buffer (a fresh one would be zeroed for it).
+        let mut scratch = [0u8; 64];
+        matches!(self.io.try_read(&mut scratch), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Whether a kept connection, idle for `idle_for`, may carry a request whose body is
@@ -243,7 +245,7 @@ impl<R: Runtime> Exchange<R> {
 
             // 4. Read.
             let Conn { io, proto, .. } = &mut *self.conn;
-            match io.poll_read(cx, proto.input_buffer()) {
+            match io.poll_read_input(cx, proto) {
                 Poll::Ready(Ok(n)) => {
                     self.conn.received += n as u64;
                     let fed = if n == 0 {

@@ -1109,7 +1109,7 @@ impl<R: Runtime> Driver<R> {
 
             // 5. Input, unless a lagging reader holds it back.
             if !self.paused(cx) {
-                match self.io.poll_read(cx, self.proto.input_buffer()) {
+                match self.io.poll_read_input(cx, &mut self.proto) {
                     Poll::Ready(Ok(0)) => {
                         let fed = self.proto.receive_eof();
                         self.route();

@@ -2,11 +2,11 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use fcgi_async_core::Socket;
-use fcgi_proto::Address;
+use fcgi_proto::{Address, Connection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -49,6 +49,32 @@ impl Socket for Io {
             Io::Unix(s) => Pin::new(s).poll_read(cx, &mut buf),
         };
         result.map_ok(|()| buf.filled().len())
+    }
+
+    /// Appends to the spare capacity of the core's input buffer (tokio's
+    /// `try_read_buf`, which reads into uninitialized memory): no zeroing first.
+    fn poll_read_input(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let read = match self {
+                Io::Tcp(s) => {
+                    ready!(s.poll_read_ready(cx))?;
+                    s.try_read_buf(conn.input_buf())
+                }
+                Io::Unix(s) => {
+                    ready!(s.poll_read_ready(cx))?;
+                    s.try_read_buf(conn.input_buf())
+                }
+            };
+            match read {
+                // The readiness was stale (`try_read_buf` cleared it): wait again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                read => return Poll::Ready(read),
+            }
+        }
     }
 
     fn poll_write_vectored(
