@@ -264,7 +264,8 @@ enum Checkout<R: Runtime> {
 /// for room on the upstream's multiplexed connections, which share the slots.
 struct PlainSlot<R: Runtime> {
     permit: Option<SemaphorePermit<R>>,
-    freed: Arc<Notify>,
+    /// `None` unless the client multiplexes: no request can wait for a multiplexed slot.
+    freed: Option<Arc<Notify>>,
 }
 
 impl<R: Runtime> PlainSlot<R> {
@@ -279,7 +280,9 @@ impl<R: Runtime> PlainSlot<R> {
 impl<R: Runtime> Drop for PlainSlot<R> {
     fn drop(&mut self) {
         if self.permit.take().is_some() {
-            self.freed.notify(usize::MAX);
+            if let Some(freed) = &self.freed {
+                freed.notify(usize::MAX);
+            }
         }
     }
 }
@@ -585,7 +588,7 @@ impl<R: Runtime> Client<R> {
             };
             let slot = PlainSlot {
                 permit: Some(permit),
-                freed: up.mux.waiters(),
+                freed: options.multiplex.then(|| up.mux.waiters()),
             };
             while let Some(mut conn) = (!fresh_only).then(|| lock(&up.idle).pop()).flatten() {
                 let idle_for = conn.idle_since.elapsed();
@@ -1381,7 +1384,7 @@ mod tests {
         let permits = NeutralSemaphore::new(1);
         let slot = PlainSlot::<Fake> {
             permit: Some(permits.try_acquire().expect("a free slot")),
-            freed: pool.waiters(),
+            freed: Some(pool.waiters()),
         };
         let settings = mux::Settings {
             address: Address::Unix("/nowhere.sock".into()),

@@ -666,6 +666,12 @@ impl Connection {
             self.input.truncate(self.filled);
             self.room_in_len = false;
         }
+        if self.input.is_empty() {
+            // Nothing undecoded: when no event or body chunk points into the buffer any
+            // more, the next read goes to its start again (cache lines still warm from
+            // the last exchange) instead of after what the last one used.
+            let _ = self.input.try_reclaim(self.input.capacity() + 1);
+        }
         if self.input.capacity() - self.input.len() < MIN_INPUT_ROOM {
             let want = self.input_target.max(self.input.len() + MIN_INPUT_ROOM);
             // As in `input_buffer`: a buffer no event points into any more is taken
