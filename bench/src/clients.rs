@@ -706,6 +706,12 @@ macro_rules! async_client {
                 let mut options = Options::default();
                 options.max_connections = TASKS;
                 options.max_idle = TASKS;
+                if std::env::var_os("FCGI_BENCH_NO_TIMEOUTS").is_some() {
+                    options.read_timeout = None;
+                    options.write_timeout = None;
+                    options.connect_timeout = None;
+                    options.idle_timeout = None;
+                }
                 let client = Client::with_upstreams([address], options).expect("client");
                 let block_on = $block_on;
                 let spawn = $spawn;

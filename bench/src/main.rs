@@ -7,6 +7,8 @@
 //!            [--gateway-cmd 'CMD {listen} {upstream} {root} {connections}']
 //! fcgi-bench client --kind K --workload W --socket PATH --docroot DIR -n N
 //!            [--bytes B] [--warmup W]          (one measured child; prints a result line)
+//!            (env FCGI_BENCH_NO_TIMEOUTS=1: the fcgi-tokio and fcgi-async-std
+//!            clients with no timeouts, to measure what armed timers cost)
 //! fcgi-bench php-fpm                           (starts the same php-fpm, prints its socket
 //!                                               and docroot, stops at end of stdin: for
 //!                                               profiling a child under callgrind or perf)

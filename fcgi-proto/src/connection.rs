@@ -349,6 +349,12 @@ impl Connection {
         } else {
             0
         };
+        if self.scratch.is_empty() {
+            // Everything queued before was written: when nothing else points into the
+            // buffer, this request is encoded at its start (its cache lines are the last
+            // request's), not after what the last one used.
+            let _ = self.scratch.try_reclaim(self.scratch.capacity() + 1);
+        }
         self.scratch
             .reserve(2 * HEADER_LEN + 8 + params.encoded_len() + 2 * HEADER_LEN);
         put_header(&mut self.scratch, RecordType::BEGIN_REQUEST, id, 8);
