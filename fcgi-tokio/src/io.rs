@@ -2,13 +2,14 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fcgi_async_core::Socket;
 use fcgi_proto::{Address, Connection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_util::io::poll_read_buf;
 
 /// The socket of a connection ([`Runtime::Socket`](fcgi_async_core::Runtime::Socket) of
 /// [`Tokio`](crate::Tokio)): TCP or a unix socket.
@@ -51,29 +52,18 @@ impl Socket for Io {
         result.map_ok(|()| buf.filled().len())
     }
 
-    /// Appends to the spare capacity of the core's input buffer (tokio's
-    /// `try_read_buf`, which reads into uninitialized memory): no zeroing first.
+    /// Appends to the spare capacity of the core's input buffer, through tokio's
+    /// `poll_read` on an uninitialized `ReadBuf` (tokio-util's `poll_read_buf`): no
+    /// zeroing first, and a short read clears the readiness, as `poll_read` does, so the
+    /// next read waits for the reactor instead of trying the socket.
     fn poll_read_input(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut Connection,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let read = match self {
-                Io::Tcp(s) => {
-                    ready!(s.poll_read_ready(cx))?;
-                    s.try_read_buf(conn.input_buf())
-                }
-                Io::Unix(s) => {
-                    ready!(s.poll_read_ready(cx))?;
-                    s.try_read_buf(conn.input_buf())
-                }
-            };
-            match read {
-                // The readiness was stale (`try_read_buf` cleared it): wait again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                read => return Poll::Ready(read),
-            }
+        match self {
+            Io::Tcp(s) => poll_read_buf(Pin::new(s), cx, conn.input_buf()),
+            Io::Unix(s) => poll_read_buf(Pin::new(s), cx, conn.input_buf()),
         }
     }
 
