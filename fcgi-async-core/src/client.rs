@@ -653,7 +653,7 @@ impl<R: Runtime> Client<R> {
         }
         let up = &self.inner.upstreams[conn.upstream];
         if let Some(Some(settings)) = up.mode.get() {
-            up.mux.adopt::<R>(settings, conn, slot.into_permit());
+            up.mux.adopt::<R>(settings, *conn, slot.into_permit());
             return;
         }
         conn.idle_since = Instant::now();
@@ -933,7 +933,7 @@ impl<R: Runtime> Client<R> {
                     if let Some(mut conn) = idle.into_iter().next_back() {
                         if conn.is_alive() {
                             if let Some(permit) = up.permits.try_acquire() {
-                                up.mux.adopt::<R>(settings, conn, permit);
+                                up.mux.adopt::<R>(settings, *conn, permit);
                             }
                         }
                     }

@@ -407,7 +407,7 @@ impl MuxPool {
     pub(crate) fn adopt<R: Runtime>(
         &self,
         settings: &Settings,
-        conn: Box<Conn<R>>,
+        conn: Conn<R>,
         permit: SemaphorePermit<R>,
     ) {
         let Conn {
@@ -416,7 +416,7 @@ impl MuxPool {
             requests,
             _open,
             ..
-        } = *conn;
+        } = conn;
         proto.set_max_concurrent_requests(settings.per_connection.max(1));
         let connected = Connected { io, proto, _open };
         let conn = spawn_driver::<R>(
