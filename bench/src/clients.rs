@@ -20,12 +20,20 @@ use crate::meter::Meter;
 pub(crate) enum Kind {
     /// One pre-encoded request, one write, read until END_REQUEST: the floor.
     Raw,
+    /// The same on tokio's `UnixStream` and runtime: the floor of tokio clients.
+    RawTokio,
+    /// The same on async-io's `Async<UnixStream>` under async-std's executor: the floor
+    /// of futures-io clients.
+    RawAsyncIo,
     /// fcgi-blocking.
     Blocking,
     /// fcgi-tokio.
     Tokio,
     /// fcgi-async-std, on async-std.
     AsyncStd,
+    /// The `fcgi` binary's load mode (`-n N -c 1 --connections 1`, `-c 32 --connections
+    /// 32` for the concurrent workload), run as a process of its own.
+    FcgiLoad,
     /// The `fastcgi-client` crate (latest release), over tokio.
     FastcgiClient,
 }
@@ -34,19 +42,46 @@ impl Kind {
     /// Every kind, in the order of the tables (the floor first).
     pub(crate) const ALL: &'static [Kind] = &[
         Kind::Raw,
+        Kind::RawTokio,
+        Kind::RawAsyncIo,
         Kind::Blocking,
         Kind::Tokio,
         Kind::AsyncStd,
+        Kind::FcgiLoad,
         Kind::FastcgiClient,
     ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Raw => "raw-floor",
+            Kind::RawTokio => "raw-tokio",
+            Kind::RawAsyncIo => "raw-async-io",
             Kind::Blocking => "fcgi-blocking",
             Kind::Tokio => "fcgi-tokio",
             Kind::AsyncStd => "fcgi-async-std",
+            Kind::FcgiLoad => "fcgi-load",
             Kind::FastcgiClient => "fastcgi-client",
+        }
+    }
+
+    /// The floor on the same runtime and socket: what this client's CPU is held against
+    /// in "CPU vs its runtime's floor".
+    pub(crate) fn floor(self) -> Kind {
+        match self {
+            Kind::Raw | Kind::Blocking => Kind::Raw,
+            Kind::RawTokio | Kind::Tokio | Kind::FcgiLoad | Kind::FastcgiClient => Kind::RawTokio,
+            Kind::RawAsyncIo | Kind::AsyncStd => Kind::RawAsyncIo,
+        }
+    }
+
+    /// Whether this kind runs `workload`: the async floors and the load mode measure
+    /// small requests only.
+    pub(crate) fn runs(self, workload: Workload) -> bool {
+        match self {
+            Kind::RawTokio | Kind::RawAsyncIo | Kind::FcgiLoad => {
+                matches!(workload, Workload::Seq | Workload::Concurrent)
+            }
+            _ => true,
         }
     }
 
@@ -166,6 +201,9 @@ const HELLO: &[u8] = b"Hello, World!";
 pub(crate) fn run(job: &Job) {
     match job.kind {
         Kind::Raw => raw::run(job),
+        Kind::RawTokio => raw_tokio::run(job),
+        Kind::RawAsyncIo => raw_async_io::run(job),
+        Kind::FcgiLoad => fcgi_load::run(job),
         Kind::Blocking => blocking::run(job),
         Kind::Tokio => tokio_client::run(job),
         Kind::AsyncStd => async_std_client::run(job),
@@ -228,19 +266,19 @@ mod raw {
     /// Walks record headers to find the end of END_REQUEST; counts STDOUT content bytes.
     /// Parses nothing else.
     #[derive(Default)]
-    struct EndScan {
+    pub(super) struct EndScan {
         header: [u8; 8],
         have: usize,
         in_record: bool,
         kind: u8,
         content: usize,
         padding: usize,
-        stdout: u64,
+        pub(super) stdout: u64,
     }
 
     impl EndScan {
         /// Feeds received bytes; true once END_REQUEST (content and padding) has arrived.
-        fn feed(&mut self, mut data: &[u8]) -> bool {
+        pub(super) fn feed(&mut self, mut data: &[u8]) -> bool {
             loop {
                 if self.in_record {
                     let n = self.content.min(data.len());
@@ -281,7 +319,7 @@ mod raw {
     }
 
     /// The whole request as one buffer.
-    fn encode(params: &Params, body: Option<Bytes>) -> Vec<u8> {
+    pub(super) fn encode(params: &Params, body: Option<Bytes>) -> Vec<u8> {
         let mut conn = Connection::new(Config::default());
         let id = conn.start_request(params).expect("starts");
         if let Some(body) = body {
@@ -422,6 +460,229 @@ mod blocking {
     }
 }
 
+/// The floor of each async runtime, written once: `$module` sends the raw floor's
+/// pre-encoded request with one `write_all` on `$stream` and reads until END_REQUEST by
+/// record headers (nothing parsed), under `$block_on`, spawning the concurrent tasks
+/// with `$spawn`. Small requests only.
+macro_rules! raw_async {
+    ($module:ident, $stream:ty, $connect:expr, $read:path, $write:path, $block_on:expr, $spawn:expr) => {
+        mod $module {
+            use super::raw::{encode, EndScan};
+            use super::*;
+            use $read as _;
+            use $write as _;
+
+            struct Raw {
+                stream: $stream,
+                wire: Arc<[u8]>,
+                buf: Vec<u8>,
+            }
+
+            async fn connect(socket: &Path, wire: Arc<[u8]>) -> Raw {
+                let connect = $connect;
+                Raw {
+                    stream: connect(socket).await,
+                    wire,
+                    buf: vec![0; 64 * 1024],
+                }
+            }
+
+            async fn small(client: &mut Raw) {
+                client.stream.write_all(&client.wire).await.expect("write");
+                let mut scan = EndScan::default();
+                loop {
+                    let n = client.stream.read(&mut client.buf).await.expect("read");
+                    assert!(n > 0, "php-fpm closed the connection");
+                    if scan.feed(&client.buf[..n]) {
+                        break;
+                    }
+                }
+                assert!(scan.stdout > HELLO.len() as u64);
+            }
+
+            pub(super) fn run(job: &Job) {
+                let wire: Arc<[u8]> = encode(&params(job), None).into();
+                let socket = job.socket.clone();
+                let block_on = $block_on;
+                let spawn = $spawn;
+                block_on(job.workload, async move {
+                    match job.workload {
+                        Workload::Seq => {
+                            let mut client = connect(&socket, wire).await;
+                            for _ in 0..job.warmup {
+                                small(&mut client).await;
+                            }
+                            let meter = Meter::start();
+                            for _ in 0..job.n {
+                                small(&mut client).await;
+                            }
+                            meter.finish(job.n, 0);
+                        }
+                        Workload::Concurrent => {
+                            let per = job.n / TASKS as u64;
+                            let warm = job.warmup / TASKS as u64 + 1;
+                            let mut clients = Vec::new();
+                            for _ in 0..TASKS {
+                                clients.push(connect(&socket, wire.clone()).await);
+                            }
+                            for phase in [warm, per] {
+                                let meter = (phase == per).then(Meter::start);
+                                let tasks: Vec<_> = clients
+                                    .drain(..)
+                                    .map(|mut client| {
+                                        spawn(async move {
+                                            for _ in 0..phase {
+                                                small(&mut client).await;
+                                            }
+                                            client
+                                        })
+                                    })
+                                    .collect();
+                                for task in tasks {
+                                    clients.push(task.await);
+                                }
+                                if let Some(meter) = meter {
+                                    meter.finish(per * TASKS as u64, 0);
+                                }
+                            }
+                        }
+                        Workload::Large | Workload::Upload => {
+                            panic!("the async floors measure small requests only")
+                        }
+                    }
+                });
+            }
+        }
+    };
+}
+
+raw_async!(
+    raw_tokio,
+    tokio::net::UnixStream,
+    |socket: &Path| {
+        let socket = socket.to_path_buf();
+        async move {
+            tokio::net::UnixStream::connect(socket)
+                .await
+                .expect("connect")
+        }
+    },
+    tokio::io::AsyncReadExt,
+    tokio::io::AsyncWriteExt,
+    |workload, future| tokio_runtime(workload).block_on(future),
+    |future| {
+        let task = tokio::spawn(future);
+        async move { task.await.expect("task") }
+    }
+);
+
+raw_async!(
+    raw_async_io,
+    async_io::Async<UnixStream>,
+    |socket: &Path| {
+        let socket = socket.to_path_buf();
+        async move {
+            async_io::Async::<UnixStream>::connect(socket)
+                .await
+                .expect("connect")
+        }
+    },
+    futures_util::io::AsyncReadExt,
+    futures_util::io::AsyncWriteExt,
+    |_workload, future| async_std::task::block_on(future),
+    async_std::task::spawn
+);
+
+/// The runtime of the tokio clients: one thread for the sequential loops (as the other
+/// clients), two workers for the concurrent one.
+fn tokio_runtime(workload: Workload) -> tokio::runtime::Runtime {
+    if workload == Workload::Concurrent {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("runtime")
+}
+
+/// The `fcgi` binary's load mode, in a process of its own (the `fcgi` next to this
+/// binary, as `scripts/bench` builds them side by side): one run of the warm-up alone,
+/// then one of the warm-up and the measured requests; the figures are the difference
+/// (CPU: getrusage of the waited-for children), so neither process start nor the
+/// warm-up counts. Its requests carry `fcgi`'s own default params, not the bench's
+/// (much the same size). Allocations are not counted (another process).
+mod fcgi_load {
+    use super::*;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    fn children_rusage() -> (u64, u64) {
+        // SAFETY: `getrusage` writes one `rusage` into the zeroed value we own;
+        // RUSAGE_CHILDREN is always valid.
+        #[allow(unsafe_code)]
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+            usage
+        };
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        (
+            us(usage.ru_utime) + us(usage.ru_stime),
+            usage.ru_maxrss as u64,
+        )
+    }
+
+    /// Runs `fcgi` for `n` requests: answers its wall time in ns and its CPU in us.
+    fn load(job: &Job, n: u64) -> (u64, u64) {
+        let exe = std::env::current_exe().expect("own path");
+        let fcgi = exe.with_file_name("fcgi");
+        let (c, connections) = match job.workload {
+            Workload::Concurrent => (TASKS, TASKS),
+            _ => (1, 1),
+        };
+        let before = children_rusage().0;
+        let wall = Instant::now();
+        let out = Command::new(&fcgi)
+            .args(["-n", &n.max(1).to_string()])
+            .args(["-c", &c.to_string()])
+            .args(["--connections", &connections.to_string()])
+            .arg(format!("unix:{}", job.socket.display()))
+            .arg(job.docroot.join("hello.php"))
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("run {} (build fcgi-cli in release): {e}", fcgi.display()));
+        let wall_ns = wall.elapsed().as_nanos() as u64;
+        assert!(
+            out.status.success(),
+            "fcgi load mode failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (wall_ns, children_rusage().0 - before)
+    }
+
+    pub(super) fn run(job: &Job) {
+        let warm = job.warmup.max(1);
+        let (wall0, cpu0) = load(job, warm);
+        let (wall1, cpu1) = if job.n == 0 {
+            load(job, warm)
+        } else {
+            load(job, warm + job.n)
+        };
+        println!(
+            "result requests={} bytes=0 wall_ns={} cpu_us={} allocs_counted=0 peak_rss_kib={}",
+            job.n,
+            wall1.saturating_sub(wall0),
+            cpu1.saturating_sub(cpu0),
+            children_rusage().1
+        );
+    }
+}
+
 /// The measured loops of an async adapter whose API is fcgi-tokio's: `$module` runs
 /// `$adapter`'s client under `$block_on(workload, future)`, spawning the concurrent
 /// workload's tasks with `$spawn(future)` (a future of `()`).
@@ -445,6 +706,12 @@ macro_rules! async_client {
                 let mut options = Options::default();
                 options.max_connections = TASKS;
                 options.max_idle = TASKS;
+                if std::env::var_os("FCGI_BENCH_NO_TIMEOUTS").is_some() {
+                    options.read_timeout = None;
+                    options.write_timeout = None;
+                    options.connect_timeout = None;
+                    options.idle_timeout = None;
+                }
                 let client = Client::with_upstreams([address], options).expect("client");
                 let block_on = $block_on;
                 let spawn = $spawn;
@@ -520,22 +787,7 @@ macro_rules! async_client {
 async_client!(
     tokio_client,
     fcgi_tokio,
-    |workload, future| {
-        // One thread for the sequential loops (as the other clients), two workers for
-        // the concurrent one.
-        let runtime = if workload == Workload::Concurrent {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        }
-        .expect("runtime");
-        runtime.block_on(future)
-    },
+    |workload, future| tokio_runtime(workload).block_on(future),
     |future| {
         let task = tokio::spawn(future);
         async move { task.await.expect("task") }

@@ -7,6 +7,8 @@
 //!            [--gateway-cmd 'CMD {listen} {upstream} {root} {connections}']
 //! fcgi-bench client --kind K --workload W --socket PATH --docroot DIR -n N
 //!            [--bytes B] [--warmup W]          (one measured child; prints a result line)
+//!            (env FCGI_BENCH_NO_TIMEOUTS=1: the fcgi-tokio and fcgi-async-std
+//!            clients with no timeouts, to measure what armed timers cost)
 //! fcgi-bench php-fpm                           (starts the same php-fpm, prints its socket
 //!                                               and docroot, stops at end of stdin: for
 //!                                               profiling a child under callgrind or perf)
@@ -132,6 +134,8 @@ pub(crate) struct Sample {
     pub(crate) allocs: u64,
     pub(crate) alloc_bytes: u64,
     pub(crate) peak_rss_kib: u64,
+    /// The child could not count allocations (the load mode runs in another process).
+    pub(crate) allocs_uncounted: bool,
 }
 
 fn parse_result(stdout: &str) -> Option<Sample> {
@@ -148,6 +152,7 @@ fn parse_result(stdout: &str) -> Option<Sample> {
             "allocs" => s.allocs = v,
             "alloc_bytes" => s.alloc_bytes = v,
             "peak_rss_kib" => s.peak_rss_kib = v,
+            "allocs_counted" => s.allocs_uncounted = v == 0,
             _ => {}
         }
     }
@@ -323,8 +328,14 @@ fn main() {
             server.pin(cpus);
             // Each round starts one client later, so that no client always runs first
             // (right after another workload) or last.
-            for i in 0..plan.kinds.len() {
-                let kind = plan.kinds[(i + round) % plan.kinds.len()];
+            let kinds: Vec<Kind> = plan
+                .kinds
+                .iter()
+                .copied()
+                .filter(|k| k.runs(workload))
+                .collect();
+            for i in 0..kinds.len() {
+                let kind = kinds[(i + round) % kinds.len()];
                 let job = Job {
                     kind,
                     workload,

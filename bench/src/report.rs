@@ -63,12 +63,21 @@ impl Results {
         let samples = self.samples.get(&(kind, workload))?;
         let of = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
         let req = |s: &Sample| s.requests.max(1) as f64;
+        let uncounted = samples.iter().any(|s| s.allocs_uncounted);
         Some(Figures {
             per_second: of(&|s| s.requests as f64 / (s.wall_ns as f64 / 1e9)),
             mib_per_second: of(&|s| s.bytes as f64 / (1 << 20) as f64 / (s.wall_ns as f64 / 1e9)),
             cpu_us: of(&|s| s.cpu_us as f64 / req(s)),
-            allocs: of(&|s| s.allocs as f64 / req(s)),
-            alloc_bytes: of(&|s| s.alloc_bytes as f64 / req(s)),
+            allocs: if uncounted {
+                f64::NAN
+            } else {
+                of(&|s| s.allocs as f64 / req(s))
+            },
+            alloc_bytes: if uncounted {
+                f64::NAN
+            } else {
+                of(&|s| s.alloc_bytes as f64 / req(s))
+            },
             peak_rss_mib: of(&|s| s.peak_rss_kib as f64 / 1024.0),
         })
     }
@@ -133,9 +142,12 @@ impl Results {
             };
             let _ = writeln!(
                 out,
-                "| client | {rate} | vs floor | {cpu} | CPU vs floor | CPU vs fastcgi-client | syscalls/{unit} | allocations/{unit} | allocated/{unit} | peak RSS |"
+                "| client | {rate} | vs floor | vs its floor | {cpu} | CPU vs floor | CPU vs its runtime's floor | CPU vs fastcgi-client | syscalls/{unit} | allocations/{unit} | allocated/{unit} | peak RSS |"
             );
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+            let _ = writeln!(
+                out,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+            );
             for &kind in &plan.kinds {
                 let Some(f) = self.figures(kind, workload) else {
                     continue;
@@ -146,6 +158,8 @@ impl Results {
                     Some(b) if b > 0.0 => format!("{:.2}x", a / b),
                     _ => "-".into(),
                 };
+                // The floor on the client's own runtime, when it ran this workload.
+                let own = self.figures(kind.floor(), workload);
                 let (total, detail) = self.syscall_text(kind, workload);
                 let syscalls = if detail.is_empty() {
                     total
@@ -154,12 +168,14 @@ impl Results {
                 };
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB |",
+                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB |",
                     kind.name(),
                     rate_of(&f),
                     ratio(rate_of(&f), floor.as_ref().map(rate_of)),
+                    ratio(rate_of(&f), own.as_ref().map(rate_of)),
                     number(cpu_of(&f)),
                     ratio(cpu_of(&f), floor.as_ref().map(cpu_of)),
+                    ratio(cpu_of(&f), own.as_ref().map(cpu_of)),
                     ratio(cpu_of(&f), other.as_ref().map(cpu_of)),
                     syscalls,
                     number(f.allocs),
@@ -170,7 +186,7 @@ impl Results {
         }
         let _ = writeln!(
             out,
-            "\nMedians of {} interleaved rounds (every client once per round, in turn, each round starting one client later). CPU: getrusage of the client process (user + system, all threads) around the timed loop, after 1000 warm-up requests for the small workloads. Allocations: calls to alloc/realloc in the timed loop (a counting global allocator). Syscalls: `strace -f -c` of a run with N/4 requests minus one with none, per request. Peak RSS: the whole client process (the upload body, {} MiB, is in memory for every client). `vs floor`: throughput ratio (higher is better); CPU ratios: lower is better.",
+            "\nMedians of {} interleaved rounds (every client once per round, in turn, each round starting one client later). CPU: getrusage of the client process (user + system, all threads) around the timed loop, after 1000 warm-up requests for the small workloads. Allocations: calls to alloc/realloc in the timed loop (a counting global allocator). Syscalls: `strace -f -c` of a run with N/4 requests minus one with none, per request. Peak RSS: the whole client process (the upload body, {} MiB, is in memory for every client). `vs floor`: throughput ratio to raw-floor (higher is better); `vs its floor` and `CPU vs its runtime's floor`: against the floor on the client's own runtime and socket (raw-floor for fcgi-blocking, raw-tokio for fcgi-tokio, the load mode and fastcgi-client, raw-async-io for fcgi-async-std); CPU ratios: lower is better. fcgi-load: the `fcgi` binary's load mode in a process of its own (`-c 1 --connections 1`, or 32 and 32), figures from a run of the warm-up alone subtracted from one of the warm-up and the measured requests; its allocations are not counted.",
             plan.rounds,
             plan.upload_bytes >> 20
         );
@@ -211,7 +227,9 @@ fn number(x: f64) -> String {
 }
 
 fn bytes(x: f64) -> String {
-    if x >= 1024.0 * 1024.0 {
+    if x.is_nan() {
+        "-".into()
+    } else if x >= 1024.0 * 1024.0 {
         format!("{:.1} MiB", x / 1024.0 / 1024.0)
     } else if x >= 1024.0 {
         format!("{:.1} KiB", x / 1024.0)

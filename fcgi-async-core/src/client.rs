@@ -234,7 +234,9 @@ struct Upstream<R: Runtime> {
     address: Address,
     text: Arc<str>,
     permits: R::Semaphore,
-    idle: Mutex<Vec<Conn<R>>>,
+    /// Boxed: a connection moves from the pool to a request and back as a pointer, not
+    /// as the few hundred bytes of its state.
+    idle: Mutex<Vec<Box<Conn<R>>>>,
     /// Requests waiting for a pool slot or taking an idle connection right now.
     waiting: AtomicUsize,
     /// With [`Options::multiplex`]: what `GET_VALUES` said, once it answered. `None`
@@ -262,7 +264,7 @@ struct Discovery {
 #[allow(clippy::large_enum_variant)]
 enum Checkout<R: Runtime> {
     /// A connection, whether it was reused, and its pool slot.
-    Conn(Conn<R>, bool, PlainSlot<R>),
+    Conn(Box<Conn<R>>, bool, PlainSlot<R>),
     /// The upstream answered `GET_VALUES` while the request waited for a slot: it
     /// looks at the multiplexed path again.
     ModeKnown,
@@ -272,7 +274,8 @@ enum Checkout<R: Runtime> {
 /// for room on the upstream's multiplexed connections, which share the slots.
 struct PlainSlot<R: Runtime> {
     permit: Option<SemaphorePermit<R>>,
-    freed: Arc<Notify>,
+    /// `None` unless the client multiplexes: no request can wait for a multiplexed slot.
+    freed: Option<Arc<Notify>>,
 }
 
 impl<R: Runtime> PlainSlot<R> {
@@ -287,7 +290,9 @@ impl<R: Runtime> PlainSlot<R> {
 impl<R: Runtime> Drop for PlainSlot<R> {
     fn drop(&mut self) {
         if self.permit.take().is_some() {
-            self.freed.notify(usize::MAX);
+            if let Some(freed) = &self.freed {
+                freed.notify(usize::MAX);
+            }
         }
     }
 }
@@ -561,8 +566,8 @@ impl<R: Runtime> Client<R> {
     }
 
     /// A freshly opened connection to the upstream at `index`.
-    fn new_conn(&self, io: R::Socket, index: usize) -> Conn<R> {
-        Conn {
+    fn new_conn(&self, io: R::Socket, index: usize) -> Box<Conn<R>> {
+        Box::new(Conn {
             io,
             proto: Connection::new(self.inner.options.config.clone()),
             address: self.inner.upstreams[index].text.clone(),
@@ -573,7 +578,7 @@ impl<R: Runtime> Client<R> {
             read_idle: None,
             write_idle: None,
             _open: OpenGuard::new(&self.inner.open),
-        }
+        })
     }
 
     /// A connection to an upstream, starting with `first`: an idle one (unless
@@ -611,10 +616,13 @@ impl<R: Runtime> Client<R> {
                 phase: Phase::PoolSlot,
                 after: bound.unwrap_or_default(),
             };
-            let started = R::now();
+            // When the wait for a slot began; `None`: a slot was free at once (no clock
+            // read, no timer armed).
+            let mut started = None;
             let _waiting = Waiting::enter(&up.waiting);
             let switch = may_switch && options.multiplex && up.mode.get().is_none();
             let permit = if switch {
+                started = Some(R::now());
                 // Listening before looking: a probe that ends after the look wakes this.
                 let mut ended = pin!(up.probe_ended.listen());
                 if up.mode.get().is_some() {
@@ -635,7 +643,12 @@ impl<R: Runtime> Client<R> {
                     Some(permit) => permit,
                     None => return Ok(Checkout::ModeKnown),
                 }
+            } else if let Some(permit) = up.permits.try_acquire() {
+                // A free slot, taken without arming the pool-slot timeout: a waiting
+                // request would hold none (a released slot goes to the first waiter).
+                permit
             } else {
+                started = Some(R::now());
                 let acquire = up.permits.acquire();
                 match bound {
                     Some(b) => R::timeout(b, acquire).await.ok_or_else(waited_too_long)?,
@@ -644,13 +657,12 @@ impl<R: Runtime> Client<R> {
             };
             let slot = PlainSlot {
                 permit: Some(permit),
-                freed: up.mux.waiters(),
+                freed: options.multiplex.then(|| up.mux.waiters()),
             };
             while let Some(mut conn) = (!fresh_only).then(|| lock(&up.idle).pop()).flatten() {
-                let fresh = options
-                    .idle_timeout
-                    .is_none_or(|t| conn.idle_since.elapsed() < t);
-                if fresh && conn.is_usable(body_replayable) {
+                let idle_for = conn.idle_since.elapsed();
+                let fresh = options.idle_timeout.is_none_or(|t| idle_for < t);
+                if fresh && conn.is_usable(idle_for, body_replayable) {
                     return Ok(Checkout::Conn(conn, true, slot));
                 }
             }
@@ -661,7 +673,10 @@ impl<R: Runtime> Client<R> {
                 let excess = idle.len().saturating_sub(up.permits.available_permits());
                 idle.drain(..excess);
             }
-            let left = bound.map(|b| b.saturating_sub(R::now().saturating_duration_since(started)));
+            let left = bound.map(|b| match started {
+                Some(started) => b.saturating_sub(R::now().saturating_duration_since(started)),
+                None => b,
+            });
             match R::connect(&up.address, left).await {
                 Ok(io) => {
                     up.standing.succeeded();
@@ -690,7 +705,7 @@ impl<R: Runtime> Client<R> {
 
     /// Puts a connection whose request ended back in its pool (as a multiplexed one when
     /// its upstream turned out to multiplex), or closes it.
-    fn check_in(&self, mut conn: Conn<R>, slot: PlainSlot<R>) {
+    fn check_in(&self, mut conn: Box<Conn<R>>, slot: PlainSlot<R>) {
         let options = &self.inner.options;
         if let Some(error) = conn.proto.error() {
             // The request had ended whole (its response is delivered) when the server
@@ -709,7 +724,7 @@ impl<R: Runtime> Client<R> {
         }
         let up = &self.inner.upstreams[conn.upstream];
         if let Some(Some(settings)) = up.mode.get() {
-            up.mux.adopt::<R>(settings, conn, slot.into_permit());
+            up.mux.adopt::<R>(settings, *conn, slot.into_permit());
             return;
         }
         conn.idle_since = Instant::now();
@@ -994,7 +1009,7 @@ impl<R: Runtime> Client<R> {
                     if let Some(mut conn) = idle.into_iter().next_back() {
                         if conn.is_alive() {
                             if let Some(permit) = up.permits.try_acquire() {
-                                up.mux.adopt::<R>(settings, conn, permit);
+                                up.mux.adopt::<R>(settings, *conn, permit);
                             }
                         }
                     }
@@ -1445,7 +1460,7 @@ mod tests {
         let permits = NeutralSemaphore::new(1);
         let slot = PlainSlot::<Fake> {
             permit: Some(permits.try_acquire().expect("a free slot")),
-            freed: pool.waiters(),
+            freed: Some(pool.waiters()),
         };
         let settings = mux::Settings {
             address: Address::Unix("/nowhere.sock".into()),

@@ -35,7 +35,7 @@ impl Probe {
             let io = R::connect(&self.address, None).await.map_err(|source| {
                 Error::connect_failed(self.text.to_string(), source, self.bound)
             })?;
-            let mut conn = Conn::<R> {
+            let mut conn = Box::new(Conn::<R> {
                 io,
                 proto: Connection::new(self.config.clone()),
                 address: self.text.clone(),
@@ -46,7 +46,7 @@ impl Probe {
                 read_idle: None,
                 write_idle: None,
                 _open: OpenGuard::new(&self.open),
-            };
+            });
             conn.proto
                 .get_values(&[FCGI_MPXS_CONNS, FCGI_MAX_REQS, FCGI_MAX_CONNS])
                 .map_err(|e| conn.proto_error(e))?;

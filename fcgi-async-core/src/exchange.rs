@@ -11,7 +11,7 @@ use fcgi_proto::{ClientError as Error, Connection, Event, Phase, RequestId};
 
 use crate::body::Body;
 use crate::runtime::{Runtime, Socket};
-use crate::time::{Deadline, Idle};
+use crate::time::{Clock, Deadline, Idle};
 
 /// Output queued beyond this waits before more of the request body is taken.
 const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
@@ -72,16 +72,18 @@ impl<R: Runtime> Conn<R> {
         if !self.proto.is_reusable() {
             return false;
         }
-        let buf = self.proto.input_buffer();
-        matches!(self.io.try_read(buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        // Whatever a read finds condemns the connection, so it goes to a scratch buffer,
+        // not the core's input buffer (a fresh one would be zeroed for it).
+        let mut scratch = [0u8; 64];
+        matches!(self.io.try_read(&mut scratch), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    /// Whether a kept connection may carry a request whose body is (or is not)
-    /// replayable: probed ([`is_alive`](Self::is_alive)) when the core's
+    /// Whether a kept connection, idle for `idle_for`, may carry a request whose body is
+    /// (or is not) replayable: probed ([`is_alive`](Self::is_alive)) when the core's
     /// [`must_probe`](fcgi_proto::lifecycle::must_probe) says so, else only checked to
     /// be reusable.
-    pub(crate) fn is_usable(&mut self, body_replayable: bool) -> bool {
-        if fcgi_proto::lifecycle::must_probe(self.idle_since.elapsed(), body_replayable) {
+    pub(crate) fn is_usable(&mut self, idle_for: Duration, body_replayable: bool) -> bool {
+        if fcgi_proto::lifecycle::must_probe(idle_for, body_replayable) {
             self.is_alive()
         } else {
             self.proto.is_reusable()
@@ -98,7 +100,7 @@ pub(crate) struct Timeouts {
 
 /// One request in progress on a connection it owns.
 pub(crate) struct Exchange<R: Runtime> {
-    pub(crate) conn: Conn<R>,
+    pub(crate) conn: Box<Conn<R>>,
     /// The request, or `None` for a management exchange (`GET_VALUES`).
     pub(crate) id: Option<RequestId>,
     body: Body,
@@ -114,7 +116,7 @@ pub(crate) struct Exchange<R: Runtime> {
 impl<R: Runtime> Exchange<R> {
     /// Starts a request on `conn`: queues its begin record and params.
     pub(crate) fn start(
-        mut conn: Conn<R>,
+        mut conn: Box<Conn<R>>,
         params: &fcgi_proto::Params,
         body: Body,
         timeouts: Timeouts,
@@ -130,7 +132,7 @@ impl<R: Runtime> Exchange<R> {
 
     /// An exchange of management records only (the caller queued them on `conn`).
     pub(crate) fn management(
-        conn: Conn<R>,
+        conn: Box<Conn<R>>,
         timeouts: Timeouts,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
@@ -138,14 +140,15 @@ impl<R: Runtime> Exchange<R> {
     }
 
     fn new(
-        mut conn: Conn<R>,
+        mut conn: Box<Conn<R>>,
         id: Option<RequestId>,
         body: Body,
         timeouts: Timeouts,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
-        Idle::restart(&mut conn.read_idle, timeouts.read);
-        Idle::restart(&mut conn.write_idle, timeouts.write);
+        let mut clock = Clock::<R>::new();
+        Idle::restart(&mut conn.read_idle, timeouts.read, &mut clock);
+        Idle::restart(&mut conn.write_idle, timeouts.write, &mut clock);
         Self {
             conn,
             body_done: id.is_none(),
@@ -168,6 +171,8 @@ impl<R: Runtime> Exchange<R> {
     /// The next event of this request (or of the connection), doing whatever reading and
     /// writing it takes.
     pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
+        // Progress is timed once per poll: nothing in it waits.
+        let mut clock = Clock::<R>::new();
         loop {
             if self.failed.is_some() {
                 return Poll::Ready(match self.conn.proto.poll_event() {
@@ -195,14 +200,14 @@ impl<R: Runtime> Exchange<R> {
                 }
                 // New output: the write timeout counts from now.
                 if let Some(idle) = &mut self.conn.write_idle {
-                    idle.progress();
+                    idle.progress(&mut clock);
                 }
             }
 
             // 2. Write what is queued.
             let mut wrote = false;
             while self.conn.proto.transmit_len() > 0 {
-                let Conn { io, proto, .. } = &mut self.conn;
+                let Conn { io, proto, .. } = &mut *self.conn;
                 let mut slices = [IoSlice::new(&[]); 64];
                 let n = proto.transmit(&mut slices);
                 match io.poll_write_vectored(cx, &slices[..n]) {
@@ -215,7 +220,7 @@ impl<R: Runtime> Exchange<R> {
                         proto.consume_transmit(written);
                         wrote = true;
                         if let Some(idle) = &mut self.conn.write_idle {
-                            idle.progress();
+                            idle.progress(&mut clock);
                         }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(self.conn.io_error(e))),
@@ -229,7 +234,7 @@ impl<R: Runtime> Exchange<R> {
             if sent && !self.read_armed {
                 self.read_armed = true;
                 if let Some(idle) = &mut self.conn.read_idle {
-                    idle.progress();
+                    idle.progress(&mut clock);
                 }
             }
 
@@ -239,8 +244,8 @@ impl<R: Runtime> Exchange<R> {
             }
 
             // 4. Read.
-            let Conn { io, proto, .. } = &mut self.conn;
-            match io.poll_read(cx, proto.input_buffer()) {
+            let Conn { io, proto, .. } = &mut *self.conn;
+            match io.poll_read_input(cx, proto) {
                 Poll::Ready(Ok(n)) => {
                     self.conn.received += n as u64;
                     let fed = if n == 0 {
@@ -254,7 +259,7 @@ impl<R: Runtime> Exchange<R> {
                         continue;
                     }
                     if let Some(idle) = &mut self.conn.read_idle {
-                        idle.progress();
+                        idle.progress(&mut clock);
                     }
                     continue;
                 }

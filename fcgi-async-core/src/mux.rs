@@ -535,13 +535,13 @@ impl<R: Runtime> MuxRequest<R> {
                 Poll::Ready(Some(Delivery::Sent)) => {
                     self.sent = true;
                     if let Some(idle) = &mut self.read_idle {
-                        idle.progress();
+                        idle.progress_now();
                     }
                 }
                 Poll::Ready(Some(Delivery::Event(event))) => {
                     self.received = true;
                     if let Some(idle) = &mut self.read_idle {
-                        idle.progress();
+                        idle.progress_now();
                     }
                     if matches!(event, Event::End { .. }) {
                         self.finished = true;
@@ -984,7 +984,7 @@ impl<R: Runtime> Driver<R> {
         if self.output_empty && self.proto.transmit_len() > 0 {
             // New output after none: the write timeout counts from now.
             if let Some(idle) = &mut self.write_idle {
-                idle.progress();
+                idle.progress_now();
             }
         }
         while self.proto.transmit_len() > 0 {
@@ -1000,7 +1000,7 @@ impl<R: Runtime> Driver<R> {
                     self.written += n as u64;
                     wrote = true;
                     if let Some(idle) = &mut self.write_idle {
-                        idle.progress();
+                        idle.progress_now();
                     }
                 }
                 Poll::Ready(Err(e)) => return Err(Broken::Io(e)),
@@ -1109,7 +1109,7 @@ impl<R: Runtime> Driver<R> {
 
             // 5. Input, unless a lagging reader holds it back.
             if !self.paused(cx) {
-                match self.io.poll_read(cx, self.proto.input_buffer()) {
+                match self.io.poll_read_input(cx, &mut self.proto) {
                     Poll::Ready(Ok(0)) => {
                         let fed = self.proto.receive_eof();
                         self.route();

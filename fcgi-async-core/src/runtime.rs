@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use fcgi_proto::Address;
+use fcgi_proto::{Address, Connection};
 
 /// An async runtime that the engine drives its connections on.
 ///
@@ -82,6 +82,23 @@ pub trait Runtime: fmt::Debug + Sized + Send + Sync + 'static {
 pub trait Socket: fmt::Debug + Send + Sync + Unpin + 'static {
     /// Reads into `buf`: `Ok(0)` is end of input.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+
+    /// Reads into the input buffer of `conn` and answers how many bytes were read
+    /// (`Ok(0)`: end of input); the engine then hands them to
+    /// [`Connection::input_written`].
+    ///
+    /// The default reads through [`poll_read`](Self::poll_read) into
+    /// [`Connection::input_buffer`], initialized room that the core zeroes once per
+    /// fresh buffer. A socket that can fill uninitialized memory safely overrides it to
+    /// append to the spare capacity of [`Connection::input_buf`] instead (tokio's
+    /// `try_read_buf`), which zeroes nothing.
+    fn poll_read_input(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read(cx, conn.input_buffer())
+    }
 
     /// Writes from `bufs` in turn, as much as the socket takes.
     fn poll_write_vectored(

@@ -28,6 +28,26 @@ impl<R: Runtime> Deadline<R> {
     }
 }
 
+/// The runtime's clock, read at most once: the steps of progress made within one poll
+/// (which never waits) share one reading.
+pub(crate) struct Clock<R: Runtime> {
+    now: Option<Instant>,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+impl<R: Runtime> Clock<R> {
+    pub(crate) fn new() -> Self {
+        Self {
+            now: None,
+            _runtime: PhantomData,
+        }
+    }
+
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(R::now)
+    }
+}
+
 /// A timeout between two steps of progress: it fires when `limit` passes without one.
 pub(crate) struct Idle<R: Runtime> {
     pub(crate) limit: Duration,
@@ -57,17 +77,22 @@ impl<R: Runtime> Idle<R> {
 
     /// `slot` made ready for a new request with `limit` (`None`: no timeout): the
     /// timer already in it is kept, and moved only if it would fire late.
-    pub(crate) fn restart(slot: &mut Option<Self>, limit: Option<Duration>) {
+    pub(crate) fn restart(slot: &mut Option<Self>, limit: Option<Duration>, clock: &mut Clock<R>) {
         match (slot.as_mut(), limit) {
             (Some(idle), Some(limit)) => {
                 idle.limit = limit;
-                idle.progress();
+                idle.progress(clock);
             }
             (_, limit) => *slot = limit.map(Self::new),
         }
     }
 
-    pub(crate) fn progress(&mut self) {
+    pub(crate) fn progress(&mut self, clock: &mut Clock<R>) {
+        self.last = clock.now();
+    }
+
+    /// Progress now, on a clock read of its own.
+    pub(crate) fn progress_now(&mut self) {
         self.last = R::now();
     }
 
@@ -101,7 +126,7 @@ impl<R: Runtime> Idle<R> {
 mod tests {
     use std::time::Duration;
 
-    use super::{Deadline, Idle};
+    use super::{Clock, Deadline, Idle};
     use crate::fake_runtime::{advance, cx, timers_made, Fake};
 
     #[test]
@@ -110,7 +135,7 @@ mod tests {
         assert!(idle.poll_expired(&mut cx()).is_pending());
         advance(Duration::from_secs(9));
         assert!(idle.poll_expired(&mut cx()).is_pending());
-        idle.progress();
+        idle.progress_now();
         // The timer set for the first limit fires early: it is set again for the rest.
         advance(Duration::from_secs(2));
         assert!(idle.poll_expired(&mut cx()).is_pending());
@@ -132,24 +157,24 @@ mod tests {
     #[test]
     fn a_restarted_idle_timeout_keeps_its_timer_and_counts_from_the_restart() {
         let mut slot = None;
-        Idle::<Fake>::restart(&mut slot, Some(Duration::from_secs(10)));
+        Idle::<Fake>::restart(&mut slot, Some(Duration::from_secs(10)), &mut Clock::new());
         let made = timers_made();
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
         advance(Duration::from_secs(8));
         // The next request on the connection: the same timer, counting anew.
-        Idle::restart(&mut slot, Some(Duration::from_secs(10)));
+        Idle::restart(&mut slot, Some(Duration::from_secs(10)), &mut Clock::new());
         advance(Duration::from_secs(9));
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
         advance(Duration::from_secs(1));
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_ready());
         // A shorter limit moves the timer earlier.
-        Idle::restart(&mut slot, Some(Duration::from_secs(1)));
+        Idle::restart(&mut slot, Some(Duration::from_secs(1)), &mut Clock::new());
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
         advance(Duration::from_secs(1));
         assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_ready());
         assert_eq!(timers_made(), made + 1, "one timer for the three requests");
         // A request without the timeout keeps none.
-        Idle::restart(&mut slot, None);
+        Idle::restart(&mut slot, None, &mut Clock::new());
         assert!(slot.is_none());
     }
 }

@@ -164,10 +164,16 @@ pub struct Connection {
     config: Config,
     max_concurrent: u16,
     decoder: RecordDecoder,
-    /// `input[..filled]` holds received bytes not yet decoded; `input[filled..]` is
-    /// zeroed room for the next read.
+    /// `input[..filled]` holds received bytes not yet decoded. `input[filled..]` is
+    /// either initialized room for the next read through a slice (`room_in_len`, from
+    /// [`input_buffer`](Self::input_buffer)) or bytes appended through
+    /// [`input_buf`](Self::input_buf) and not yet taken by
+    /// [`input_written`](Self::input_written).
     input: BytesMut,
     filled: usize,
+    room_in_len: bool,
+    /// The spare capacity [`input_buf`](Self::input_buf) last offered.
+    offered: usize,
     /// The size of the next buffer [`input_buffer`](Self::input_buffer) makes room in.
     input_target: usize,
     output: VecDeque<Bytes>,
@@ -220,6 +226,8 @@ impl Connection {
             decoder: RecordDecoder::new(),
             input: BytesMut::new(),
             filled: 0,
+            room_in_len: false,
+            offered: 0,
             input_target: INPUT_BUFFER_LEN,
             output: VecDeque::new(),
             output_len: 0,
@@ -341,6 +349,12 @@ impl Connection {
         } else {
             0
         };
+        if self.scratch.is_empty() {
+            // Everything queued before was written: when nothing else points into the
+            // buffer, this request is encoded at its start (its cache lines are the last
+            // request's), not after what the last one used.
+            let _ = self.scratch.try_reclaim(self.scratch.capacity() + 1);
+        }
         self.scratch
             .reserve(2 * HEADER_LEN + 8 + params.encoded_len() + 2 * HEADER_LEN);
         put_header(&mut self.scratch, RecordType::BEGIN_REQUEST, id, 8);
@@ -634,11 +648,19 @@ impl Connection {
 
     // ----- input -----
 
-    /// Room to read into: the caller reads from the socket into this slice, then calls
-    /// [`input_written`](Self::input_written) with the number of bytes read. The slice is
-    /// at least 8 KiB, and reading into it copies no byte twice: body events are slices
-    /// of it.
+    /// Room to read into, for a reader that needs initialized memory (`std::io::Read`,
+    /// futures-io's `AsyncRead`): the caller reads from the socket into this slice,
+    /// then calls [`input_written`](Self::input_written) with the number of bytes read.
+    /// The slice is at least 8 KiB, and reading into it copies no byte twice: body events
+    /// are slices of it. Its room is zeroed when a fresh buffer is started (once per
+    /// buffer, not per read); [`input_buf`](Self::input_buf) needs no zeroing.
     pub fn input_buffer(&mut self) -> &mut [u8] {
+        if !self.room_in_len {
+            // What follows `filled` is not room (it may be bytes appended through
+            // `input_buf` whose `input_written` must come first): room starts after it.
+            self.filled_to_len();
+            self.room_in_len = true;
+        }
         if self.input.len() - self.filled < MIN_INPUT_ROOM {
             let want = self.input_target.max(self.filled + MIN_INPUT_ROOM);
             // Keep the undecoded bytes and make room. When no event or body chunk still
@@ -653,14 +675,52 @@ impl Connection {
         &mut self.input[self.filled..]
     }
 
-    /// Processes `n` bytes the caller read into [`input_buffer`](Self::input_buffer).
+    /// The input buffer, for a reader that fills spare capacity (a `read_buf`-style
+    /// call: tokio's `try_read_buf`, `bytes::BufMut`): the caller appends what it reads
+    /// to the buffer's spare capacity, at least 8 KiB, which is not zeroed first, then
+    /// calls [`input_written`](Self::input_written) with the number of bytes appended.
+    /// The bytes already in the buffer are received input: leave them as they are.
+    /// Body events are slices of the buffer, as with
+    /// [`input_buffer`](Self::input_buffer).
+    pub fn input_buf(&mut self) -> &mut BytesMut {
+        if self.room_in_len {
+            // Initialized room from `input_buffer`: spare capacity from now on.
+            self.input.truncate(self.filled);
+            self.room_in_len = false;
+        }
+        if self.input.is_empty() {
+            // Nothing undecoded: when no event or body chunk points into the buffer any
+            // more, the next read goes to its start again (cache lines still warm from
+            // the last exchange) instead of after what the last one used.
+            let _ = self.input.try_reclaim(self.input.capacity() + 1);
+        }
+        if self.input.capacity() - self.input.len() < MIN_INPUT_ROOM {
+            let want = self.input_target.max(self.input.len() + MIN_INPUT_ROOM);
+            // As in `input_buffer`: a buffer no event points into any more is taken
+            // back in place.
+            self.input.reserve(want - self.input.len());
+        }
+        self.offered = self.input.capacity() - self.input.len();
+        &mut self.input
+    }
+
+    /// Bytes appended through [`input_buf`](Self::input_buf) and never reported (a caller
+    /// that went over to [`input_buffer`](Self::input_buffer) in between) are dropped:
+    /// the buffer is undecoded input up to `filled` only.
+    fn filled_to_len(&mut self) {
+        self.input.truncate(self.filled);
+    }
+
+    /// Processes `n` bytes the caller read into [`input_buffer`](Self::input_buffer) or
+    /// appended to [`input_buf`](Self::input_buf).
     ///
     /// When it answers [`Limit::BufferedInput`] (events were not drained), nothing was
     /// taken: drain [`poll_event`](Self::poll_event), then call `input_written(n)` again
     /// with the same `n`, without reading into the buffer in between.
     ///
     /// # Panics
-    /// When `n` is larger than the slice `input_buffer` gave: a bug in the caller.
+    /// When `n` is larger than the slice `input_buffer` gave, or than what was appended
+    /// to `input_buf`: a bug in the caller.
     pub fn input_written(&mut self, n: usize) -> Result<(), Error> {
         assert!(
             self.filled + n <= self.input.len(),
@@ -668,7 +728,12 @@ impl Connection {
         );
         self.check_open()?;
         self.check_buffered()?;
-        if n >= MIN_INPUT_ROOM && self.filled + n == self.input.len() {
+        let room = if self.room_in_len {
+            self.input.len() - self.filled
+        } else {
+            self.offered
+        };
+        if n >= MIN_INPUT_ROOM && n >= room {
             // The read filled all the room: more is likely waiting.
             self.input_target = (self.input_target * 2).min(MAX_INPUT_BUFFER_LEN);
         }
@@ -683,9 +748,10 @@ impl Connection {
         self.check_buffered()?;
         let mut data = data;
         while !data.is_empty() {
-            let room = self.input_buffer();
-            let n = room.len().min(data.len());
-            room[..n].copy_from_slice(&data[..n]);
+            // Copied into spare capacity: nothing is zeroed first.
+            let buf = self.input_buf();
+            let n = (buf.capacity() - buf.len()).min(data.len());
+            buf.extend_from_slice(&data[..n]);
             data = &data[n..];
             self.filled += n;
             self.process()?;
@@ -1036,6 +1102,37 @@ mod tests {
             Some(Event::Values(v)) => assert_eq!(v.get("X"), Some(&[b'v'; 60_000][..])),
             other => panic!("{other:?}"),
         }
+        assert!(conn.is_reusable());
+    }
+
+    #[test]
+    fn input_appended_to_spare_capacity_is_taken_and_sliced_without_a_copy() {
+        let mut conn = started(1);
+        let wire = record(RecordType::STDOUT, 1, b"A: 1\r\n\r\nhello");
+        let buf = conn.input_buf();
+        assert!(buf.capacity() - buf.len() >= MIN_INPUT_ROOM);
+        // Half a record, then the rest, as two reads would append them.
+        buf.extend_from_slice(&wire[..5]);
+        let start = buf.as_ptr() as usize;
+        conn.input_written(5).unwrap();
+        assert!(conn.poll_event().is_none());
+        conn.input_buf().extend_from_slice(&wire[5..]);
+        conn.input_written(wire.len() - 5).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Head { .. })));
+        match conn.poll_event() {
+            Some(Event::Body { data, .. }) => {
+                assert_eq!(&data[..], b"hello");
+                assert_eq!(data.as_ptr() as usize, start + wire.len() - 5, "copied");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A slice reader after a spare-capacity one, and back: the input stays in step.
+        let end = record(RecordType::END_REQUEST, 1, &[0; 8]);
+        conn.input_buffer()[..3].copy_from_slice(&end[..3]);
+        conn.input_written(3).unwrap();
+        conn.input_buf().extend_from_slice(&end[3..]);
+        conn.input_written(end.len() - 3).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::End { .. })));
         assert!(conn.is_reusable());
     }
 

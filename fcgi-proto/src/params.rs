@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::error::{ParamError, PathError};
 use crate::nv;
@@ -22,8 +23,9 @@ struct Entry {
 /// Params keep the order in which they were first inserted; inserting a name again
 /// replaces its value in place. Every name is non-empty printable ASCII without `=`; no
 /// value holds NUL, CR or LF (PHP reads params as C strings); every pair fits in one
-/// `PARAMS` record. Names and values live in one buffer, so a request's params cost two
-/// allocations however many there are.
+/// `PARAMS` record. Names and values live in one buffer, so a set costs three allocations
+/// however many params it has; clones share them (a clone is a reference count, and a
+/// clone that is changed copies them first), so the clone a request takes costs none.
 ///
 /// ```
 /// use fcgi_proto::Params;
@@ -40,6 +42,13 @@ struct Entry {
 /// ```
 #[derive(Clone, Default)]
 pub struct Params {
+    /// Shared by clones, copied on the first change to a shared one.
+    pairs: Arc<Pairs>,
+}
+
+/// What [`Params`] hold.
+#[derive(Clone, Default)]
+struct Pairs {
     /// Each pair as it goes on the wire (name-value encoded), in order. Unless `stale`,
     /// `buf` is exactly the concatenation of the entries' encodings, so a request's
     /// `PARAMS` content is copied in one piece.
@@ -111,39 +120,45 @@ impl Params {
     /// An empty set with room for `count` params of `bytes` name and value bytes in all.
     pub fn with_capacity(count: usize, bytes: usize) -> Self {
         Self {
-            // Each pair's two lengths take at least two bytes.
-            buf: Vec::with_capacity(bytes + 2 * count),
-            entries: Vec::with_capacity(count),
-            stale: false,
+            pairs: Arc::new(Pairs {
+                // Each pair's two lengths take at least two bytes.
+                buf: Vec::with_capacity(bytes + 2 * count),
+                entries: Vec::with_capacity(count),
+                stale: false,
+            }),
         }
     }
 
     /// Number of params.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.pairs.entries.len()
     }
 
     /// Whether there are no params.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.pairs.entries.is_empty()
     }
 
     fn name_of(&self, e: &Entry) -> &[u8] {
-        &self.buf[e.name_start..e.name_start + e.name_len]
+        &self.pairs.buf[e.name_start..e.name_start + e.name_len]
     }
 
     fn value_of(&self, e: &Entry) -> &[u8] {
-        &self.buf[e.value_start..e.value_start + e.value_len]
+        &self.pairs.buf[e.value_start..e.value_start + e.value_len]
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.entries.iter().position(|e| self.name_of(e) == name)
+        // Lengths first: most names differ in length, and that needs no look at `buf`.
+        self.pairs
+            .entries
+            .iter()
+            .position(|e| e.name_len == name.len() && self.name_of(e) == name)
     }
 
     /// The value of `name`, if set.
     pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
         let i = self.position(name.as_ref())?;
-        Some(self.value_of(&self.entries[i]))
+        Some(self.value_of(&self.pairs.entries[i]))
     }
 
     /// Whether `name` is set.
@@ -179,12 +194,13 @@ impl Params {
         value_len: usize,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        nv::put_length(&mut self.buf, name_len);
-        nv::put_length(&mut self.buf, value_len);
-        let name_start = self.buf.len();
-        write(&mut self.buf);
-        debug_assert_eq!(self.buf.len(), name_start + name_len + value_len);
-        self.entries.push(Entry {
+        let p = Arc::make_mut(&mut self.pairs);
+        nv::put_length(&mut p.buf, name_len);
+        nv::put_length(&mut p.buf, value_len);
+        let name_start = p.buf.len();
+        write(&mut p.buf);
+        debug_assert_eq!(p.buf.len(), name_start + name_len + value_len);
+        p.entries.push(Entry {
             name_start,
             name_len,
             value_start: name_start + name_len,
@@ -195,33 +211,36 @@ impl Params {
     /// Drops the last pair from the encoding when the encoding is exact; answers whether
     /// it did.
     fn pop_exact(&mut self, i: usize) -> bool {
-        if self.stale || i + 1 != self.entries.len() {
+        if self.pairs.stale || i + 1 != self.pairs.entries.len() {
             return false;
         }
-        let e = self.entries[i];
-        self.buf
+        let p = Arc::make_mut(&mut self.pairs);
+        let e = p.entries[i];
+        p.buf
             .truncate(e.name_start - length_len(e.name_len) - length_len(e.value_len));
-        self.entries.pop();
+        p.entries.pop();
         true
     }
 
     fn insert_checked(&mut self, name: &[u8], value: &[u8]) {
         match self.position(name) {
-            Some(i) if self.entries[i].value_len == value.len() => {
+            Some(i) if self.pairs.entries[i].value_len == value.len() => {
                 // Same length: the encoding stays exact.
-                let e = self.entries[i];
-                self.buf[e.value_start..e.value_start + value.len()].copy_from_slice(value);
+                let p = Arc::make_mut(&mut self.pairs);
+                let e = p.entries[i];
+                p.buf[e.value_start..e.value_start + value.len()].copy_from_slice(value);
             }
             Some(i) if self.pop_exact(i) => self.push_pair(name, value),
             Some(i) => {
-                self.stale = true;
-                let e = &mut self.entries[i];
+                let p = Arc::make_mut(&mut self.pairs);
+                p.stale = true;
+                let e = &mut p.entries[i];
                 if value.len() <= e.value_len {
                     // Overwrite in place; the old value's tail is simply unused.
-                    self.buf[e.value_start..e.value_start + value.len()].copy_from_slice(value);
+                    p.buf[e.value_start..e.value_start + value.len()].copy_from_slice(value);
                 } else {
-                    e.value_start = self.buf.len();
-                    self.buf.extend_from_slice(value);
+                    e.value_start = p.buf.len();
+                    p.buf.extend_from_slice(value);
                 }
                 e.value_len = value.len();
             }
@@ -234,8 +253,9 @@ impl Params {
         match self.position(name.as_ref()) {
             Some(i) => {
                 if !self.pop_exact(i) {
-                    self.entries.remove(i);
-                    self.stale = true;
+                    let p = Arc::make_mut(&mut self.pairs);
+                    p.entries.remove(i);
+                    p.stale = true;
                 }
                 true
             }
@@ -245,7 +265,8 @@ impl Params {
 
     /// The params in order, as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.entries
+        self.pairs
+            .entries
             .iter()
             .map(|e| (self.name_of(e), self.value_of(e)))
     }
@@ -260,7 +281,7 @@ impl Params {
 
     /// Every pair encoded, in order, when that is at hand in one piece.
     pub(crate) fn encoded(&self) -> Option<&[u8]> {
-        (!self.stale).then_some(&self.buf[..])
+        (!self.pairs.stale).then_some(&self.pairs.buf[..])
     }
 
     /// `CONTENT_LENGTH` as a number: `Ok(None)` when unset or empty, an error when it is
@@ -667,7 +688,7 @@ impl<'a> ParamsBuilder<'a> {
         };
         let mut p = Params::with_capacity(
             24 + self.headers.len() + self.extra.len(),
-            512 + header_bytes + self.extra.buf.len(),
+            512 + header_bytes + self.extra.pairs.buf.len(),
         );
         let mut scratch = [0u8; 64];
         let put = |p: &mut Params, name: &str, value: &[u8]| {

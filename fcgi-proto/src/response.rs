@@ -256,12 +256,20 @@ impl HeadParser {
     /// it once the head is complete. Feed nothing after that.
     pub fn feed(&mut self, data: Bytes) -> Result<Option<(ResponseHead, Bytes)>, HeadError> {
         if self.buf.is_empty() {
-            if let Some(end) = find_head_end(&data, 0) {
-                if end > self.limit {
-                    return Err(HeadError::TooLarge { limit: self.limit });
-                }
-                let head = parse_head(&data.slice(..end))?;
-                return Ok(Some((head, data.slice(end..))));
+            // The usual case, a whole head in one piece: parsed in the same pass that
+            // finds its end.
+            let too_large = HeadError::TooLarge { limit: self.limit };
+            match parse_head(&data) {
+                Ok(Some((_, end))) if end > self.limit => return Err(too_large),
+                Ok(Some((head, end))) => return Ok(Some((head, data.slice(end..)))),
+                Ok(None) => {}
+                // An error counts once the head is whole, and a head too large is that
+                // before anything else, as on the buffered path below.
+                Err(e) => match find_head_end(&data, 0) {
+                    Some(end) if end > self.limit => return Err(too_large),
+                    Some(_) => return Err(e),
+                    None => {}
+                },
             }
         }
         self.buf.extend_from_slice(&data);
@@ -269,7 +277,8 @@ impl HeadParser {
             Some(end) if end <= self.limit => {
                 let head = self.buf.split_to(end).freeze();
                 let rest = self.buf.split().freeze();
-                Ok(Some((parse_head(&head)?, rest)))
+                let (head, _) = parse_head(&head)?.expect("a whole head, blank line included");
+                Ok(Some((head, rest)))
             }
             Some(_) => Err(HeadError::TooLarge { limit: self.limit }),
             None if self.buf.len() > self.limit => Err(HeadError::TooLarge { limit: self.limit }),
@@ -334,7 +343,9 @@ const TOKEN: [bool; 256] = {
     table
 };
 
-/// Bytes a header value may not hold: control bytes but tab, and DEL.
+/// Bytes a header value may not hold: control bytes but tab, and DEL (the rule
+/// `has_forbidden_value_byte` computes; a test holds the two together).
+#[cfg(test)]
 const FORBIDDEN_IN_VALUE: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
@@ -344,6 +355,16 @@ const FORBIDDEN_IN_VALUE: [bool; 256] = {
     }
     table
 };
+
+/// Whether `value` holds a byte a header value may not hold (control bytes but tab, and
+/// DEL): written without an early exit
+/// or a table, so that it compiles to a few vector instructions per 16 bytes (header
+/// values are short, and rarely bad).
+fn has_forbidden_value_byte(value: &[u8]) -> bool {
+    value.iter().fold(false, |bad, &b| {
+        bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7F)
+    })
+}
 
 fn is_token_byte(b: u8) -> bool {
     TOKEN[usize::from(b)]
@@ -361,8 +382,9 @@ fn trim(value: &[u8]) -> (usize, usize) {
     (start, end)
 }
 
-/// Parses a whole head, blank line included.
-fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
+/// Parses the head at the start of `head`, up to and including its blank line: the
+/// head and its length, or `None` when `head` has no blank line yet.
+fn parse_head(head: &Bytes) -> Result<Option<(ResponseHead, usize)>, HeadError> {
     let mut status = None;
     // Room for a typical PHP head (X-Powered-By, Content-type, a few cookies and cache
     // headers) in one allocation.
@@ -371,6 +393,7 @@ fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
     let mut transfer_encoding_seen = false;
     let mut location_seen = false;
     let mut line_start = 0;
+    let mut end = None;
     for (index, line_end) in memchr::memchr_iter(b'\n', head).enumerate() {
         let line_no = index + 1;
         let mut line = &head[line_start..line_end];
@@ -380,7 +403,8 @@ fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
             line = l;
         }
         if line.is_empty() {
-            break; // The blank line: `head` ends here.
+            end = Some(line_start); // The blank line: the head ends here.
+            break;
         }
         let colon = memchr::memchr(b':', line).ok_or(HeadError::MissingColon { line: line_no })?;
         let name = &line[..colon];
@@ -391,7 +415,7 @@ fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
         let value_start = offset + colon + 1 + vs;
         let value_end = offset + colon + 1 + ve;
         let value = &head[value_start..value_end];
-        if value.iter().any(|&b| FORBIDDEN_IN_VALUE[usize::from(b)]) {
+        if has_forbidden_value_byte(value) {
             return Err(HeadError::InvalidValue { line: line_no });
         }
         if name.eq_ignore_ascii_case(b"status") {
@@ -417,6 +441,9 @@ fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
             value: head.slice(value_start..value_end),
         });
     }
+    let Some(end) = end else {
+        return Ok(None);
+    };
     if content_length_seen && transfer_encoding_seen {
         return Err(HeadError::ContentLengthWithTransferEncoding);
     }
@@ -426,12 +453,15 @@ fn parse_head(head: &Bytes) -> Result<ResponseHead, HeadError> {
         None if location_seen => (302, None),
         None => (200, None),
     };
-    Ok(ResponseHead {
-        status,
-        reason,
-        status_given,
-        headers,
-    })
+    Ok(Some((
+        ResponseHead {
+            status,
+            reason,
+            status_given,
+            headers,
+        },
+        end,
+    )))
 }
 
 /// `NNN` or `NNN reason`, with NNN from 100 to 999.
@@ -631,6 +661,17 @@ mod tests {
             .feed(Bytes::from_static(b"A: 0123456789a\n\nbody"))
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn forbidden_value_bytes_match_the_table() {
+        for b in 0..=255u8 {
+            assert_eq!(
+                has_forbidden_value_byte(&[b'a', b, b'z']),
+                FORBIDDEN_IN_VALUE[usize::from(b)],
+                "byte {b:#04x}"
+            );
+        }
     }
 
     #[test]

@@ -6,11 +6,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fcgi_async_core::Socket;
-use fcgi_proto::Address;
+use fcgi_proto::{Address, Connection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
+use tokio_util::io::poll_read_buf;
 
 /// The socket of a connection ([`Runtime::Socket`](fcgi_async_core::Runtime::Socket) of
 /// [`Tokio`](crate::Tokio)): TCP or a unix socket.
@@ -57,6 +58,22 @@ impl Socket for Io {
             Io::Unix(s) => Pin::new(s).poll_read(cx, &mut buf),
         };
         result.map_ok(|()| buf.filled().len())
+    }
+
+    /// Appends to the spare capacity of the core's input buffer, through tokio's
+    /// `poll_read` on an uninitialized `ReadBuf` (tokio-util's `poll_read_buf`): no
+    /// zeroing first, and a short read clears the readiness, as `poll_read` does, so the
+    /// next read waits for the reactor instead of trying the socket.
+    fn poll_read_input(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Io::Tcp(s) => poll_read_buf(Pin::new(s), cx, conn.input_buf()),
+            #[cfg(unix)]
+            Io::Unix(s) => poll_read_buf(Pin::new(s), cx, conn.input_buf()),
+        }
     }
 
     fn poll_write_vectored(
