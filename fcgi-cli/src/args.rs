@@ -26,7 +26,7 @@ pub(crate) enum Command {
     /// Talk to a server.
     Run(Box<Args>),
     /// `fcgi serve`: an HTTP gateway in front of the server.
-    Serve(crate::serve::ServeArgs),
+    Serve(Box<crate::serve::ServeArgs>),
     /// `fcgi status`: php-fpm's status page, and a probe.
     Status(crate::status::StatusArgs),
 }
@@ -286,7 +286,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Sub {
     /// an HTTP/1.1 and HTTP/2 server for a PHP site, as nginx in front of php-fpm
-    Serve(crate::serve::ServeCli),
+    Serve(Box<crate::serve::ServeCli>),
     /// php-fpm's status page (pm.status_path), as a table or JSON; with thresholds, a
     /// probe
     Status(crate::status::StatusCli),
@@ -356,7 +356,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| first_line(&e))?;
     match cli.command {
-        Some(Sub::Serve(serve)) => serve.check().map(Command::Serve),
+        Some(Sub::Serve(serve)) => serve.check().map(|args| Command::Serve(Box::new(args))),
         Some(Sub::Status(status)) => status.check().map(Command::Status),
         Some(Sub::Completions { shell }) => {
             let mut out = Vec::new();

@@ -128,7 +128,7 @@ fn main() -> ExitCode {
     };
     let code = match args::parse(std::env::args_os().skip(1)) {
         Ok(Command::Print(text)) => print_text(&text),
-        Ok(Command::Serve(args)) => serve::run(args),
+        Ok(Command::Serve(args)) => serve::run(*args),
         Ok(Command::Status(args)) => status::run(args).unwrap_or_else(report),
         Ok(Command::Run(args)) => {
             verbose::init(args.verbose);

@@ -117,6 +117,40 @@ pub(crate) struct ServeCli {
     /// which is then sent in its place
     #[arg(long, value_name = "DIR")]
     sendfile_root: Option<OsString>,
+    /// stream request bodies of known length to the application as they arrive, instead
+    /// of reading them whole before taking a FastCGI connection (nginx's
+    /// fastcgi_request_buffering off); each slow upload then pins a php-fpm worker
+    #[arg(long)]
+    no_request_buffering: bool,
+    /// let the application wait for the client, instead of reading its response into
+    /// memory (256 KiB per response) at its own speed (nginx's fastcgi_buffering off);
+    /// a response with X-Accel-Buffering: no streams either way
+    #[arg(long)]
+    no_response_buffering: bool,
+    /// close a connection whose request head has not all arrived within SECS (default
+    /// 10; nginx's client_header_timeout, 60)
+    #[arg(long, value_name = "SECS")]
+    client_header_timeout: Option<OsString>,
+    /// answer 408 when the client sends nothing of its request body for SECS (default
+    /// 30; nginx's client_body_timeout, 60)
+    #[arg(long, value_name = "SECS")]
+    client_body_timeout: Option<OsString>,
+    /// close a connection whose client takes nothing of the response for SECS
+    /// (default 30; nginx's send_timeout, 60)
+    #[arg(long, value_name = "SECS")]
+    send_timeout: Option<OsString>,
+    /// close a keep-alive connection idle for SECS (default 60; nginx's
+    /// keepalive_timeout, 75)
+    #[arg(long, value_name = "SECS")]
+    keepalive_timeout: Option<OsString>,
+    /// keep at most N client connections open (default 1024; nginx's
+    /// worker_connections); at the limit accepting pauses and idle ones are closed
+    #[arg(long, value_name = "N")]
+    max_connections: Option<OsString>,
+    /// the largest request head, as 64K or bytes (default 64K, at least 8K; nginx's
+    /// large_client_header_buffers); 431 above
+    #[arg(long, value_name = "SIZE")]
+    max_head: Option<OsString>,
 }
 
 /// `fcgi serve`'s settings.
@@ -138,6 +172,14 @@ pub(crate) struct ServeArgs {
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) health_check: Option<String>,
     pub(crate) sendfile_root: Option<PathBuf>,
+    pub(crate) request_buffering: bool,
+    pub(crate) response_buffering: bool,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_head: usize,
 }
 
 impl ServeCli {
@@ -231,6 +273,45 @@ impl ServeCli {
             .health_check
             .map(|p| path_option(p, "--health-check"))
             .transpose()?;
+        let timeout = |value: Option<OsString>, name: &str, default: Duration| match value {
+            Some(t) => parse_timeout(t).map_err(|e| e.replace("--timeout", name)),
+            None => Ok(default),
+        };
+        let header_timeout = timeout(
+            self.client_header_timeout,
+            "--client-header-timeout",
+            fcgi_http::DEFAULT_HEADER_TIMEOUT,
+        )?;
+        let body_timeout = timeout(
+            self.client_body_timeout,
+            "--client-body-timeout",
+            Duration::from_secs(30),
+        )?;
+        let send_timeout = timeout(
+            self.send_timeout,
+            "--send-timeout",
+            fcgi_http::DEFAULT_SEND_TIMEOUT,
+        )?;
+        let keepalive_timeout = timeout(
+            self.keepalive_timeout,
+            "--keepalive-timeout",
+            fcgi_http::DEFAULT_KEEPALIVE_TIMEOUT,
+        )?;
+        let max_connections = match self.max_connections {
+            None => fcgi_http::DEFAULT_MAX_CONNECTIONS,
+            Some(n) => parse_count(n, "--max-connections", 1 << 20)? as usize,
+        };
+        let max_head = match self.max_head {
+            None => fcgi_http::DEFAULT_MAX_HEAD_BYTES,
+            Some(size) => {
+                let size = parse_size(utf8(size, "--max-head")?)
+                    .map_err(|e| e.replace("--max-body", "--max-head"))?;
+                if !(8192..=1 << 24).contains(&size) {
+                    return Err(format!("--max-head {size}: want 8K to 16M"));
+                }
+                size as usize
+            }
+        };
         Ok(ServeArgs {
             listen,
             root,
@@ -248,6 +329,14 @@ impl ServeCli {
             trusted_proxies,
             health_check,
             sendfile_root: self.sendfile_root.map(PathBuf::from),
+            request_buffering: !self.no_request_buffering,
+            response_buffering: !self.no_response_buffering,
+            header_timeout,
+            body_timeout,
+            send_timeout,
+            keepalive_timeout,
+            max_connections,
+            max_head,
         })
     }
 }
@@ -332,6 +421,9 @@ async fn serve(args: ServeArgs) -> u8 {
     service_options.max_body_bytes = Some(args.max_body);
     service_options.https = args.tls.is_some();
     service_options.trusted_proxies = args.trusted_proxies.clone();
+    service_options.request_buffering = args.request_buffering;
+    service_options.response_buffering = args.response_buffering;
+    service_options.body_timeout = Some(args.body_timeout);
     let gateway = match Gateway::with_options(client.clone(), script, service_options) {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -349,7 +441,12 @@ async fn serve(args: ServeArgs) -> u8 {
             }
         },
     };
-    let mut server = Server::new();
+    let mut server = Server::new()
+        .header_timeout(args.header_timeout)
+        .keepalive_timeout(args.keepalive_timeout)
+        .send_timeout(args.send_timeout)
+        .max_connections(args.max_connections)
+        .max_head_bytes(args.max_head);
     if let Some((cert, key)) = &args.tls {
         match fcgi_http::tls_config(cert, key) {
             Ok(config) => server = server.tls(Arc::new(config)),
@@ -546,7 +643,7 @@ mod tests {
     fn parse_strs(args: &[&str]) -> Result<ServeArgs, UsageError> {
         let all = std::iter::once("serve").chain(args.iter().copied());
         match crate::args::parse(all.map(OsString::from))? {
-            crate::args::Command::Serve(args) => Ok(args),
+            crate::args::Command::Serve(args) => Ok(*args),
             other => panic!("{args:?}: {other:?}"),
         }
     }
@@ -572,6 +669,14 @@ mod tests {
                 trusted_proxies: Vec::new(),
                 health_check: None,
                 sendfile_root: None,
+                request_buffering: true,
+                response_buffering: true,
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(30),
+                send_timeout: Duration::from_secs(30),
+                keepalive_timeout: Duration::from_secs(60),
+                max_connections: 1024,
+                max_head: 64 << 10,
             })
         );
         let a = parse_strs(&["/run/php.sock", "--root=/srv", "--connections=3"]).unwrap();
@@ -611,8 +716,33 @@ mod tests {
             "/ping",
             "--sendfile-root",
             "/srv/files",
+            "--no-request-buffering",
+            "--no-response-buffering",
+            "--client-header-timeout",
+            "5",
+            "--client-body-timeout",
+            "6",
+            "--send-timeout",
+            "7",
+            "--keepalive-timeout",
+            "8",
+            "--max-connections",
+            "100",
+            "--max-head",
+            "16K",
         ])
         .unwrap();
+        assert!(!a.request_buffering && !a.response_buffering);
+        assert_eq!(
+            [
+                a.header_timeout,
+                a.body_timeout,
+                a.send_timeout,
+                a.keepalive_timeout
+            ],
+            [5, 6, 7, 8].map(Duration::from_secs)
+        );
+        assert_eq!((a.max_connections, a.max_head), (100, 16 << 10));
         assert_eq!(
             a.upstreams,
             [
@@ -668,6 +798,9 @@ mod tests {
                 "unix:/s",
             ],
             &["--root", "/srv", "--front-controller", "", "unix:/s"],
+            &["--root", "/srv", "--send-timeout", "0", "unix:/s"],
+            &["--root", "/srv", "--max-connections", "0", "unix:/s"],
+            &["--root", "/srv", "--max-head", "1K", "unix:/s"],
         ] {
             assert!(parse_strs(bad).is_err(), "{bad:?}");
         }

@@ -2,8 +2,9 @@
 //! spooled first when its length is unknown); [`ResponseBody`] out streams from a
 //! [`ResponseStream`], a file, or memory.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +15,7 @@ use futures_core::Stream;
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use crate::buffer::{BufferError, Buffered};
 use crate::{HttpError, ServiceOptions, UnknownLength};
 use fcgi_tokio::{Body, ResponseStream};
 use tower_http::services::fs::ServeFileSystemResponseBody;
@@ -30,10 +32,36 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An `http_body::Body` as a stream of data chunks (trailers are dropped: FastCGI has
-/// no place for them).
+/// no place for them), which fails with [`BodyTimedOut`] when the client sends nothing
+/// for its idle limit.
 struct DataStream<B> {
     body: Pin<Box<B>>,
+    idle: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+impl<B> DataStream<B> {
+    fn new(body: B, idle: Option<Duration>) -> Self {
+        Self {
+            body: Box::pin(body),
+            idle,
+            timer: None,
+        }
+    }
+}
+
+/// The client sent no request body bytes for the body timeout (the source of the
+/// `io::Error`, of kind `TimedOut`, that the body's stream fails with).
+#[derive(Debug)]
+pub(crate) struct BodyTimedOut(Duration);
+
+impl fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the client sent no request body bytes for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
 
 impl<B> Stream for DataStream<B>
 where
@@ -43,15 +71,36 @@ where
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
         loop {
-            return match self.body.as_mut().poll_frame(cx) {
-                Poll::Pending => Poll::Pending,
+            return match this.body.as_mut().poll_frame(cx) {
+                Poll::Pending => {
+                    let Some(idle) = this.idle else {
+                        return Poll::Pending;
+                    };
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    match timer.as_mut().poll(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(()) => Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            BodyTimedOut(idle),
+                        )))),
+                    }
+                }
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(io::Error::other(e.into())))),
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(mut data) => Poll::Ready(Some(Ok(data.copy_to_bytes(data.remaining())))),
-                    Err(_trailers) => continue,
-                },
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Progress: the idle limit starts again at the next wait.
+                    if let (Some(timer), Some(idle)) = (&mut this.timer, this.idle) {
+                        timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                    }
+                    match frame.into_data() {
+                        Ok(mut data) => Poll::Ready(Some(Ok(data.copy_to_bytes(data.remaining())))),
+                        Err(_trailers) => continue,
+                    }
+                }
             };
         }
     }
@@ -59,12 +108,17 @@ where
 
 /// The request body for the FastCGI client, and its length for `CONTENT_LENGTH`.
 ///
-/// - A body of known length (`Content-Length`: its size hint is exact) streams through
-///   as it arrives.
-/// - A body of unknown length (`Transfer-Encoding: chunked`) is read first: into memory
-///   up to [`ServiceOptions::spool_memory`], then into an anonymous temporary file;
-///   or refused with 411 when [`ServiceOptions::unknown_length`] says so.
-/// - Either is refused with 413 above [`ServiceOptions::max_body_bytes`].
+/// - With [`ServiceOptions::request_buffering`] (the default), and for a body of
+///   unknown length (`Transfer-Encoding: chunked`) in any case, the body is read in
+///   full first: into memory up to [`ServiceOptions::spool_memory`], then into an
+///   anonymous temporary file; a body of unknown length is refused with 411 instead
+///   when [`ServiceOptions::unknown_length`] says so. No upstream connection is taken
+///   until this returns.
+/// - Without it, a body of known length (`Content-Length`: its size hint is exact)
+///   streams through as it arrives.
+/// - Either is refused with 413 above [`ServiceOptions::max_body_bytes`], and with
+///   408 ([`HttpError::BodyTimeout`]) when the client pauses longer than
+///   [`ServiceOptions::body_timeout`] while it is read here.
 pub(crate) async fn request_body<B>(
     body: B,
     options: &ServiceOptions,
@@ -78,34 +132,51 @@ where
     if body.is_end_stream() {
         return Ok((Body::empty(), None));
     }
-    if let Some(len) = body.size_hint().exact() {
+    let exact = body.size_hint().exact();
+    if let Some(len) = exact {
         if too_large(len) {
             return Err(HttpError::PayloadTooLarge);
         }
         if len == 0 {
             return Ok((Body::empty(), Some(0)));
         }
-        let stream = DataStream {
-            body: Box::pin(body),
-        };
-        return Ok((Body::from_stream(stream, len), Some(len)));
-    }
-    if options.unknown_length == UnknownLength::Reject {
+        if !options.request_buffering {
+            let stream = DataStream::new(body, options.body_timeout);
+            return Ok((Body::from_stream(stream, len), Some(len)));
+        }
+    } else if options.unknown_length == UnknownLength::Reject {
         return Err(HttpError::LengthRequired);
     }
-    let mut body = DataStream {
-        body: Box::pin(body),
-    };
+    let mut body = DataStream::new(body, options.body_timeout);
     let mut memory = BytesMut::new();
+    // The first chunk, kept as it is while it is the only one (no copy for a body
+    // that arrives in one piece).
+    let mut first: Option<Bytes> = None;
     let mut file: Option<tokio::fs::File> = None;
     let mut total = 0u64;
     while let Some(chunk) = poll_fn(|cx| Pin::new(&mut body).poll_next(cx)).await {
-        let chunk = chunk.map_err(HttpError::Body)?;
+        let chunk = chunk.map_err(|e| {
+            if e.kind() == io::ErrorKind::TimedOut
+                && e.get_ref().is_some_and(|inner| inner.is::<BodyTimedOut>())
+            {
+                HttpError::BodyTimeout
+            } else {
+                HttpError::Body(e)
+            }
+        })?;
         total += chunk.len() as u64;
         if too_large(total) {
             return Err(HttpError::PayloadTooLarge);
         }
-        if file.is_none() && memory.len() + chunk.len() <= options.spool_memory {
+        let in_memory = memory.len() + first.as_ref().map_or(0, Bytes::len);
+        if file.is_none() && in_memory + chunk.len() <= options.spool_memory {
+            if in_memory == 0 && exact == Some(chunk.len() as u64) {
+                first = Some(chunk);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                memory.extend_from_slice(&first);
+            }
             memory.extend_from_slice(&chunk);
             continue;
         }
@@ -119,6 +190,9 @@ where
                         .and_then(|r| r)
                         .map_err(HttpError::Spool)?,
                 );
+                if let Some(first) = first.take() {
+                    f.write_all(&first).await.map_err(HttpError::Spool)?;
+                }
                 f.write_all(&memory).await.map_err(HttpError::Spool)?;
                 memory = BytesMut::new();
                 file.insert(f)
@@ -133,14 +207,20 @@ where
             Ok((Body::from_reader(f, total), Some(total)))
         }
         None if total == 0 => Ok((Body::empty(), Some(0))),
-        None => Ok((Body::from(memory.freeze()), Some(total))),
+        None => match first {
+            Some(first) => Ok((Body::from(first), Some(total))),
+            None => Ok((Body::from(memory.freeze()), Some(total))),
+        },
     }
 }
 
 enum Kind {
     Empty,
     Full(Bytes),
+    /// A whole response read already, in the pieces it came in.
+    Chunks(VecDeque<Bytes>),
     Stream(Box<ResponseStream>),
+    Buffered(Buffered),
     File(Box<ServeFileSystemResponseBody>),
 }
 
@@ -159,8 +239,9 @@ impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Empty => "empty",
-            Kind::Full(_) => "full",
+            Kind::Full(_) | Kind::Chunks(_) => "full",
             Kind::Stream(_) => "fastcgi",
+            Kind::Buffered(_) => "fastcgi, buffered",
             Kind::File { .. } => "file",
         };
         f.debug_struct("ResponseBody")
@@ -193,6 +274,20 @@ impl ResponseBody {
     pub fn stream(stream: ResponseStream) -> Self {
         Self {
             kind: Kind::Stream(Box::new(stream)),
+        }
+    }
+
+    /// A whole response, in pieces.
+    pub(crate) fn chunks(chunks: VecDeque<Bytes>) -> Self {
+        Self {
+            kind: Kind::Chunks(chunks),
+        }
+    }
+
+    /// A FastCGI response read by a task of its own at the upstream's speed.
+    pub(crate) fn buffered(buffered: Buffered) -> Self {
+        Self {
+            kind: Kind::Buffered(buffered),
         }
     }
 
@@ -239,6 +334,22 @@ pub(super) fn drain(mut stream: ResponseStream) {
     });
 }
 
+/// Logs a FastCGI failure in the middle of a body; the error for hyper, which then
+/// closes the client's connection.
+fn cut_short(e: fcgi_tokio::Error) -> io::Error {
+    tracing::warn!(
+        target: "fcgi_http",
+        error = &e as &(dyn std::error::Error + 'static),
+        "FastCGI response cut short"
+    );
+    let kind = if e.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, e)
+}
+
 impl http_body::Body for ResponseBody {
     type Data = Bytes;
     type Error = io::Error;
@@ -255,6 +366,34 @@ impl http_body::Body for ResponseBody {
                 this.kind = Kind::Empty;
                 Poll::Ready((!bytes.is_empty()).then(|| Ok(Frame::data(bytes))))
             }
+            Kind::Chunks(chunks) => match chunks.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None => {
+                    this.kind = Kind::Empty;
+                    Poll::Ready(None)
+                }
+            },
+            Kind::Buffered(buffered) => match buffered.poll_chunk(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Poll::Ready(None) => {
+                    this.kind = Kind::Empty;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Err(BufferError::Upstream(e)))) => {
+                    this.kind = Kind::Empty;
+                    Poll::Ready(Some(Err(cut_short(e))))
+                }
+                Poll::Ready(Some(Err(BufferError::TempFile(e)))) => {
+                    tracing::warn!(
+                        target: "fcgi_http",
+                        error = &e as &(dyn std::error::Error + 'static),
+                        "reading a buffered response back from its temporary file failed"
+                    );
+                    this.kind = Kind::Empty;
+                    Poll::Ready(Some(Err(e)))
+                }
+            },
             Kind::Stream(stream) => match stream.poll_chunk(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(Some(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
@@ -263,18 +402,8 @@ impl http_body::Body for ResponseBody {
                     Poll::Ready(None)
                 }
                 Poll::Ready(Err(e)) => {
-                    tracing::warn!(
-                        target: "fcgi_http",
-                        error = &e as &(dyn std::error::Error + 'static),
-                        "FastCGI response cut short"
-                    );
                     this.kind = Kind::Empty;
-                    let kind = if e.is_timeout() {
-                        io::ErrorKind::TimedOut
-                    } else {
-                        io::ErrorKind::Other
-                    };
-                    Poll::Ready(Some(Err(io::Error::new(kind, e))))
+                    Poll::Ready(Some(Err(cut_short(e))))
                 }
             },
             Kind::File(body) => {
@@ -291,7 +420,8 @@ impl http_body::Body for ResponseBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.is_empty(),
-            Kind::Stream(_) => false,
+            Kind::Chunks(chunks) => chunks.iter().all(Bytes::is_empty),
+            Kind::Stream(_) | Kind::Buffered(_) => false,
             Kind::File(body) => body.is_end_stream(),
         }
     }
@@ -300,7 +430,9 @@ impl http_body::Body for ResponseBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(b) => SizeHint::with_exact(b.len() as u64),
-            Kind::Stream(_) => SizeHint::default(),
+            // As a streamed response: the length is the application's to give (a
+            // response without one goes out chunked, buffered or not).
+            Kind::Chunks(_) | Kind::Stream(_) | Kind::Buffered(_) => SizeHint::default(),
             Kind::File(body) => body.size_hint(),
         }
     }

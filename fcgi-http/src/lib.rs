@@ -75,6 +75,9 @@
 
 mod access_log;
 mod body;
+mod buffer;
+#[cfg(feature = "server")]
+mod client_io;
 mod files;
 mod gateway;
 mod health;
@@ -101,7 +104,10 @@ pub use script::{normalize_path, ScriptConfig, ScriptTarget};
 #[cfg(feature = "tls")]
 pub use server::{tls_config, TlsError};
 #[cfg(feature = "server")]
-pub use server::{Draining, Server};
+pub use server::{
+    Draining, Server, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEAD_BYTES, DEFAULT_SEND_TIMEOUT,
+};
 pub use service::FastCgiService;
 
 /// The two ends of the client's connection: `REMOTE_ADDR`/`REMOTE_PORT` and
@@ -141,9 +147,45 @@ pub enum UnknownLength {
 pub struct ServiceOptions {
     /// Bodies of unknown length (default [`UnknownLength::Spool`]).
     pub unknown_length: UnknownLength,
-    /// The most of a spooled body kept in memory (default 1 MiB; nginx's
-    /// `client_body_buffer_size` is 8-16 KiB).
+    /// Read the whole request body before an upstream connection is taken (default
+    /// `true`; nginx's `fastcgi_request_buffering on`): into memory up to
+    /// [`spool_memory`](Self::spool_memory), the rest into an anonymous temporary file.
+    /// A client that sends its body slowly then holds no FastCGI connection (and no
+    /// php-fpm worker) while it dawdles. With `false`, a body of known length streams
+    /// to the application as it arrives (for applications that read uploads
+    /// progressively), and each slow upload pins a connection of the pool; a body of
+    /// unknown length is spooled either way.
+    pub request_buffering: bool,
+    /// The most of a spooled request body kept in memory (default 256 KiB; nginx's
+    /// `client_body_buffer_size` is 8-16 KiB). Small bodies never touch the disk.
     pub spool_memory: usize,
+    /// The longest wait for the next piece of a request body (default 30 s; nginx's
+    /// `client_body_timeout`, 60 s): past it the request is answered 408 (while the
+    /// body is being buffered) or the FastCGI request fails (while it streams), and
+    /// the connection closes. `None`: no limit.
+    pub body_timeout: Option<std::time::Duration>,
+    /// Read the application's response at the upstream's speed (default `true`;
+    /// nginx's `fastcgi_buffering on`): into memory up to
+    /// [`response_buffer_memory`](Self::response_buffer_memory), then into an anonymous
+    /// temporary file up to [`max_temp_file_bytes`](Self::max_temp_file_bytes), so that
+    /// the FastCGI connection goes back to the pool at `END_REQUEST` however slowly the
+    /// client reads. Past those bounds (or [`max_temp_total_bytes`](Self::max_temp_total_bytes)
+    /// for all responses together) the response streams: the application waits for
+    /// the client. A response with `X-Accel-Buffering: no` streams (the header is not
+    /// passed on), as nginx does: for server-sent events and long polls. Bytes go to
+    /// the client as soon as they arrive either way; buffering only decides who waits.
+    pub response_buffering: bool,
+    /// The most of one buffered response held in memory (default 256 KiB; nginx's
+    /// `fastcgi_buffers` are 8 x 4-8 KiB). A response that fits is never written to disk.
+    pub response_buffer_memory: usize,
+    /// The largest temporary file of one buffered response (default 0: memory only;
+    /// nginx's `fastcgi_max_temp_file_size` is 1 GiB). Off by default for now: while
+    /// a long response is spooled to the file, the gateway's resident memory grows by
+    /// tens of MiB (seen with a 256 MiB response), which is not understood yet.
+    pub max_temp_file_bytes: u64,
+    /// The most bytes in the temporary files of all buffered responses of the service
+    /// together (default 4 GiB; nginx has no such bound).
+    pub max_temp_total_bytes: u64,
     /// The largest request body: 413 above it (default 1 GiB; nginx's
     /// `client_max_body_size`, whose default of 1 MiB is too small for uploads).
     pub max_body_bytes: Option<u64>,
@@ -167,7 +209,13 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         Self {
             unknown_length: UnknownLength::Spool,
-            spool_memory: 1024 * 1024,
+            request_buffering: true,
+            spool_memory: 256 * 1024,
+            body_timeout: Some(std::time::Duration::from_secs(30)),
+            response_buffering: true,
+            response_buffer_memory: 256 * 1024,
+            max_temp_file_bytes: 0,
+            max_temp_total_bytes: 4 * 1024 * 1024 * 1024,
             max_body_bytes: Some(1024 * 1024 * 1024),
             https: false,
             server_software: concat!("fcgi/", env!("CARGO_PKG_VERSION")).into(),
@@ -201,6 +249,9 @@ pub enum HttpError {
     PayloadTooLarge,
     /// 400: reading the client's body failed.
     Body(io::Error),
+    /// 408: the client sent nothing of its body for
+    /// [`ServiceOptions::body_timeout`].
+    BodyTimeout,
     /// 500: spooling the body to a temporary file failed.
     Spool(io::Error),
     /// 500: reading a static file failed.
@@ -222,6 +273,7 @@ impl fmt::Display for HttpError {
             HttpError::LengthRequired => f.write_str("a request body of unknown length"),
             HttpError::PayloadTooLarge => f.write_str("the request body is too large"),
             HttpError::Body(_) => f.write_str("reading the request body failed"),
+            HttpError::BodyTimeout => f.write_str("the client stopped sending its request body"),
             HttpError::Spool(_) => f.write_str("spooling the request body failed"),
             HttpError::File(_) => f.write_str("reading the file failed"),
             HttpError::Upstream(_) => f.write_str("the FastCGI request failed"),
@@ -241,6 +293,7 @@ impl std::error::Error for HttpError {
             | HttpError::MethodNotAllowed
             | HttpError::LengthRequired
             | HttpError::PayloadTooLarge
+            | HttpError::BodyTimeout
             | HttpError::InvalidHead => None,
         }
     }
@@ -256,6 +309,7 @@ impl HttpError {
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             HttpError::Spool(_) | HttpError::File(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::InvalidHead => StatusCode::BAD_GATEWAY,
             HttpError::Upstream(e) => match e {
@@ -288,6 +342,13 @@ impl HttpError {
             ::http::header::CONTENT_TYPE,
             ::http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let HttpError::BodyTimeout = self {
+            // The rest of the body may still come: the connection cannot be reused.
+            response.headers_mut().insert(
+                ::http::header::CONNECTION,
+                ::http::HeaderValue::from_static("close"),
+            );
+        }
         if let HttpError::MethodNotAllowed = self {
             response.headers_mut().insert(
                 ::http::header::ALLOW,
@@ -326,6 +387,7 @@ mod tests {
             | HttpError::MethodNotAllowed
             | HttpError::LengthRequired
             | HttpError::PayloadTooLarge
+            | HttpError::BodyTimeout
             | HttpError::InvalidHead => 1,
             HttpError::Body(_) | HttpError::Spool(_) | HttpError::File(_) => 2,
             // The client error and its own source.
@@ -343,6 +405,7 @@ mod tests {
             HttpError::MethodNotAllowed,
             HttpError::LengthRequired,
             HttpError::PayloadTooLarge,
+            HttpError::BodyTimeout,
             HttpError::Body(io()),
             HttpError::Spool(io()),
             HttpError::File(io()),
@@ -361,7 +424,7 @@ mod tests {
                 }
             }
         }
-        let upstream = &errors[9];
+        let upstream = &errors[10];
         assert_eq!(
             chain(upstream).join(": "),
             "the FastCGI request failed: I/O error with FastCGI server unix:/run/php.sock: \

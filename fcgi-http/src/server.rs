@@ -9,7 +9,6 @@ use std::future::{poll_fn, Future};
 use std::io;
 #[cfg(feature = "tls")]
 use std::path::{Path, PathBuf};
-#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,21 +18,31 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
-#[cfg(feature = "tls")]
-use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
 #[cfg(feature = "tls")]
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::BoxError;
+use crate::client_io::{Activity, ClientIo, ClientLimits, InFlight, Tracked};
 use crate::PeerAddrs;
 
 /// How long a client has to finish its TLS handshake.
 #[cfg(feature = "tls")]
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a client has to send a request head on HTTP/1.1 (hyper's default once a
-/// timer is set, written out here because it is a promise to operators).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle connections are asked to close while accepting is paused.
+const RECLAIM_EVERY: Duration = Duration::from_millis(50);
+
+/// Default of [`Server::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`Server::keepalive_timeout`].
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of [`Server::send_timeout`].
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`Server::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of [`Server::max_head_bytes`].
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// An HTTP server for a service such as [`Gateway`](crate::Gateway) or
 /// [`FastCgiService`](crate::FastCgiService), or either behind tower layers.
@@ -41,8 +50,15 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Each connection speaks HTTP/1.1 or HTTP/2: over TLS as ALPN agreed (`h2`,
 /// `http/1.1`), in clear text HTTP/1.1, or HTTP/2 with prior knowledge (h2c, as
 /// `curl --http2-prior-knowledge` sends). Each request carries the connection's
-/// [`PeerAddrs`] as an extension. A TLS handshake has 10 s; an HTTP/1.1 request head
-/// 30 s.
+/// [`PeerAddrs`] as an extension. A TLS handshake has 10 s.
+///
+/// Clients are bounded, with nginx-like defaults (see each setter):
+/// [`header_timeout`](Self::header_timeout), [`keepalive_timeout`](Self::keepalive_timeout),
+/// [`send_timeout`](Self::send_timeout), [`max_connections`](Self::max_connections) and
+/// [`max_head_bytes`](Self::max_head_bytes). A client that exceeds a timeout has its
+/// connection closed (logged through `tracing` at level info, target `fcgi_http`, as
+/// nginx logs them); the request body's timeout is the service's
+/// ([`ServiceOptions::body_timeout`](crate::ServiceOptions::body_timeout), 408).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,18 +75,36 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// # let _ = finished;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub struct Server {
     #[cfg(feature = "tls")]
     tls: Option<TlsAcceptor>,
+    limits: ClientLimits,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("tls", &self.is_tls())
+            .field("limits", &self.limits)
             .finish()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            #[cfg(feature = "tls")]
+            tls: None,
+            limits: ClientLimits {
+                header_timeout: DEFAULT_HEADER_TIMEOUT,
+                keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+                send_timeout: DEFAULT_SEND_TIMEOUT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
+            },
+        }
     }
 }
 
@@ -78,6 +112,50 @@ impl Server {
     /// A server in clear text (HTTP/1.1 and h2c).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long a client has to send a whole request head, from the connection's
+    /// start or from the first byte of a later request (default 10 s; nginx's
+    /// `client_header_timeout`, 60 s). Past it the connection closes: slowloris
+    /// clients, who send a header line now and then, are cut off.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay open with no request in flight and no byte of
+    /// the next one received (default 60 s; nginx's `keepalive_timeout`, 75 s).
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.keepalive_timeout = timeout;
+        self
+    }
+
+    /// The longest wait for a client to take more of a response (between two writes
+    /// that make progress; default 30 s; nginx's `send_timeout`, 60 s). Past it the
+    /// connection closes.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.send_timeout = timeout;
+        self
+    }
+
+    /// The most client connections open at once (default 1024; nginx's
+    /// `worker_connections`, 512 per worker). At the limit, accepting pauses (new
+    /// clients wait in the listen queue) and the idle keep-alive connections are
+    /// closed to make room, as nginx does. Keep it below the descriptor limit
+    /// (`ulimit -n`), leaving room for the upstream connections and files.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max.max(1);
+        self
+    }
+
+    /// The largest request head (request line and headers; default 64 KiB; nginx's
+    /// `large_client_header_buffers` allow 4 x 8 KiB). A larger HTTP/1.1 head is
+    /// answered 431 and the connection closed; HTTP/2 advertises it as
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`. It also bounds what a connection buffers
+    /// before a head is complete. At least 8 KiB (hyper's minimum).
+    pub fn max_head_bytes(mut self, max: usize) -> Self {
+        self.limits.max_head_bytes = max.max(8192);
+        self
     }
 
     /// Serves HTTPS with this configuration (see [`tls_config`]); its ALPN protocols
@@ -123,7 +201,45 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let local = listener.local_addr().ok();
         let mut shutdown = std::pin::pin!(shutdown);
+        let limits = self.limits.clone();
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let (reclaim, reclaimed) = watch::channel(0u64);
+        let mut paused = false;
         loop {
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    if !paused {
+                        tracing::warn!(
+                            target: "fcgi_http",
+                            "{} client connections open: accepting paused, idle ones closed",
+                            limits.max_connections
+                        );
+                        paused = true;
+                    }
+                    // Asked again and again: a connection idles long enough to be
+                    // reclaimed only after a while.
+                    let mut permit = None;
+                    while permit.is_none() {
+                        reclaim.send_modify(|n| *n += 1);
+                        tokio::select! {
+                            acquired = permits.clone().acquire_owned() => match acquired {
+                                Ok(acquired) => permit = Some(acquired),
+                                Err(_) => break,
+                            },
+                            () = tokio::time::sleep(RECLAIM_EVERY) => {}
+                            () = &mut shutdown => break,
+                        }
+                    }
+                    match permit {
+                        Some(permit) => permit,
+                        None => break,
+                    }
+                }
+            };
+            if paused && permits.available_permits() > limits.max_connections / 8 {
+                paused = false;
+            }
             let (socket, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -144,18 +260,26 @@ impl Server {
             #[cfg(feature = "tls")]
             let tls = self.tls.clone();
             let service = service.clone();
+            let activity = Arc::new(Activity::default());
+            let socket =
+                ClientIo::new(socket, activity.clone(), &limits, reclaimed.clone(), remote);
+            let limits = limits.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 #[cfg(feature = "tls")]
                 if let Some(acceptor) = tls {
                     match handshake(&acceptor, socket).await {
-                        Ok(stream) => serve_connection(stream, service, peer, watcher).await,
+                        Ok(stream) => {
+                            serve_connection(stream, service, peer, watcher, activity, &limits)
+                                .await
+                        }
                         Err(e) => {
                             tracing::debug!(target: "fcgi_http", %remote, "TLS handshake failed: {e}")
                         }
                     }
                     return;
                 }
-                serve_connection(socket, service, peer, watcher).await;
+                serve_connection(socket, service, peer, watcher, activity, &limits).await;
             });
         }
         Draining { graceful }
@@ -164,8 +288,14 @@ impl Server {
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection until it closes, or until a graceful
 /// shutdown closes it between requests.
-async fn serve_connection<IO, S, B>(io: IO, service: S, peer: PeerAddrs, watcher: Watcher)
-where
+async fn serve_connection<IO, S, B>(
+    io: IO,
+    service: S,
+    peer: PeerAddrs,
+    watcher: Watcher,
+    activity: Arc<Activity>,
+    limits: &ClientLimits,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -179,17 +309,31 @@ where
     let hyper_service = hyper::service::service_fn(move |mut request| {
         request.extensions_mut().insert(peer);
         let mut service = service.clone();
+        let in_flight = InFlight::new(activity.clone());
         async move {
             poll_fn(|cx| service.poll_ready(cx)).await?;
-            service.call(request).await
+            let response = service.call(request).await?;
+            Ok::<_, Infallible>(response.map(|body| Tracked {
+                body: Box::pin(body),
+                _in_flight: in_flight,
+            }))
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The connection's own timers (`ClientIo`) come first; hyper's header timer is a
+    // backstop.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_timeout + limits.keepalive_timeout)
+        .max_buf_size(limits.max_head_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(128)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(256);
     let connection = builder.serve_connection(TokioIo::new(io), hyper_service);
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(target: "fcgi_http", remote = %peer.remote, "connection ended: {e}");
@@ -199,8 +343,8 @@ where
 #[cfg(feature = "tls")]
 async fn handshake(
     acceptor: &TlsAcceptor,
-    socket: TcpStream,
-) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    socket: ClientIo,
+) -> io::Result<tokio_rustls::server::TlsStream<ClientIo>> {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket))
         .await
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))

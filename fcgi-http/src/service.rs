@@ -1,11 +1,13 @@
 //! The tower `Service`: an `http::Request` to a FastCGI application, an
 //! `http::Response` back whose body streams.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -14,6 +16,7 @@ use ::http::{header, Method, Request, Response, StatusCode};
 use fcgi_proto::ParamsBuilder;
 
 use crate::body::{drain, request_body, BoxError};
+use crate::buffer::{Buffered, Limits};
 use crate::proxy::{client_view, ClientView};
 use crate::UpstreamTime;
 use crate::{HttpError, PeerAddrs, ResponseBody, ScriptConfig, ScriptTarget, ServiceOptions};
@@ -23,6 +26,7 @@ struct Inner {
     client: Client,
     script: ScriptConfig,
     options: ServiceOptions,
+    buffer_limits: Arc<Limits>,
 }
 
 /// Sends every request to one FastCGI application and answers with its response: a
@@ -75,6 +79,12 @@ impl FastCgiService {
             inner: Arc::new(Inner {
                 client,
                 script,
+                buffer_limits: Arc::new(Limits {
+                    memory: options.response_buffer_memory,
+                    file: options.max_temp_file_bytes,
+                    total: options.max_temp_total_bytes,
+                    in_use: AtomicU64::new(0),
+                }),
                 options,
             }),
             peer: None,
@@ -191,7 +201,10 @@ impl FastCgiService {
             .await
             .map_err(HttpError::Upstream)?;
         let head_only = parts.method == Method::HEAD;
-        let mut response = into_response(stream, head_only)?;
+        let buffer = options
+            .response_buffering
+            .then_some(&self.inner.buffer_limits);
+        let mut response = into_response(stream, head_only, buffer)?;
         response
             .extensions_mut()
             .insert(UpstreamTime(started.elapsed()));
@@ -200,9 +213,14 @@ impl FastCgiService {
 }
 
 /// The HTTP response for a FastCGI response whose head has arrived.
+///
+/// With `buffer`, the body is read at the upstream's speed (see
+/// [`ServiceOptions::response_buffering`]): what has arrived already is taken at once
+/// (a small response is then whole, and needs no task), the rest by a task of its own.
 fn into_response(
     stream: ResponseStream,
     head_only: bool,
+    buffer: Option<&Arc<Limits>>,
 ) -> Result<Response<ResponseBody>, HttpError> {
     let parts = stream
         .head()
@@ -212,17 +230,54 @@ fn into_response(
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    let buffer = match parts.headers.get(X_ACCEL_BUFFERING) {
+        Some(value) if value.as_bytes().eq_ignore_ascii_case(b"no") => None,
+        _ => buffer,
+    };
     let body = if head_only || no_body {
         drain(stream);
         ResponseBody::empty()
+    } else if let Some(limits) = buffer {
+        buffered(stream, limits)
     } else {
         ResponseBody::stream(stream)
     };
     let mut response = Response::from_parts(parts, body);
+    response.headers_mut().remove(X_ACCEL_BUFFERING);
     if status.is_informational() || status == StatusCode::NO_CONTENT {
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     Ok(response)
+}
+
+/// The application's say on buffering its response (nginx's header): `no` streams it.
+const X_ACCEL_BUFFERING: &str = "x-accel-buffering";
+
+/// A buffered body for `stream`: whole when all of it has arrived with its head (no
+/// task, no copy), else read on by a task of its own.
+fn buffered(mut stream: ResponseStream, limits: &Arc<Limits>) -> ResponseBody {
+    let mut ready = VecDeque::new();
+    let mut memory = 0;
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    loop {
+        match stream.poll_chunk(&mut cx) {
+            Poll::Ready(Ok(Some(chunk))) => {
+                memory += chunk.len();
+                ready.push_back(chunk);
+                if memory < limits.memory {
+                    continue;
+                }
+            }
+            Poll::Ready(Ok(None)) => return ResponseBody::chunks(ready),
+            Poll::Ready(Err(e)) => {
+                return ResponseBody::buffered(Buffered::failed(ready.into(), e, limits.clone()))
+            }
+            Poll::Pending => {}
+        }
+        break;
+    }
+    ResponseBody::buffered(Buffered::start(stream, ready.into(), limits.clone()))
 }
 
 impl<B> tower_service::Service<Request<B>> for FastCgiService
