@@ -1,66 +1,15 @@
 //! `fcgi serve` against the test kit's php-fpm: the binary is started on a free port,
 //! asked over plain HTTP/1.1 sockets, then killed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fcgi");
-
-/// A running `fcgi serve`, killed on drop.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    /// Standard error after the listening line.
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Serve {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fcgi starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("fcgi serve says where it listens");
-    let addr = line
-        .strip_prefix("fcgi: listening on http://")
-        .or_else(|| line.strip_prefix("fcgi: listening on https://"))
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    Serve {
-        child,
-        addr,
-        stderr: rx,
-    }
-}
+mod support;
+use support::{start, Serve, BIN};
 
 fn start_default() -> Serve {
     let fpm = PhpFpm::shared();
