@@ -80,16 +80,21 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let mut entry = Entry::of(&request);
+        // Nothing is gathered for a log no subscriber takes (`fcgi serve` without
+        // `--access-log` keeps the layer).
+        let mut entry = tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
+            .then(|| Entry::of(&request));
         let response = self.inner.call(request);
         Box::pin(async move {
             let Ok(response) = response.await;
-            entry.status = response.status().as_u16();
-            entry.upstream = response.extensions().get::<UpstreamTime>().map(|t| t.0);
+            if let Some(entry) = &mut entry {
+                entry.status = response.status().as_u16();
+                entry.upstream = response.extensions().get::<UpstreamTime>().map(|t| t.0);
+            }
             let (parts, body) = response.into_parts();
             let body = LoggedBody {
                 inner: body,
-                entry: Some(entry),
+                entry,
                 sent: 0,
                 started,
             };
