@@ -25,7 +25,8 @@
 //! ```text
 //! uwsgi --plugin python3 --fastcgi-socket DIR/uwsgi.sock --chmod-socket=666
 //!       --master --die-on-term --no-orphans --need-app --strict --disable-logging
-//!       --processes 2 --threads 8 --wsgi-file DIR/uwsgi_app.py --pidfile DIR/uwsgi.pid
+//!       --skip-atexit --worker-reload-mercy 2 --processes 2 --threads 8
+//!       --wsgi-file DIR/uwsgi_app.py --pidfile DIR/uwsgi.pid
 //!       --hook-accepting "append:DIR/accepting x"
 //! ```
 //!
@@ -79,9 +80,13 @@
 //! documentation): its standard input is a pipe held by this process, and when that
 //! pipe closes, on [`Drop`] or when the test process exits in any way (even killed),
 //! the wrapper sends SIGTERM to the master (by its pid), waits for it and removes `DIR`.
-//! The master stops its workers and exits within about a second (it looks at them once
-//! a second); a stop that takes more than 10 s kills the master and its workers by
-//! their pids.
+//! The master sends SIGINT to its workers and exits once they are gone, within about a
+//! second (it looks at them once a second). `--skip-atexit` makes a worker leave at once
+//! on that SIGINT: without it the worker runs Python's teardown while its other threads
+//! sit in `accept`, the likeliest reason why one CI run saw a stop take the full 10 s.
+//! `--worker-reload-mercy 2` has the master kill a worker that is still there 2 s after
+//! the SIGINT, where uWSGI's default waits 60 s. A stop that takes more than 10 s kills
+//! the master and its workers by their pids.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -224,6 +229,7 @@ impl Uwsgi {
             .arg("--chmod-socket=666")
             .args(["--master", "--die-on-term", "--no-orphans", "--need-app"])
             .args(["--strict", "--disable-logging"])
+            .args(["--skip-atexit", "--worker-reload-mercy", "2"])
             .args(["--processes", &PROCESSES.to_string()])
             .args(["--threads", &THREADS.to_string()])
             .arg("--wsgi-file")
