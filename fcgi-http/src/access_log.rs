@@ -43,7 +43,8 @@ pub struct UpstreamTime(pub Duration);
 ///
 /// The line is a `tracing` event at level INFO of the target [`ACCESS_LOG_TARGET`],
 /// emitted once the response body has been sent or given up (a client gone midway logs
-/// the bytes sent so far); the time is UTC. Quoted fields are escaped as nginx escapes
+/// the bytes sent so far; one gone before the response began logs status 499, as nginx
+/// does); the time is UTC. Quoted fields are escaped as nginx escapes
 /// them (`"`, `\` and bytes outside printable ASCII as `\xHH`). `$remote_addr` is the
 /// connection's peer (from [`PeerAddrs`]); `$remote_user` is the user name of a Basic
 /// `Authorization` header.
@@ -82,11 +83,24 @@ where
         let started = Instant::now();
         // Nothing is gathered for a log no subscriber takes (`fcgi serve` without
         // `--access-log` keeps the layer).
-        let mut entry = tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
+        let entry = tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
             .then(|| Entry::of(&request));
+        // Until the response comes, the line is a client's that gave up: dropped here
+        // (the connection closed while the application worked), it says 499 as nginx's
+        // does.
+        let mut waiting = LoggedBody {
+            inner: (),
+            entry: entry.map(|entry| Entry {
+                status: CLIENT_CLOSED,
+                ..entry
+            }),
+            sent: 0,
+            started,
+        };
         let response = self.inner.call(request);
         Box::pin(async move {
             let Ok(response) = response.await;
+            let mut entry = waiting.entry.take();
             if let Some(entry) = &mut entry {
                 entry.status = response.status().as_u16();
                 entry.upstream = response.extensions().get::<UpstreamTime>().map(|t| t.0);
@@ -102,6 +116,10 @@ where
         })
     }
 }
+
+/// The status logged for a request whose client closed its connection before the
+/// response began, nginx's non-standard 499.
+const CLIENT_CLOSED: u16 = 499;
 
 /// What the line says of a request, gathered before the response.
 struct Entry {

@@ -1189,7 +1189,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 /// One access log line per request, in nginx's combined format plus the request and
-/// upstream times, written when the body has gone out.
+/// upstream times, written when the body has gone out, and with status 499 when the
+/// client left before the response began.
 #[tokio::test]
 async fn access_log_lines() {
     use tower_service::Service;
@@ -1224,9 +1225,16 @@ async fn access_log_lines() {
         .body(String::new())
         .unwrap();
     drop(logged.call(missing).await.unwrap());
+    // A client that leaves while the script runs: its response never begins.
+    let abandoned = Request::get("/sleep.php?ms=1000")
+        .extension(peer)
+        .body(String::new())
+        .unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), logged.call(abandoned)).await;
+    assert!(gave_up.is_err(), "the script sleeps 1 s");
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     let shape = |line: &str, head: &str, tail: &str, upstream: bool| {
         // 192.0.2.7 - - [02/Dec/2026:08:49:37 +0000] "GET ..." 200 13 "ref" "ua" 0.001 0.001
         let (start, rest) = line.split_once(" [").unwrap();
@@ -1263,6 +1271,12 @@ async fn access_log_lines() {
     shape(
         lines[2],
         "\"GET /missing.html HTTP/1.1\" 404 0 ",
+        "\"-\" \"-\"",
+        false,
+    );
+    shape(
+        lines[3],
+        "\"GET /sleep.php?ms=1000 HTTP/1.1\" 499 0 ",
         "\"-\" \"-\"",
         false,
     );
