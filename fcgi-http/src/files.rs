@@ -52,7 +52,8 @@ pub(crate) fn find(root: &Path, relative: &str) -> Result<Found, HttpError> {
 /// `ETag` (as nginx writes it: the modification time and the length in hex) with
 /// `If-None-Match` (which, as RFC 9110 says, overrides `If-Modified-Since`) and
 /// `If-Range` (a range only for the current version), and a precompressed sibling only
-/// when it is itself a regular file under the root (no symbolic link out).
+/// when it is itself a regular file under the root (no symbolic link out), its tag
+/// weak (`W/"..."`: other bytes, the same content).
 pub(crate) async fn serve(
     root: &Path,
     relative: &str,
@@ -65,31 +66,6 @@ pub(crate) async fn serve(
     }
     let etag = entity_tag(meta);
     let headers = &mut request.headers;
-    if let Some(if_none_match) = headers.get(header::IF_NONE_MATCH) {
-        if etag_matches(if_none_match.as_bytes(), &etag) {
-            let mut response = Response::new(ResponseBody::empty());
-            *response.status_mut() = StatusCode::NOT_MODIFIED;
-            response.headers_mut().insert(header::ETAG, etag);
-            if let Some(modified) = meta.modified().ok().map(httpdate::fmt_http_date) {
-                // An HTTP date is ASCII.
-                if let Ok(value) = HeaderValue::from_str(&modified) {
-                    response.headers_mut().insert(header::LAST_MODIFIED, value);
-                }
-            }
-            return Ok(response);
-        }
-        headers.remove(header::IF_MODIFIED_SINCE);
-    }
-    if let Some(if_range) = headers.get(header::IF_RANGE) {
-        let current = if_range.as_bytes() == etag.as_bytes()
-            || meta
-                .modified()
-                .ok()
-                .is_some_and(|m| if_range.as_bytes() == httpdate::fmt_http_date(m).as_bytes());
-        if !current {
-            headers.remove(header::RANGE);
-        }
-    }
     let mime = mime_type(path);
     let mut serve_file = ServeFile::new_with_mime(path, &mime);
     let accepts = headers
@@ -105,14 +81,45 @@ pub(crate) async fn serve(
                 Ok(Found::File(..))
             )
     };
-    if sibling("br") {
+    let (br, zst, gz) = (sibling("br"), sibling("zst"), sibling("gz"));
+    if br {
         serve_file = serve_file.precompressed_br();
     }
-    if sibling("zst") {
+    if zst {
         serve_file = serve_file.precompressed_zstd();
     }
-    if sibling("gz") {
+    if gz {
         serve_file = serve_file.precompressed_gzip();
+    }
+    let sibling_in_play = br || zst || gz;
+    if let Some(if_none_match) = headers.get(header::IF_NONE_MATCH) {
+        if etag_matches(if_none_match.as_bytes(), &etag) {
+            let mut response = Response::new(ResponseBody::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            let etag = if sibling_in_play { weak(&etag) } else { etag };
+            response.headers_mut().insert(header::ETAG, etag);
+            if let Some(modified) = meta.modified().ok().map(httpdate::fmt_http_date) {
+                // An HTTP date is ASCII.
+                if let Ok(value) = HeaderValue::from_str(&modified) {
+                    response.headers_mut().insert(header::LAST_MODIFIED, value);
+                }
+            }
+            return Ok(response);
+        }
+        headers.remove(header::IF_MODIFIED_SINCE);
+    }
+    if let Some(if_range) = headers.get(header::IF_RANGE) {
+        // If-Range compares strongly, and a compressed sibling's bytes are not the
+        // ones its entity tag or date validated: with one in play, the whole file.
+        let current = !sibling_in_play
+            && (if_range.as_bytes() == etag.as_bytes()
+                || meta
+                    .modified()
+                    .ok()
+                    .is_some_and(|m| if_range.as_bytes() == httpdate::fmt_http_date(m).as_bytes()));
+        if !current {
+            headers.remove(header::RANGE);
+        }
     }
     let response = serve_file
         .try_call(::http::Request::from_parts(request, ()))
@@ -120,6 +127,11 @@ pub(crate) async fn serve(
         .map_err(HttpError::File)?;
     let (mut parts, body) = response.into_parts();
     if parts.status.is_success() || parts.status == StatusCode::NOT_MODIFIED {
+        let etag = if parts.headers.contains_key(header::CONTENT_ENCODING) {
+            weak(&etag)
+        } else {
+            etag
+        };
         parts.headers.insert(header::ETAG, etag);
     }
     Ok(Response::from_parts(parts, ResponseBody::file(body)))
@@ -132,6 +144,15 @@ fn ext_token(ext: &str) -> &'static str {
         "zst" => "zstd",
         _ => "gzip",
     }
+}
+
+/// The weak form of a strong entity tag, `W/"..."`: a precompressed sibling's, whose
+/// bytes differ from the file's but whose meaning does not (as nginx's `gzip` weakens
+/// the tags of what it compresses).
+fn weak(etag: &HeaderValue) -> HeaderValue {
+    let mut bytes = b"W/".to_vec();
+    bytes.extend_from_slice(etag.as_bytes());
+    HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| etag.clone())
 }
 
 /// A strong entity tag as nginx makes one: `"<mtime in hex>-<length in hex>"`.

@@ -1047,6 +1047,44 @@ async fn static_files_etag_range_and_precompressed() {
     let got = with("identity").await;
     assert_eq!(got.header("content-encoding"), None);
     assert_eq!(got.body, "console.log('plain');\n");
+    // A sibling's tag is the file's, weak: other bytes, the same content. It still
+    // revalidates (If-None-Match compares weakly), but a range it validates is for
+    // other bytes, so If-Range with a sibling in play gets the whole sibling.
+    let plain_tag = got.header("etag").unwrap().to_owned();
+    assert!(plain_tag.starts_with('"'), "{plain_tag}");
+    let got = with("gzip").await;
+    assert_eq!(got.header("etag"), Some(format!("W/{plain_tag}").as_str()));
+    let got = send(
+        &server,
+        Request::get("/gw_cond/app.js")
+            .header("accept-encoding", "gzip")
+            .header("if-none-match", format!("W/{plain_tag}")),
+        empty(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(got.header("etag"), Some(format!("W/{plain_tag}").as_str()));
+    let got = send(
+        &server,
+        Request::get("/gw_cond/app.js")
+            .header("accept-encoding", "gzip")
+            .header("range", "bytes=0-3")
+            .header("if-range", plain_tag.as_str()),
+        empty(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, "GZIP BYTES");
+    let got = send(
+        &server,
+        Request::get("/gw_cond/app.js")
+            .header("range", "bytes=0-6")
+            .header("if-range", plain_tag.as_str()),
+        empty(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(got.body, "console");
     // A sibling that is a symbolic link out of the root is not served.
     std::fs::write(dir.join("lib.js"), "plain lib\n").unwrap();
     let outside = tempfile::NamedTempFile::new().unwrap();
