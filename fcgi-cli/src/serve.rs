@@ -461,7 +461,8 @@ async fn serve(args: ServeArgs) -> u8 {
     } else {
         CompressionLayer::new().no_gzip().no_br().no_zstd()
     };
-    let service = AccessLogLayer.layer(compression.layer(gateway.clone()));
+    let access_log = AccessLogLayer::new().trusted_proxies(args.trusted_proxies.clone());
+    let service = access_log.layer(compression.layer(gateway.clone()));
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {

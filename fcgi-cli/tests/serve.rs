@@ -559,7 +559,9 @@ fn operator_options() {
     };
     let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines.len(), 6, "{lines:?}");
-    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+    // The client a trusted proxy forwarded, as the application's REMOTE_ADDR.
+    assert!(lines[0].starts_with("203.0.113.9 - - ["), "{}", lines[0]);
+    assert!(lines[1].starts_with("127.0.0.1 - - ["), "{}", lines[1]);
     assert!(
         lines[0].contains("] \"GET / HTTP/1.1\" 200 23 \"-\" \"-\" "),
         "{}",

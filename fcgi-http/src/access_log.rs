@@ -6,13 +6,16 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use ::http::{header, HeaderMap, Request, Response};
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
+use ipnet::IpNet;
 
+use crate::proxy::client_view;
 use crate::PeerAddrs;
 
 /// The `tracing` target of the access log's lines: route it to a file (the `fcgi serve
@@ -46,16 +49,46 @@ pub struct UpstreamTime(pub Duration);
 /// the bytes sent so far; one gone before the response began logs status 499, as nginx
 /// does); the time is UTC. Quoted fields are escaped as nginx escapes
 /// them (`"`, `\` and bytes outside printable ASCII as `\xHH`). `$remote_addr` is the
-/// connection's peer (from [`PeerAddrs`]); `$remote_user` is the user name of a Basic
+/// connection's peer (from [`PeerAddrs`]), or the client a trusted proxy forwarded
+/// (see [`AccessLogLayer::trusted_proxies`]); `$remote_user` is the user name of a Basic
 /// `Authorization` header.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AccessLogLayer;
+///
+/// ```
+/// use fcgi_http::{parse_trusted_proxy, AccessLogLayer};
+///
+/// let proxies = vec![parse_trusted_proxy("10.0.0.0/8").unwrap()];
+/// let layer = AccessLogLayer::new().trusted_proxies(proxies);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct AccessLogLayer {
+    trusted_proxies: Arc<[IpNet]>,
+}
+
+impl AccessLogLayer {
+    /// A layer that logs the connection's peer as `$remote_addr`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Logs as `$remote_addr` the client that a proxy among `proxies` forwarded in
+    /// `X-Forwarded-For`, by the rule the application's `REMOTE_ADDR` follows (give the
+    /// same list as [`ServiceOptions::trusted_proxies`](crate::ServiceOptions), as nginx's
+    /// realip module changes both); the peer otherwise.
+    pub fn trusted_proxies(mut self, proxies: Vec<IpNet>) -> Self {
+        self.trusted_proxies = proxies.into();
+        self
+    }
+}
 
 impl<S> tower_layer::Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
 
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner }
+        AccessLog {
+            inner,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
     }
 }
 
@@ -63,6 +96,7 @@ impl<S> tower_layer::Layer<S> for AccessLogLayer {
 #[derive(Clone, Debug)]
 pub struct AccessLog<S> {
     inner: S,
+    trusted_proxies: Arc<[IpNet]>,
 }
 
 impl<S, B, RB> tower_service::Service<Request<B>> for AccessLog<S>
@@ -84,7 +118,7 @@ where
         // Nothing is gathered for a log no subscriber takes (`fcgi serve` without
         // `--access-log` keeps the layer).
         let entry = tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
-            .then(|| Entry::of(&request));
+            .then(|| Entry::of(&request, &self.trusted_proxies));
         // Until the response comes, the line is a client's that gave up: dropped here
         // (the connection closed while the application worked), it says 499 as nginx's
         // does.
@@ -133,11 +167,17 @@ struct Entry {
 }
 
 impl Entry {
-    fn of<B>(request: &Request<B>) -> Self {
-        let remote = request
-            .extensions()
-            .get::<PeerAddrs>()
-            .map_or_else(|| "-".to_owned(), |p| p.remote.ip().to_string());
+    fn of<B>(request: &Request<B>, trusted_proxies: &[IpNet]) -> Self {
+        let remote = request.extensions().get::<PeerAddrs>().map_or_else(
+            || "-".to_owned(),
+            |peer| {
+                let peer = peer.remote.ip();
+                client_view(request.headers(), peer, trusted_proxies)
+                    .forwarded_for
+                    .unwrap_or(peer)
+                    .to_string()
+            },
+        );
         let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let line = format!("{} {} {:?}", request.method(), target, request.version());
         Entry {
@@ -300,7 +340,7 @@ mod tests {
             ))
             .body(())
             .unwrap();
-        let mut entry = Entry::of(&request);
+        let mut entry = Entry::of(&request, &[]);
         entry.status = 200;
         entry.upstream = Some(Duration::from_millis(11));
         let at = UNIX_EPOCH + Duration::from_secs(1_796_201_377);
@@ -310,12 +350,29 @@ mod tests {
              200 5120 \"https://example.com/a \\x22b\\x22\" \"curl/8.5.0\" 0.012 0.011"
         );
         let bare = Request::post("/x").body(()).unwrap();
-        let mut entry = Entry::of(&bare);
+        let mut entry = Entry::of(&bare, &[]);
         entry.status = 404;
         assert_eq!(
             entry.line(10, Duration::from_micros(400), at),
             "- - - [02/Dec/2026:08:49:37 +0000] \"POST /x HTTP/1.1\" 404 10 \"-\" \"-\" 0.000 -"
         );
+    }
+
+    #[test]
+    fn the_forwarded_client_from_a_trusted_proxy() {
+        let request = Request::get("/")
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
+            .extension(PeerAddrs::new(
+                "10.1.2.3:4711".parse().unwrap(),
+                "127.0.0.1:80".parse().unwrap(),
+            ))
+            .body(())
+            .unwrap();
+        let trusted = [crate::parse_trusted_proxy("10.0.0.0/8").unwrap()];
+        assert_eq!(Entry::of(&request, &trusted).remote, "203.0.113.7");
+        assert_eq!(Entry::of(&request, &[]).remote, "10.1.2.3");
+        let other = [crate::parse_trusted_proxy("192.0.2.0/24").unwrap()];
+        assert_eq!(Entry::of(&request, &other).remote, "10.1.2.3");
     }
 
     #[test]

@@ -1241,7 +1241,7 @@ async fn access_log_lines() {
         .with_max_level(tracing::Level::INFO)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let mut logged = tower_layer::Layer::layer(&fcgi_http::AccessLogLayer, gateway());
+    let mut logged = tower_layer::Layer::layer(&fcgi_http::AccessLogLayer::new(), gateway());
     let peer = PeerAddrs::new(
         "192.0.2.7:4711".parse().unwrap(),
         "127.0.0.1:80".parse().unwrap(),
