@@ -1,8 +1,8 @@
 //! `fcgi serve`: an HTTP/1.1 and HTTP/2 server for a document root, as nginx serves one
 //! in front of php-fpm: `*.php` through FastCGI, other files static, directories to
 //! `index.php`, optionally a front controller. The work is `fcgi_http`'s (`Gateway`,
-//! `Server`, `HealthCheck`, `AccessLogLayer`) and tower-http's compression; this is the
-//! command line and a log of warnings on standard error.
+//! `Server`, `HealthCheck`, `AccessLogLayer`, `WeakEtagLayer`) and tower-http's
+//! compression; this is the command line and a log of warnings on standard error.
 
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use fcgi_http::{
     AccessLogLayer, Gateway, HealthCheck, IpNet, ScriptConfig, Server, ServiceOptions,
-    ACCESS_LOG_TARGET,
+    WeakEtagLayer, ACCESS_LOG_TARGET,
 };
 use fcgi_proto::Address;
 use fcgi_tokio::{Client, Options};
@@ -462,7 +462,7 @@ async fn serve(args: ServeArgs) -> u8 {
         CompressionLayer::new().no_gzip().no_br().no_zstd()
     };
     let access_log = AccessLogLayer::new().trusted_proxies(args.trusted_proxies.clone());
-    let service = access_log.layer(compression.layer(gateway.clone()));
+    let service = access_log.layer(WeakEtagLayer.layer(compression.layer(gateway.clone())));
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {

@@ -390,6 +390,15 @@ fn front_controller_compression_and_h2c() {
     );
     assert_eq!(header(&headers, "vary"), Some("accept-encoding"));
     assert_eq!(body, css);
+    // The file's strong tag, weak on its compressed bytes.
+    let plain = request(serve.addr, "GET", "/css/site.css", &[], b"");
+    let tag = plain.header("etag").unwrap().to_owned();
+    assert!(tag.starts_with('"'), "{tag}");
+    assert_eq!(
+        header(&headers, "etag"),
+        Some(format!("W/{tag}").as_str()),
+        "{headers:?}"
+    );
     // PHP's output too, streamed; but not a tiny answer (13 bytes).
     let home = request(serve.addr, "GET", "/", &[], b"").body;
     assert!(home.len() > 100);

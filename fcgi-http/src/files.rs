@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 use ::http::{header, HeaderValue, Method, Response, StatusCode};
 use tower_http::services::ServeFile;
 
+use crate::etag::weak;
 use crate::{HttpError, ResponseBody};
 
 /// What a path under the root is, once resolved.
@@ -144,15 +145,6 @@ fn ext_token(ext: &str) -> &'static str {
         "zst" => "zstd",
         _ => "gzip",
     }
-}
-
-/// The weak form of a strong entity tag, `W/"..."`: a precompressed sibling's, whose
-/// bytes differ from the file's but whose meaning does not (as nginx's `gzip` weakens
-/// the tags of what it compresses).
-fn weak(etag: &HeaderValue) -> HeaderValue {
-    let mut bytes = b"W/".to_vec();
-    bytes.extend_from_slice(etag.as_bytes());
-    HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| etag.clone())
 }
 
 /// A strong entity tag as nginx makes one: `"<mtime in hex>-<length in hex>"`.

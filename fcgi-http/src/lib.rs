@@ -78,6 +78,7 @@ mod body;
 mod buffer;
 #[cfg(feature = "server")]
 mod client_io;
+mod etag;
 mod files;
 mod gateway;
 mod health;
@@ -96,6 +97,7 @@ use ::http::StatusCode;
 
 pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, UpstreamTime, ACCESS_LOG_TARGET};
 pub use body::ResponseBody;
+pub use etag::{WeakEtag, WeakEtagFuture, WeakEtagLayer};
 pub use gateway::Gateway;
 pub use health::{HealthCheck, HealthChecks};
 pub use ipnet::IpNet;
