@@ -1,7 +1,9 @@
 //! A `Connection` with one request started (body finished and written), then arbitrary
-//! peer bytes in arbitrary pieces, each fed with `receive` or through
-//! `input_buffer`/`input_written`, events drained after the feed (unless the generator
-//! says to skip a drain, which exercises `Limit::BufferedInput`).
+//! peer bytes in arbitrary pieces, each fed with `receive`, through
+//! `input_buffer`/`input_written` (initialized room, as `Read` fills it) or through
+//! `input_buf`/`input_written` (spare capacity, as tokio's `read_buf` appends to it),
+//! events drained after the feed (unless the generator says to skip a drain, which
+//! exercises `Limit::BufferedInput`).
 //!
 //! Input: four config bytes (`max_head_bytes` = 64 * b0, `max_stderr_bytes` = 16 * b1,
 //! `max_buffered_input` = 1 + 256 * b2, `keep_conn` = b3 & 1), two split control bytes
@@ -22,6 +24,17 @@ use fcgi_proto::{Config, Connection, Event, ParamsBuilder};
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG_LEN: usize = 4;
+
+/// How a piece of peer bytes reaches the connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// `receive(piece)`.
+    Receive,
+    /// Copied into `input_buffer()`'s initialized room, then `input_written`.
+    Room,
+    /// Appended to `input_buf()`'s spare capacity, then `input_written`.
+    Spare,
+}
 
 struct Harness {
     conn: Connection,
@@ -51,9 +64,9 @@ impl Harness {
         self.fed_since_drain = 0;
     }
 
-    /// Feeds `piece` by one of the two input paths; returns the error, if any.
-    fn feed(&mut self, piece: &[u8], through_buffer: bool) -> Result<(), Error> {
-        if !through_buffer {
+    /// Feeds `piece` by one of the three input paths; returns the error, if any.
+    fn feed(&mut self, piece: &[u8], path: Path) -> Result<(), Error> {
+        if path == Path::Receive {
             let result = self.conn.receive(piece);
             if !matches!(result, Err(Error::Limit(_))) {
                 // Taken, even on a protocol error: events before it stay drainable.
@@ -63,14 +76,24 @@ impl Harness {
         }
         let mut rest = piece;
         while !rest.is_empty() {
-            let room = self.conn.input_buffer();
-            assert!(
-                room.len() >= 8 * 1024,
-                "input_buffer offers {} bytes",
-                room.len()
-            );
-            let n = room.len().min(rest.len());
-            room[..n].copy_from_slice(&rest[..n]);
+            let n = if path == Path::Room {
+                let room = self.conn.input_buffer();
+                assert!(
+                    room.len() >= 8 * 1024,
+                    "input_buffer offers {} bytes",
+                    room.len()
+                );
+                let n = room.len().min(rest.len());
+                room[..n].copy_from_slice(&rest[..n]);
+                n
+            } else {
+                let buf = self.conn.input_buf();
+                let spare = buf.capacity() - buf.len();
+                assert!(spare >= 8 * 1024, "input_buf offers {spare} bytes");
+                let n = spare.min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                n
+            };
             match self.conn.input_written(n) {
                 Ok(()) => {}
                 Err(Error::Limit(e)) => {
@@ -133,14 +156,18 @@ fuzz_target!(|input: &[u8]| {
     while !rest.is_empty() {
         let (piece, tail) = rest.split_at(splits.next_len(rest.len()));
         let choice = splits.next_u32();
-        let through_buffer = choice & 1 == 1;
+        let path = match (choice & 1, choice & 8) {
+            (0, _) => Path::Receive,
+            (_, 0) => Path::Room,
+            _ => Path::Spare,
+        };
         let skip_drain = choice & 0x6 == 0x6;
-        match h.feed(piece, through_buffer) {
+        match h.feed(piece, path) {
             Ok(()) => rest = tail,
             Err(Error::Limit(e)) => {
                 // `receive` refuses a piece while undrained events hold the limit.
                 assert_eq!(e.limit, Limit::BufferedInput);
-                assert!(!through_buffer);
+                assert!(path == Path::Receive);
                 h.drain();
                 continue;
             }

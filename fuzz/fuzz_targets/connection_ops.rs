@@ -54,12 +54,25 @@ enum Op {
     PollAll,
     PeerBytes(Vec<u8>),
     PeerBytesViaBuffer(Vec<u8>),
+    PeerBytesViaSpare(Vec<u8>),
     PeerRecord {
         kind: Peer,
         id: u8,
         padding: u8,
     },
     Eof,
+}
+
+/// How peer bytes reach the connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// `receive`.
+    Receive,
+    /// `input_buffer()`'s initialized room, then `input_written`.
+    Room,
+    /// `input_buf()`'s spare capacity (as tokio's `read_buf` fills it), then
+    /// `input_written`.
+    Spare,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -113,14 +126,24 @@ impl Harness {
         }
     }
 
-    fn peer(&mut self, bytes: &[u8], via_buffer: bool) {
-        let result = if via_buffer {
+    fn peer(&mut self, bytes: &[u8], via: Via) {
+        let result = if via == Via::Receive {
+            self.conn.receive(bytes)
+        } else {
             let mut rest = bytes;
             let mut result = Ok(());
             while !rest.is_empty() {
-                let room = self.conn.input_buffer();
-                let n = room.len().min(rest.len());
-                room[..n].copy_from_slice(&rest[..n]);
+                let n = if via == Via::Room {
+                    let room = self.conn.input_buffer();
+                    let n = room.len().min(rest.len());
+                    room[..n].copy_from_slice(&rest[..n]);
+                    n
+                } else {
+                    let buf = self.conn.input_buf();
+                    let n = (buf.capacity() - buf.len()).min(rest.len());
+                    buf.extend_from_slice(&rest[..n]);
+                    n
+                };
                 result = self.conn.input_written(n);
                 if result.is_err() {
                     break;
@@ -128,8 +151,6 @@ impl Harness {
                 rest = &rest[n..];
             }
             result
-        } else {
-            self.conn.receive(bytes)
         };
         match result {
             Ok(()) => {}
@@ -277,11 +298,12 @@ fuzz_target!(|input: Input| {
                 h.poll();
             }
             Op::PollAll => while h.poll() {},
-            Op::PeerBytes(bytes) => h.peer(&bytes, false),
-            Op::PeerBytesViaBuffer(bytes) => h.peer(&bytes, true),
+            Op::PeerBytes(bytes) => h.peer(&bytes, Via::Receive),
+            Op::PeerBytesViaBuffer(bytes) => h.peer(&bytes, Via::Room),
+            Op::PeerBytesViaSpare(bytes) => h.peer(&bytes, Via::Spare),
             Op::PeerRecord { kind, id, padding } => {
                 let bytes = record(kind, id, padding);
-                h.peer(&bytes, false);
+                h.peer(&bytes, Via::Receive);
             }
             Op::Eof => {
                 let before = h.conn.transmit_len();
