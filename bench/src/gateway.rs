@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use crate::{Plan, Server};
 
+mod buffering;
+pub(crate) use buffering::run as run_buffering;
+
 /// wrk connections, the same for every server, and the gateway's upstream connections
 /// (`{connections}`; nginx keeps as many, see [`NGINX_KEEPALIVE`]).
 const CONNECTIONS: usize = 32;
