@@ -456,12 +456,6 @@ async fn serve(args: ServeArgs) -> u8 {
             }
         }
     }
-    let compression = if args.compress {
-        CompressionLayer::new()
-    } else {
-        CompressionLayer::new().no_gzip().no_br().no_zstd()
-    };
-    let service = AccessLogLayer.layer(compression.layer(gateway.clone()));
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -499,7 +493,26 @@ async fn serve(args: ServeArgs) -> u8 {
             FINISH_TIMEOUT.as_secs()
         ));
     };
-    let draining = server.serve(listener, service, stopped).await;
+    // Layers only when they have work: a compression layer with every encoding off
+    // still wraps each body in its (large) body type and adds `Vary`, and an access log
+    // layer without a log still boxes a future and reads the clock per request.
+    let service = gateway.clone();
+    let access_log = args.access_log.is_some();
+    let draining = match (args.compress, access_log) {
+        (true, true) => {
+            let service = AccessLogLayer.layer(CompressionLayer::new().layer(service));
+            server.serve(listener, service, stopped).await
+        }
+        (true, false) => {
+            let service = CompressionLayer::new().layer(service);
+            server.serve(listener, service, stopped).await
+        }
+        (false, true) => {
+            let service = AccessLogLayer.layer(service);
+            server.serve(listener, service, stopped).await
+        }
+        (false, false) => server.serve(listener, service, stopped).await,
+    };
     tokio::select! {
         finished = draining.finish(FINISH_TIMEOUT) => {
             if finished {
