@@ -143,7 +143,8 @@ fn check_name(name: &[u8]) -> Result<(), ParamError> {
 
 fn has_forbidden_byte(value: &[u8]) -> bool {
     // Most params and headers are short: a plain loop is cheaper there than setting up
-    // memchr's vector search (callgrind: ~40 against ~95 instructions for 15 bytes).
+    // memchr's vector search (callgrind, a gateway request of ~20 params and 3 headers:
+    // `build()` 6 700 -> 5 600 instructions).
     if value.len() < 32 {
         return value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n');
     }
