@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! fcgi-bench [--quick] [--rounds N] [--out FILE] [--clients a,b] [--workloads a,b]
-//!            [--no-strace] [--no-gateway]
+//!            [--no-strace] [--no-gateway] [--no-buffering]
 //!            [--gateway-cmd 'CMD {listen} {upstream} {root} {connections}']
 //! fcgi-bench client --kind K --workload W --socket PATH --docroot DIR -n N
 //!            [--bytes B] [--warmup W]          (one measured child; prints a result line)
@@ -51,6 +51,8 @@ pub(crate) struct Plan {
     pub(crate) workloads: Vec<Workload>,
     pub(crate) strace: bool,
     pub(crate) gateway: bool,
+    /// The gateway's buffering section (part of the gateway's).
+    pub(crate) buffering: bool,
     pub(crate) gateway_cmd: Option<String>,
     pub(crate) wrk_seconds: u64,
     pub(crate) out: Option<PathBuf>,
@@ -70,6 +72,7 @@ impl Plan {
             workloads: Workload::ALL.to_vec(),
             strace: true,
             gateway: true,
+            buffering: true,
             gateway_cmd: None,
             wrk_seconds: if quick { 3 } else { 10 },
             out: None,
@@ -95,6 +98,7 @@ impl Plan {
                 }
                 "--no-strace" => plan.strace = false,
                 "--no-gateway" => plan.gateway = false,
+                "--no-buffering" => plan.buffering = false,
                 "--gateway-cmd" => plan.gateway_cmd = Some(value()),
                 other => usage(other),
             }
@@ -374,6 +378,9 @@ fn main() {
     let mut text = results.markdown();
     if plan.gateway {
         text.push_str(&gateway::run(&plan, &server));
+        if plan.buffering {
+            text.push_str(&gateway::run_buffering(&plan, &server));
+        }
     }
     text.push_str(&report::machine(&plan, &server));
     println!("{text}");

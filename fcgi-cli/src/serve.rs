@@ -456,13 +456,6 @@ async fn serve(args: ServeArgs) -> u8 {
             }
         }
     }
-    let compression = if args.compress {
-        CompressionLayer::new()
-    } else {
-        CompressionLayer::new().no_gzip().no_br().no_zstd()
-    };
-    let access_log = AccessLogLayer::new().trusted_proxies(args.trusted_proxies.clone());
-    let service = access_log.layer(WeakEtagLayer.layer(compression.layer(gateway.clone())));
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -500,7 +493,28 @@ async fn serve(args: ServeArgs) -> u8 {
             FINISH_TIMEOUT.as_secs()
         ));
     };
-    let draining = server.serve(listener, service, stopped).await;
+    // Layers only when they have work: a compression layer with every encoding off
+    // still wraps each body in its (large) body type and adds `Vary`, and an access log
+    // layer without a log still boxes a future and reads the clock per request. What
+    // is compressed has its ETag made weak, as nginx's gzip does.
+    let service = gateway.clone();
+    let access_log = args
+        .access_log
+        .is_some()
+        .then(|| AccessLogLayer::new().trusted_proxies(args.trusted_proxies.clone()));
+    let compressed = |service| WeakEtagLayer.layer(CompressionLayer::new().layer(service));
+    let draining = match (args.compress, access_log) {
+        (true, Some(access_log)) => {
+            let service = access_log.layer(compressed(service));
+            server.serve(listener, service, stopped).await
+        }
+        (true, None) => server.serve(listener, compressed(service), stopped).await,
+        (false, Some(access_log)) => {
+            let service = access_log.layer(service);
+            server.serve(listener, service, stopped).await
+        }
+        (false, None) => server.serve(listener, service, stopped).await,
+    };
     tokio::select! {
         finished = draining.finish(FINISH_TIMEOUT) => {
             if finished {

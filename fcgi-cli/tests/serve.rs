@@ -432,6 +432,8 @@ fn front_controller_compression_and_h2c() {
         &format!("http://{}/css/site.css", serve.addr),
     ]);
     assert_eq!(header(&headers, "content-encoding"), None);
+    // No compression layer at all: nothing varies with Accept-Encoding.
+    assert_eq!(header(&headers, "vary"), None);
     assert_eq!(body, css);
 }
 

@@ -22,22 +22,87 @@ pub(crate) enum Found {
 /// Looks up `relative` (a normalized request path, `/` first) under `root` (canonical):
 /// the canonical path must stay under the root, so a symbolic link that leads out of it
 /// is 403; a missing file is 404; anything but a file or a directory is 403.
+///
+/// The usual case costs one `lstat` per path segment under the root: when no segment is
+/// a symbolic link (nor `.` or `..`), the path is already canonical and under the root,
+/// and the last `lstat` is the file's metadata. Otherwise the path is canonicalized
+/// (`realpath`, one `readlink` per segment from `/`) and checked against the root.
 pub(crate) fn find(root: &Path, relative: &str) -> Result<Found, HttpError> {
-    let path = root.join(relative.trim_start_matches('/'));
-    let canonical = std::fs::canonicalize(&path).map_err(|e| match e.kind() {
+    if !cfg!(unix) {
+        // Elsewhere a segment may be a drive or a prefix that `push` would not append.
+        return find_canonical(root, relative);
+    }
+    let mut path = root.to_path_buf();
+    let mut last = None;
+    for segment in relative.split('/').filter(|s| !s.is_empty()) {
+        if segment == "." || segment == ".." || segment.chars().any(std::path::is_separator) {
+            return find_canonical(root, relative);
+        }
+        path.push(segment);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => return find_canonical(root, relative),
+            Ok(meta) => last = Some(meta),
+            Err(e) => return Err(lookup_error(&e)),
+        }
+    }
+    let meta = match last {
+        Some(meta) => meta,
+        // The root itself.
+        None => std::fs::metadata(&path).map_err(|_| HttpError::NotFound)?,
+    };
+    if relative.ends_with('/') && !meta.is_dir() {
+        // `file/` names no file (`realpath` says ENOTDIR; nginx answers 404).
+        return Err(HttpError::NotFound);
+    }
+    found(path, meta)
+}
+
+fn lookup_error(e: &io::Error) -> HttpError {
+    match e.kind() {
         io::ErrorKind::PermissionDenied => HttpError::Forbidden,
         _ => HttpError::NotFound,
-    })?;
-    if !canonical.starts_with(root) {
+    }
+}
+
+/// [`find`] for a path with a symbolic link in it: canonicalized, then checked against
+/// the root.
+fn find_canonical(root: &Path, relative: &str) -> Result<Found, HttpError> {
+    let path = root.join(relative.trim_start_matches('/'));
+    let canonical = std::fs::canonicalize(&path).map_err(|e| lookup_error(&e))?;
+    if !is_under(&canonical, root) {
         return Err(HttpError::Forbidden);
     }
     let meta = std::fs::metadata(&canonical).map_err(|_| HttpError::NotFound)?;
+    found(canonical, meta)
+}
+
+fn found(canonical: PathBuf, meta: std::fs::Metadata) -> Result<Found, HttpError> {
     if meta.is_file() {
         Ok(Found::File(canonical, meta))
     } else if meta.is_dir() {
         Ok(Found::Dir(canonical))
     } else {
         Err(HttpError::Forbidden)
+    }
+}
+
+/// Whether the canonical `path` is `root` (canonical) or lies under it: `Path::starts_with`
+/// compared byte for byte, without splitting both paths into components (canonical
+/// paths have no `.`, `..` or doubled separators to normalize).
+fn is_under(path: &Path, root: &Path) -> bool {
+    let (path, root) = (
+        path.as_os_str().as_encoded_bytes(),
+        root.as_os_str().as_encoded_bytes(),
+    );
+    match path.strip_prefix(root) {
+        None => false,
+        Some(rest) => {
+            rest.is_empty()
+                || root
+                    .last()
+                    .is_some_and(|&b| std::path::is_separator(b.into()))
+                || std::path::is_separator(rest[0].into())
+        }
     }
 }
 
@@ -209,5 +274,63 @@ mod tests {
         assert!(etag_matches(b"*", &etag));
         assert!(!etag_matches(b"\"65a1b2c3-11\"", &etag));
         assert!(!etag_matches(b"65a1b2c3-10", &etag));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn under_the_root_as_path_starts_with_says() {
+        for (path, root) in [
+            ("/srv/www", "/srv/www"),
+            ("/srv/www/a.php", "/srv/www"),
+            ("/srv/www/a/b", "/srv/www"),
+            ("/srv/www2/a.php", "/srv/www"),
+            ("/srv/ww", "/srv/www"),
+            ("/srv", "/srv/www"),
+            ("/etc/passwd", "/srv/www"),
+            ("/anything", "/"),
+            ("/", "/"),
+        ] {
+            let (path, root) = (Path::new(path), Path::new(root));
+            assert_eq!(
+                is_under(path, root),
+                path.starts_with(root),
+                "{path:?} {root:?}"
+            );
+        }
+    }
+
+    /// The lstat walk and the canonical path agree: links inside the root are followed
+    /// (to their canonical path), links out are 403, `file/` and missing paths 404.
+    #[cfg(unix)]
+    #[test]
+    fn find_follows_links_only_inside_the_root() {
+        let base = std::env::temp_dir().join(format!("fcgi-http-find-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("www");
+        std::fs::create_dir_all(root.join("dir/sub")).unwrap();
+        std::fs::create_dir_all(base.join("outside")).unwrap();
+        std::fs::write(root.join("dir/a.php"), "a").unwrap();
+        std::fs::write(base.join("outside/secret"), "s").unwrap();
+        std::os::unix::fs::symlink(root.join("dir"), root.join("inner")).unwrap();
+        std::os::unix::fs::symlink(base.join("outside"), root.join("out")).unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        let file = |relative: &str| match find(&root, relative) {
+            Ok(Found::File(path, _)) => Ok(path),
+            Ok(Found::Dir(path)) => Err(format!("dir {}", path.display())),
+            Err(e) => Err(format!("{}", e.status())),
+        };
+        assert_eq!(file("/dir/a.php"), Ok(root.join("dir/a.php")));
+        assert_eq!(file("/inner/a.php"), Ok(root.join("dir/a.php")));
+        assert_eq!(file("/dir/../dir/a.php"), Ok(root.join("dir/a.php")));
+        assert_eq!(file("/out/secret").unwrap_err(), "403 Forbidden");
+        assert_eq!(file("/dir/a.php/").unwrap_err(), "404 Not Found");
+        assert_eq!(file("/dir/a.php/x").unwrap_err(), "404 Not Found");
+        assert_eq!(file("/dir/missing.php").unwrap_err(), "404 Not Found");
+        assert_eq!(
+            file("/dir/sub/").unwrap_err(),
+            format!("dir {}", root.join("dir/sub").display())
+        );
+        assert_eq!(file("/").unwrap_err(), format!("dir {}", root.display()));
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
