@@ -105,8 +105,8 @@ pub use script::{normalize_path, ScriptConfig, ScriptTarget};
 pub use server::{tls_config, TlsError};
 #[cfg(feature = "server")]
 pub use server::{
-    Draining, Server, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEAD_BYTES, DEFAULT_SEND_TIMEOUT,
+    Draining, Server, DEFAULT_BACKLOG, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_SEND_TIMEOUT,
 };
 pub use service::FastCgiService;
 
