@@ -30,10 +30,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
 
-/// At the connection limit, a connection that has had no request yet, or has the
-/// start of a request head only, is reclaimed once it has been idle this long (one
-/// just accepted has not had its first read yet); a keep-alive connection between
-/// requests is reclaimed at once, as nginx reuses its keep-alive connections first.
+/// At the connection limit, a connection that has sent nothing yet is reclaimed once
+/// it has been idle this long (one just accepted has not had its first read yet); a
+/// keep-alive connection between requests (nginx reuses those first), or one that has
+/// sent part of a request head and waits for the rest (slowloris), is reclaimed at once.
 const RECLAIM_AFTER: Duration = Duration::from_millis(100);
 
 /// The bounds on each client.
@@ -167,8 +167,10 @@ impl ClientIo {
             if idle.reclaim.as_mut().poll(cx).is_pending() {
                 break;
             }
-            let between_requests = !idle.fresh && idle.first_byte.is_none();
-            if between_requests || now.duration_since(idle.since) >= RECLAIM_AFTER {
+            // Between requests, or part of a head sent and the rest awaited: not a
+            // connection that has not had its chance to send yet.
+            let read_already = !idle.fresh || idle.first_byte.is_some();
+            if read_already || now.duration_since(idle.since) >= RECLAIM_AFTER {
                 return Some("closed an idle connection at the connection limit");
             }
             idle.reclaim = next_reclaim(&self.reclaim);
