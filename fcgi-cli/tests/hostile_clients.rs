@@ -5,8 +5,10 @@
 //! stays bounded, the attackers are cut off in their time, and afterwards all 8 workers
 //! answer at once (no upstream connection is left held).
 //!
-//! The client timeouts are set to 2 s here (the defaults are 10-60 s) so that a case
-//! ends in seconds; what is tested is that they hold, not their length.
+//! The header, body and keep-alive timeouts are set to 2 s here (the defaults are
+//! 10-60 s) so that a case ends in seconds; what is tested is that they hold, not their
+//! length. The send timeout keeps its default (30 s), so that the slow readers stay
+//! connected while the case checks that they hold no php-fpm worker.
 //!
 //! The gateway runs with its defaults otherwise: 1024 client connections at most, a
 //! listen queue of 4096. The slowloris case opens 3000 connections at once and the idle
@@ -18,8 +20,9 @@
 //! gateway accepted a burst, and at the connection limit idle connections were not
 //! reclaimed at all (a reclaim future that never completed).
 //!
-//! Not here yet: a slow reader of a response larger than the response buffer (256 KiB
-//! in memory): it still holds its upstream connection until the send timeout.
+//! The slow readers' responses (50 MB each) go to temporary files past 256 KiB in
+//! memory; the case checks that they leave php-fpm at its speed, that one of them
+//! arrives byte for byte, and that the files are gone with their responses.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,7 +50,7 @@ struct Case {
     /// Starts the attack against the gateway at `addr`; returns what it holds.
     attack: fn(SocketAddr) -> Held,
     /// Checks, once the case has run, what the gateway did to the attackers.
-    after: fn(&mut Held),
+    after: fn(&mut Held, &Gateway),
 }
 
 fn cases() -> Vec<Case> {
@@ -67,7 +70,7 @@ fn cases() -> Vec<Case> {
                     .collect()
             },
             // The body timeout answers 408, or closes.
-            after: |held| {
+            after: |held, _| {
                 for s in held.iter_mut() {
                     let answer = read_until_closed(s, Duration::from_secs(10));
                     assert!(
@@ -93,7 +96,7 @@ fn cases() -> Vec<Case> {
             },
             // Each is closed: reclaimed at the connection limit, or at the header
             // timeout (hyper's backstop answers 408).
-            after: |held| {
+            after: |held, _| {
                 for s in held.iter_mut() {
                     let answer = read_until_closed(s, Duration::from_secs(10));
                     assert!(
@@ -131,12 +134,46 @@ fn cases() -> Vec<Case> {
             },
             // Each is closed by the gateway (reclaimed, or at the keep-alive timeout)
             // with nothing more sent.
-            after: |held| {
+            after: |held, _| {
                 for s in held.iter_mut() {
                     let more = read_until_closed(s, Duration::from_secs(10));
                     assert!(more.is_empty(), "{}", String::from_utf8_lossy(&more));
                 }
             },
+        },
+        Case {
+            name: "slow read: 10 GETs of a 50 MB response read through a tiny receive window",
+            attack: |addr| {
+                (0..10)
+                    .map(|_| {
+                        let socket = socket2::Socket::new(
+                            socket2::Domain::IPV4,
+                            socket2::Type::STREAM,
+                            None,
+                        )
+                        .unwrap();
+                        // Before connecting, so that the window is small from the start.
+                        socket.set_recv_buffer_size(4096).unwrap();
+                        socket.connect(&addr.into()).unwrap();
+                        let mut s = TcpStream::from(socket);
+                        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                        // HTTP/1.0: the body ends where the connection does.
+                        s.write_all(
+                            format!("GET /large.php?bytes={SLOW_READ_LEN} HTTP/1.0\r\n\r\n")
+                                .as_bytes(),
+                        )
+                        .unwrap();
+                        // One after the other: ten 50 MB responses at once would keep
+                        // all 8 workers busy producing them, for seconds on a loaded
+                        // machine, and the visitor would wait for that, not for the
+                        // readers. A gateway that streamed to the readers would still
+                        // have 8 of them holding the 8 connections after the eighth.
+                        wait_for_php(addr);
+                        s
+                    })
+                    .collect()
+            },
+            after: slow_read_after,
         },
         Case {
             name: "a 1 MiB request head",
@@ -152,7 +189,7 @@ fn cases() -> Vec<Case> {
                 let _ = s.write_all(&head);
                 vec![s]
             },
-            after: |held| {
+            after: |held, _| {
                 let answer = read_until_closed(&mut held[0], Duration::from_secs(10));
                 assert!(
                     answer.is_empty() || answer.starts_with(b"HTTP/1.1 431"),
@@ -172,7 +209,7 @@ fn cases() -> Vec<Case> {
                 let _ = s.write_all(&vec![b'z'; 2_000_000]);
                 vec![s]
             },
-            after: |held| {
+            after: |held, _| {
                 let answer = read_until_closed(&mut held[0], Duration::from_secs(10));
                 assert!(
                     answer.starts_with(b"HTTP/1.1 413"),
@@ -191,7 +228,7 @@ fn cases() -> Vec<Case> {
                 .unwrap();
                 vec![s]
             },
-            after: |held| {
+            after: |held, _| {
                 let answer = read_until_closed(&mut held[0], Duration::from_secs(10));
                 assert!(
                     answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
@@ -220,9 +257,144 @@ fn cases() -> Vec<Case> {
                 }
                 Vec::new()
             },
-            after: |_| {},
+            after: |_, _| {},
         },
     ]
+}
+
+/// The gateway under test.
+struct Gateway {
+    addr: SocketAddr,
+    pid: u32,
+}
+
+/// The length of the slow readers' response: far past the 256 KiB a response may hold
+/// in memory.
+const SLOW_READ_LEN: u64 = 50_000_000;
+
+/// Waits until php-fpm has no request in progress but the one asking: the gateway has
+/// read every response to its end. At most 20 s: less than the send timeout (30 s),
+/// which would free a worker held by a slow reader as well.
+fn wait_for_php(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while active_workers(addr) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "php-fpm still busy with the slow readers' responses"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The ten slow readers have had their responses sent by php-fpm in full (into the
+/// gateway's memory and temporary files), which they could not have made it do. They
+/// take 1 KiB each every 100 ms (10 KB/s, 80 minutes for the whole response) for a
+/// while, then, still connected, all 8 workers answer at once; one reader takes the
+/// rest of its response at full speed and checks every byte; once they are gone, the
+/// gateway holds no temporary file.
+fn slow_read_after(held: &mut Held, gateway: &Gateway) {
+    let mut taken = vec![Vec::new(); held.len()];
+    let mut buf = [0u8; 1024];
+    for _ in 0..5 {
+        for (s, taken) in held.iter_mut().zip(&mut taken) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "a slow reader was cut off");
+            taken.extend_from_slice(&buf[..n]);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        temp_files(gateway.pid) > 0,
+        "the responses were not buffered in temporary files"
+    );
+    all_workers_at_once(gateway.addr, "slow read, the readers connected");
+    // One response, to its end: byte for byte what large.php sent.
+    let s = &mut held[0];
+    socket2::SockRef::from(&*s)
+        .set_recv_buffer_size(1 << 20)
+        .unwrap();
+    let mut response = std::mem::take(&mut taken[0]);
+    let head_end = loop {
+        if let Some(at) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed in the head");
+        response.extend_from_slice(&buf[..n]);
+    };
+    assert!(
+        response.starts_with(b"HTTP/1.0 200"),
+        "{}",
+        String::from_utf8_lossy(&response[..head_end])
+    );
+    let mut offset = 0u64;
+    let mut expected = Vec::new();
+    let mut check = |piece: &[u8], offset: &mut u64| {
+        expected.resize(piece.len(), 0);
+        fcgi_testkit::fill_large_body(*offset, &mut expected);
+        assert!(
+            piece == &expected[..],
+            "the body differs near byte {offset}"
+        );
+        *offset += piece.len() as u64;
+    };
+    check(&response[head_end..], &mut offset);
+    let mut big = vec![0u8; 1 << 16];
+    loop {
+        let n = s.read(&mut big).unwrap();
+        if n == 0 {
+            break;
+        }
+        check(&big[..n], &mut offset);
+    }
+    assert_eq!(offset, SLOW_READ_LEN);
+    held.clear();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while temp_files(gateway.pid) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "temporary files still open after their responses"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// php-fpm's workers running a script or finishing its response, this one's included
+/// (`active.php`).
+fn active_workers(addr: SocketAddr) -> u32 {
+    let mut s = connect(addr);
+    s.write_all(b"GET /active.php HTTP/1.0\r\n\r\n").unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(30));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    answer
+        .rsplit("\r\n\r\n")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{answer}"))
+}
+
+/// The gateway's open temporary files (anonymous: deleted from their creation).
+fn temp_files(pid: u32) -> usize {
+    let temp = std::env::temp_dir();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| {
+            target.starts_with(&temp) && target.to_string_lossy().ends_with(" (deleted)")
+        })
+        .count()
+}
+
+/// 8 visits at once, one per php-fpm worker, each within the bound: no upstream
+/// connection is held.
+fn all_workers_at_once(addr: SocketAddr, when: &str) {
+    let together: Vec<_> = (0..8).map(|_| thread::spawn(move || visit(addr))).collect();
+    for visit in together {
+        let (status, took) = visit.join().unwrap();
+        assert_eq!(status, 200, "{when}");
+        assert!(took < VISIT_BOUND, "{when}: a visit took {took:?}");
+    }
 }
 
 /// The half heads of the slowloris case.
@@ -363,6 +535,14 @@ fn hostile_clients() {
     enough_descriptors();
     let fpm = PhpFpm::builder().max_children(8).start();
     std::fs::write(fpm.docroot().join("idle.txt"), IDLE_BODY).unwrap();
+    std::fs::write(
+        fpm.docroot().join("active.php"),
+        // Per worker: the pool's counters are refreshed once a second only. A worker
+        // that holds a kept FastCGI connection between requests is "Reading headers".
+        "<?php $n = 0; foreach (fpm_get_status()['procs'] as $p) { \
+         $n += in_array($p['state'], ['Running', 'Finishing']); } echo $n;",
+    )
+    .unwrap();
     let socket = format!("unix:{}", fpm.unix_socket().display());
     let serve = start(&[
         "--listen",
@@ -377,13 +557,12 @@ fn hostile_clients() {
         "2",
         "--client-body-timeout",
         "2",
-        "--send-timeout",
-        "2",
         "--keepalive-timeout",
         "2",
         &socket,
     ]);
     let (addr, pid) = (serve.addr, serve.child.id());
+    let gateway = Gateway { addr, pid };
     let baseline = rss(pid);
     for case in cases() {
         let stop = Arc::new(AtomicBool::new(false));
@@ -413,7 +592,7 @@ fn hostile_clients() {
             })
         };
         let mut held = (case.attack)(addr);
-        (case.after)(&mut held);
+        (case.after)(&mut held, &gateway);
         // Visits while the attackers still hold what they have: at least ten.
         let deadline = Instant::now() + Duration::from_secs(10);
         let before = count.load(Ordering::Relaxed);
@@ -450,15 +629,6 @@ fn hostile_clients() {
             baseline >> 20
         );
         // No upstream connection left held: 8 visits at once, one per worker.
-        let together: Vec<_> = (0..8).map(|_| thread::spawn(move || visit(addr))).collect();
-        for visit in together {
-            let (status, took) = visit.join().unwrap();
-            assert_eq!(status, 200, "{}", case.name);
-            assert!(
-                took < VISIT_BOUND,
-                "{}: after, a visit took {took:?}",
-                case.name
-            );
-        }
+        all_workers_at_once(addr, case.name);
     }
 }
