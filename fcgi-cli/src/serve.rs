@@ -37,7 +37,7 @@ climbs out of DIR, by .. or by a symbolic link, is 403; a path with a segment
 starting with . is 404 (but /.well-known/) unless --allow-dotfiles.
 Responses are compressed (gzip, br, zstd, from Accept-Encoding), streamed,
 unless already encoded, tiny, images, or --no-compress. Request bodies of
-unknown length (chunked) are spooled (1 MiB in memory, the rest in a
+unknown length (chunked) are spooled (256 KiB in memory, the rest in a
 temporary file) and sent with their length. HTTP/1.1 and HTTP/2: over TLS by
 ALPN, in clear text with prior knowledge (h2c).
 Several ADDRESSes: each request goes to the one with the fewest requests in
@@ -122,11 +122,20 @@ pub(crate) struct ServeCli {
     /// fastcgi_request_buffering off); each slow upload then pins a php-fpm worker
     #[arg(long)]
     no_request_buffering: bool,
-    /// let the application wait for the client, instead of reading its response into
-    /// memory (256 KiB per response) at its own speed (nginx's fastcgi_buffering off);
-    /// a response with X-Accel-Buffering: no streams either way
+    /// let the application wait for the client, instead of reading its response at its
+    /// own speed into memory (256 KiB per response) and a temporary file (nginx's
+    /// fastcgi_buffering off); a response with X-Accel-Buffering: no streams either way
     #[arg(long)]
     no_response_buffering: bool,
+    /// the largest temporary file of one buffered response, as 1G or bytes (default 1G;
+    /// nginx's fastcgi_max_temp_file_size); 0 keeps responses in memory only; past it
+    /// the response streams
+    #[arg(long, value_name = "SIZE")]
+    max_temp_file: Option<OsString>,
+    /// the most bytes in the temporary files of all buffered responses together
+    /// (default 4G); past it responses stream
+    #[arg(long, value_name = "SIZE")]
+    max_temp_total: Option<OsString>,
     /// close a connection whose request head has not all arrived within SECS (default
     /// 10; nginx's client_header_timeout, 60)
     #[arg(long, value_name = "SECS")]
@@ -174,6 +183,8 @@ pub(crate) struct ServeArgs {
     pub(crate) sendfile_root: Option<PathBuf>,
     pub(crate) request_buffering: bool,
     pub(crate) response_buffering: bool,
+    pub(crate) max_temp_file: u64,
+    pub(crate) max_temp_total: u64,
     pub(crate) header_timeout: Duration,
     pub(crate) body_timeout: Duration,
     pub(crate) send_timeout: Duration,
@@ -312,6 +323,17 @@ impl ServeCli {
                 size as usize
             }
         };
+        let defaults = ServiceOptions::default();
+        let max_temp_file = match self.max_temp_file {
+            None => defaults.max_temp_file_bytes,
+            Some(size) => parse_size(utf8(size, "--max-temp-file")?)
+                .map_err(|e| e.replace("--max-body", "--max-temp-file"))?,
+        };
+        let max_temp_total = match self.max_temp_total {
+            None => defaults.max_temp_total_bytes,
+            Some(size) => parse_size(utf8(size, "--max-temp-total")?)
+                .map_err(|e| e.replace("--max-body", "--max-temp-total"))?,
+        };
         Ok(ServeArgs {
             listen,
             root,
@@ -331,6 +353,8 @@ impl ServeCli {
             sendfile_root: self.sendfile_root.map(PathBuf::from),
             request_buffering: !self.no_request_buffering,
             response_buffering: !self.no_response_buffering,
+            max_temp_file,
+            max_temp_total,
             header_timeout,
             body_timeout,
             send_timeout,
@@ -423,6 +447,8 @@ async fn serve(args: ServeArgs) -> u8 {
     service_options.trusted_proxies = args.trusted_proxies.clone();
     service_options.request_buffering = args.request_buffering;
     service_options.response_buffering = args.response_buffering;
+    service_options.max_temp_file_bytes = args.max_temp_file;
+    service_options.max_temp_total_bytes = args.max_temp_total;
     service_options.body_timeout = Some(args.body_timeout);
     let gateway = match Gateway::with_options(client.clone(), script, service_options) {
         Ok(gateway) => gateway,
@@ -686,6 +712,8 @@ mod tests {
                 sendfile_root: None,
                 request_buffering: true,
                 response_buffering: true,
+                max_temp_file: 1 << 30,
+                max_temp_total: 4 << 30,
                 header_timeout: Duration::from_secs(10),
                 body_timeout: Duration::from_secs(30),
                 send_timeout: Duration::from_secs(30),
@@ -745,6 +773,10 @@ mod tests {
             "100",
             "--max-head",
             "16K",
+            "--max-temp-file",
+            "0",
+            "--max-temp-total",
+            "10G",
         ])
         .unwrap();
         assert!(!a.request_buffering && !a.response_buffering);
@@ -758,6 +790,7 @@ mod tests {
             [5, 6, 7, 8].map(Duration::from_secs)
         );
         assert_eq!((a.max_connections, a.max_head), (100, 16 << 10));
+        assert_eq!((a.max_temp_file, a.max_temp_total), (0, 10 << 30));
         assert_eq!(
             a.upstreams,
             [

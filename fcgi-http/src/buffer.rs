@@ -7,7 +7,16 @@
 //! segments, in order: bytes in memory while the response's memory bound allows, else
 //! ranges of an anonymous temporary file while the file bounds allow, else it waits
 //! for the client to take some memory (the response then streams: the upstream
-//! waits). The [`ResponseBody`](crate::ResponseBody) takes segments from the front as
+//! waits). Once part of the response is in the file, what follows goes there too
+//! while it has room: memory is for the response's start (and for the stream past
+//! the file's bounds).
+//!
+//! A chunk of the stream is a slice of the FastCGI connection's input buffer (64-256
+//! KiB), and keeps all of that buffer alive while it is queued. Chunks smaller than
+//! [`COPY_BELOW`] are copied before they are queued in memory: php-fpm sends a 64 KiB
+//! `flush()` as a record of 65528 bytes and one of 8, and without the copy each queued
+//! 8-byte chunk held a buffer of its own (386 of them at once, 26 MiB, for a 256 MiB
+//! response whose small chunks went to memory while the large ones went to the file). The [`ResponseBody`](crate::ResponseBody) takes segments from the front as
 //! they come, so a buffered response reaches the client as soon as a streamed one.
 
 use std::collections::VecDeque;
@@ -26,6 +35,9 @@ use crate::body::drain;
 
 /// The largest piece read from the temporary file at a time.
 const FILE_PIECE: u64 = 64 * 1024;
+/// Chunks smaller than this are copied before they are queued in memory, so that a
+/// queued chunk never keeps a FastCGI input buffer much larger than itself alive.
+const COPY_BELOW: usize = 16 * 1024;
 
 /// The bounds of response buffering, shared by the responses of one service.
 #[derive(Debug)]
@@ -55,6 +67,8 @@ struct State {
     queue: VecDeque<Segment>,
     /// Bytes of the `Memory` segments queued.
     memory: usize,
+    /// Bytes of the `File` segments queued.
+    file_queued: u64,
     file: Option<Arc<std::fs::File>>,
     end: Option<End>,
     /// The body, waiting for a segment.
@@ -100,6 +114,7 @@ impl Drop for Buffered {
         state.gone = true;
         state.queue.clear();
         state.memory = 0;
+        state.file_queued = 0;
         drop(state);
         self.shared.progress.notify_one();
     }
@@ -163,6 +178,7 @@ impl Buffered {
                 if *len == 0 {
                     state.queue.pop_front();
                 }
+                state.file_queued -= piece;
                 let Some(file) = state.file.clone() else {
                     unreachable!("file segments are queued after the file is made");
                 };
@@ -273,11 +289,9 @@ fn place<'a>(
     if state.gone {
         return Placed::Gone;
     }
-    if state.memory == 0 || state.memory + len <= limits.memory {
-        state.memory += len;
-        state.queue.push_back(Segment::Memory(chunk.clone()));
-        wake(state);
-        return Placed::Queued;
+    let memory_room = state.memory == 0 || state.memory + len <= limits.memory;
+    if memory_room && state.file_queued == 0 {
+        return in_memory(state, chunk);
     }
     let fits = !*file_failed
         && *written + len as u64 <= limits.file
@@ -288,7 +302,12 @@ fn place<'a>(
             })
             .is_ok();
     if !fits {
-        return Placed::Full(progress);
+        // Past the file's bounds, memory (behind the file) or a wait: the stream.
+        return if memory_room {
+            in_memory(state, chunk)
+        } else {
+            Placed::Full(progress)
+        };
     }
     shared.reserved.fetch_add(len as u64, Ordering::Relaxed);
     let file = match &state.file {
@@ -306,6 +325,7 @@ fn place<'a>(
             let at = *written;
             *written += len as u64;
             let mut state = shared.lock();
+            state.file_queued += len as u64;
             match state.queue.back_mut() {
                 Some(Segment::File {
                     at: last,
@@ -328,6 +348,19 @@ fn place<'a>(
             place(shared, chunk, written, file_failed)
         }
     }
+}
+
+/// Queues `chunk` in memory (a copy when it is small: see [`COPY_BELOW`]).
+fn in_memory<'a>(mut state: MutexGuard<'_, State>, chunk: &Bytes) -> Placed<'a> {
+    let chunk = if chunk.len() < COPY_BELOW {
+        Bytes::copy_from_slice(chunk)
+    } else {
+        chunk.clone()
+    };
+    state.memory += chunk.len();
+    state.queue.push_back(Segment::Memory(chunk));
+    wake(state);
+    Placed::Queued
 }
 
 /// Completes when the body has gone away.

@@ -30,8 +30,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
 
-/// An idle connection is reclaimed at the connection limit once it has been idle this
-/// long (a connection just accepted has not had its first read yet).
+/// At the connection limit, a connection that has sent nothing yet is reclaimed once
+/// it has been idle this long (one just accepted has not had its first read yet); a
+/// keep-alive connection between requests (nginx reuses those first), or one that has
+/// sent part of a request head and waits for the rest (slowloris), is reclaimed at once.
 const RECLAIM_AFTER: Duration = Duration::from_millis(100);
 
 /// The bounds on each client.
@@ -152,19 +154,11 @@ impl ClientIo {
             return None;
         }
         let now = Instant::now();
-        let idle = self.idle.get_or_insert_with(|| {
-            let mut reclaim = self.reclaim.clone();
-            reclaim.mark_unchanged();
-            Idle {
-                since: now,
-                first_byte: None,
-                fresh: self.activity.started.load(Ordering::Relaxed) == 0,
-                reclaim: Box::pin(async move {
-                    let _ = reclaim.changed().await;
-                    // A sender gone means the server has stopped: never reclaim then.
-                    std::future::pending::<()>().await;
-                }),
-            }
+        let idle = self.idle.get_or_insert_with(|| Idle {
+            since: now,
+            first_byte: None,
+            fresh: self.activity.started.load(Ordering::Relaxed) == 0,
+            reclaim: next_reclaim(&self.reclaim),
         });
         if !pending {
             return None;
@@ -173,15 +167,13 @@ impl ClientIo {
             if idle.reclaim.as_mut().poll(cx).is_pending() {
                 break;
             }
-            if now.duration_since(idle.since) >= RECLAIM_AFTER {
+            // Between requests, or part of a head sent and the rest awaited: not a
+            // connection that has not had its chance to send yet.
+            let read_already = !idle.fresh || idle.first_byte.is_some();
+            if read_already || now.duration_since(idle.since) >= RECLAIM_AFTER {
                 return Some("closed an idle connection at the connection limit");
             }
-            let mut reclaim = self.reclaim.clone();
-            reclaim.mark_unchanged();
-            idle.reclaim = Box::pin(async move {
-                let _ = reclaim.changed().await;
-                std::future::pending::<()>().await;
-            });
+            idle.reclaim = next_reclaim(&self.reclaim);
         }
         let (deadline, why) = match idle.first_byte {
             Some(at) => (
@@ -244,6 +236,20 @@ impl ClientIo {
             Poll::Pending => self.poll_send_timer(cx).map(Err),
         }
     }
+}
+
+/// Completes at the server's next call to reclaim idle connections (never once the
+/// server has stopped: its sender is gone).
+fn next_reclaim(reclaim: &watch::Receiver<u64>) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+    let mut reclaim = reclaim.clone();
+    reclaim.mark_unchanged();
+    Box::pin(async move {
+        // Only on an error: waiting on after a call would never reclaim at all (as
+        // this did once, leaving the connection limit to the keep-alive timeout).
+        if reclaim.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
 }
 
 impl AsyncRead for ClientIo {

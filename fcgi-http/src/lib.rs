@@ -107,8 +107,8 @@ pub use script::{normalize_path, ScriptConfig, ScriptTarget};
 pub use server::{tls_config, TlsError};
 #[cfg(feature = "server")]
 pub use server::{
-    Draining, Server, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEAD_BYTES, DEFAULT_SEND_TIMEOUT,
+    Draining, Server, DEFAULT_BACKLOG, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_SEND_TIMEOUT,
 };
 pub use service::FastCgiService;
 
@@ -180,13 +180,14 @@ pub struct ServiceOptions {
     /// The most of one buffered response held in memory (default 256 KiB; nginx's
     /// `fastcgi_buffers` are 8 x 4-8 KiB). A response that fits is never written to disk.
     pub response_buffer_memory: usize,
-    /// The largest temporary file of one buffered response (default 0: memory only;
-    /// nginx's `fastcgi_max_temp_file_size` is 1 GiB). Off by default for now: while
-    /// a long response is spooled to the file, the gateway's resident memory grows by
-    /// tens of MiB (seen with a 256 MiB response), which is not understood yet.
+    /// The largest temporary file of one buffered response (default 1 GiB, as nginx's
+    /// `fastcgi_max_temp_file_size`; 0: memory only). The file is anonymous (unlinked
+    /// from its creation, gone when the response is done or dropped) and its pages
+    /// are the kernel's page cache, not the gateway's memory.
     pub max_temp_file_bytes: u64,
     /// The most bytes in the temporary files of all buffered responses of the service
-    /// together (default 4 GiB; nginx has no such bound).
+    /// together (default 4 GiB; nginx has no such bound). A response's file counts
+    /// until the response is done.
     pub max_temp_total_bytes: u64,
     /// The largest request body: 413 above it (default 1 GiB; nginx's
     /// `client_max_body_size`, whose default of 1 MiB is too small for uploads).
@@ -216,7 +217,7 @@ impl Default for ServiceOptions {
             body_timeout: Some(std::time::Duration::from_secs(30)),
             response_buffering: true,
             response_buffer_memory: 256 * 1024,
-            max_temp_file_bytes: 0,
+            max_temp_file_bytes: 1024 * 1024 * 1024,
             max_temp_total_bytes: 4 * 1024 * 1024 * 1024,
             max_body_bytes: Some(1024 * 1024 * 1024),
             https: false,

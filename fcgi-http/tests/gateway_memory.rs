@@ -1,6 +1,10 @@
 //! A 256 MiB response streams through the HTTP gateway (php-fpm -> gateway -> HTTP
 //! client, all but php-fpm in this process) in bounded memory. Alone in its test
 //! binary, so that no other test's allocations blur the measure.
+//!
+//! With the default response buffering, php-fpm outruns this client (which checks
+//! every byte) and most of the response passes through the temporary file, whose pages
+//! are the kernel's, not the process's.
 
 use fcgi_http::{Gateway, ScriptConfig};
 use fcgi_testkit::PhpFpm;
