@@ -599,14 +599,21 @@ impl<R: Runtime> Client<R> {
         let mut last_error = None;
         // Those in service first, in turn from `first`; then the others.
         let now = R::now();
-        let in_service: Vec<bool> = ups.iter().map(|up| up.standing.in_service(now)).collect();
+        // Read once, so that each upstream comes exactly once; with one upstream there
+        // is no order to make, and no allocation per request for it.
+        let in_service: Vec<bool> = if ups.len() > 1 {
+            ups.iter().map(|up| up.standing.in_service(now)).collect()
+        } else {
+            Vec::new()
+        };
+        let serving = |i: usize| in_service.get(i).copied().unwrap_or(true);
         let order = (0..ups.len())
             .map(|k| (first + k) % ups.len())
-            .filter(|&i| in_service[i])
+            .filter(|&i| serving(i))
             .chain(
                 (0..ups.len())
                     .map(|k| (first + k) % ups.len())
-                    .filter(|&i| !in_service[i]),
+                    .filter(|&i| !serving(i)),
             );
         for index in order {
             let up = &ups[index];

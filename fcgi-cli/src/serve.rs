@@ -20,6 +20,7 @@ use fcgi_proto::Address;
 use fcgi_tokio::{Client, Options};
 use tower_http::compression::CompressionLayer;
 use tower_layer::Layer as _;
+use tracing_subscriber::filter::Targets;
 
 use crate::args::{parse_count, parse_timeout, utf8, UsageError, MAX_CONCURRENCY};
 use crate::{error_chain, say};
@@ -408,7 +409,10 @@ pub(crate) fn run(args: ServeArgs) -> u8 {
             (Some(writer), Some(guard))
         }
     };
-    let _ = tracing::subscriber::set_global_default(StderrLog { access });
+    let rust_log = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok());
+    let _ = tracing::subscriber::set_global_default(StderrLog { access, rust_log });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -604,10 +608,13 @@ impl StopSignal {
 }
 
 /// Writes `tracing` events of level warn and above to standard error, one line each
-/// (`fcgi: MESSAGE key=value ...`), and with an access log the lines of
-/// [`ACCESS_LOG_TARGET`] to its writer; the rest are never even formatted.
+/// (`fcgi: MESSAGE key=value ...`), and those `RUST_LOG` names (as
+/// `fcgi_http=info`, which shows each client cut off by a timeout or at the connection
+/// limit); with an access log the lines of [`ACCESS_LOG_TARGET`] go to its writer; the
+/// rest are never even formatted.
 struct StderrLog {
     access: Option<tracing_appender::non_blocking::NonBlocking>,
+    rust_log: Option<Targets>,
 }
 
 impl tracing::Subscriber for StderrLog {
@@ -616,6 +623,10 @@ impl tracing::Subscriber for StderrLog {
             return self.access.is_some();
         }
         *metadata.level() <= tracing::Level::WARN
+            || self
+                .rust_log
+                .as_ref()
+                .is_some_and(|t| t.would_enable(metadata.target(), metadata.level()))
     }
 
     fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {

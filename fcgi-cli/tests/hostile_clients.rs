@@ -7,7 +7,8 @@
 //!
 //! The header, body and keep-alive timeouts are set to 2 s here (the defaults are
 //! 10-60 s) so that a case ends in seconds; what is tested is that they hold, not their
-//! length. The send timeout keeps its default (30 s), so that the slow readers stay
+//! length. `FCGI_HOSTILE_DEFAULTS=1` runs the suite with the default timeouts too, in a
+//! few minutes. The send timeout keeps its default (30 s), so that the slow readers stay
 //! connected while the case checks that they hold no php-fpm worker.
 //!
 //! The gateway runs with its defaults otherwise: 1024 client connections at most, a
@@ -43,6 +44,22 @@ use fcgi_testkit::PhpFpm;
 
 mod support;
 use support::start;
+
+/// Whether the gateway keeps its default client timeouts (10 s head, 30 s body, 60 s
+/// keep-alive): `FCGI_HOSTILE_DEFAULTS=1`, a run of a few minutes. Otherwise they are
+/// 2 s, and the suite takes seconds.
+fn default_timeouts() -> bool {
+    std::env::var_os("FCGI_HOSTILE_DEFAULTS").is_some_and(|v| v == "1")
+}
+
+/// How long an attacker may wait to be answered or cut off: its timeout and then some.
+fn cut_off_within() -> Duration {
+    if default_timeouts() {
+        Duration::from_secs(70)
+    } else {
+        Duration::from_secs(10)
+    }
+}
 
 /// The longest a visit may take while a case runs.
 const VISIT_BOUND: Duration = Duration::from_millis(750);
@@ -80,7 +97,7 @@ fn cases() -> Vec<Case> {
             // The body timeout answers 408, or closes.
             after: |held, _| {
                 for s in held.iter_mut() {
-                    let answer = read_until_closed(s, Duration::from_secs(10));
+                    let answer = read_until_closed(s, cut_off_within());
                     assert!(
                         answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
                         "{}",
@@ -106,7 +123,7 @@ fn cases() -> Vec<Case> {
             // timeout (hyper's backstop answers 408).
             after: |held, _| {
                 for s in held.iter_mut() {
-                    let answer = read_until_closed(s, Duration::from_secs(10));
+                    let answer = read_until_closed(s, cut_off_within());
                     assert!(
                         answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
                         "{}",
@@ -144,7 +161,7 @@ fn cases() -> Vec<Case> {
             // with nothing more sent.
             after: |held, _| {
                 for s in held.iter_mut() {
-                    let more = read_until_closed(s, Duration::from_secs(10));
+                    let more = read_until_closed(s, cut_off_within());
                     assert!(more.is_empty(), "{}", String::from_utf8_lossy(&more));
                 }
             },
@@ -198,7 +215,7 @@ fn cases() -> Vec<Case> {
                 vec![s]
             },
             after: |held, _| {
-                let answer = read_until_closed(&mut held[0], Duration::from_secs(10));
+                let answer = read_until_closed(&mut held[0], cut_off_within());
                 assert!(
                     answer.is_empty() || answer.starts_with(b"HTTP/1.1 431"),
                     "{}",
@@ -218,7 +235,7 @@ fn cases() -> Vec<Case> {
                 vec![s]
             },
             after: |held, _| {
-                let answer = read_until_closed(&mut held[0], Duration::from_secs(10));
+                let answer = read_until_closed(&mut held[0], cut_off_within());
                 assert!(
                     answer.starts_with(b"HTTP/1.1 413"),
                     "{}",
@@ -237,7 +254,7 @@ fn cases() -> Vec<Case> {
                 vec![s]
             },
             after: |held, _| {
-                let answer = read_until_closed(&mut held[0], Duration::from_secs(10));
+                let answer = read_until_closed(&mut held[0], cut_off_within());
                 assert!(
                     answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
                     "{}",
@@ -441,6 +458,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads until the gateway closes the connection (or `bound` passes: a failure).
 fn read_until_closed(s: &mut TcpStream, bound: Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(bound)).unwrap();
     let started = Instant::now();
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
@@ -552,7 +570,7 @@ fn hostile_clients() {
     )
     .unwrap();
     let socket = format!("unix:{}", fpm.unix_socket().display());
-    let serve = start(&[
+    let mut args = vec![
         "--listen",
         "127.0.0.1:0",
         "--root",
@@ -561,14 +579,19 @@ fn hostile_clients() {
         "8",
         "--max-body",
         "1M",
-        "--client-header-timeout",
-        "2",
-        "--client-body-timeout",
-        "2",
-        "--keepalive-timeout",
-        "2",
-        &socket,
-    ]);
+    ];
+    if !default_timeouts() {
+        args.extend([
+            "--client-header-timeout",
+            "2",
+            "--client-body-timeout",
+            "2",
+            "--keepalive-timeout",
+            "2",
+        ]);
+    }
+    args.push(&socket);
+    let serve = start(&args);
     let (addr, pid) = (serve.addr, serve.child.id());
     let gateway = Gateway { addr, pid };
     let baseline = rss(pid);

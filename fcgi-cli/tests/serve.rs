@@ -9,7 +9,7 @@ use std::time::Duration;
 use fcgi_testkit::{hex_sha256, random_bytes, PhpFpm};
 
 mod support;
-use support::{start, Serve, BIN};
+use support::{start, start_with_env, Serve, BIN};
 
 fn start_default() -> Serve {
     let fpm = PhpFpm::shared();
@@ -635,4 +635,49 @@ fn several_upstreams_with_a_health_check() {
         let got = request(serve.addr, "GET", "/hello.php", &[], b"");
         assert_eq!((got.status, &got.body[..]), (200, &b"Hello, World!"[..]));
     }
+}
+
+/// A client cut off by the head timeout is a line on standard error when `RUST_LOG`
+/// asks for the gateway's info events, and nothing without it (only warnings are).
+#[test]
+fn clients_cut_off_are_logged_with_rust_log() {
+    let fpm = PhpFpm::shared();
+    let socket = format!("unix:{}", fpm.unix_socket().display());
+    let root = fpm.docroot().to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        root,
+        "--client-header-timeout",
+        "1",
+        &socket,
+    ];
+    let half_head = |serve: &Serve| {
+        let mut client = TcpStream::connect(serve.addr).unwrap();
+        client
+            .write_all(b"GET /hello.php HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // Closed by the gateway once the head timeout has passed.
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        client
+    };
+    let serve = start_with_env(&args, &[("RUST_LOG", "fcgi_http=info")]);
+    let client = half_head(&serve);
+    let local = client.local_addr().unwrap();
+    let line = serve.stderr.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(line.contains("closing"), "{line}");
+    assert!(line.contains(&format!("remote={local}")), "{line}");
+    drop(serve);
+
+    let serve = start_with_env(&args, &[("RUST_LOG", "")]);
+    drop(half_head(&serve));
+    // A request after it: its answer means the cut-off was handled and said nothing.
+    let got = request(serve.addr, "GET", "/hello.php", &[], b"");
+    assert_eq!(got.status, 200);
+    assert!(serve.stderr.try_recv().is_err());
 }

@@ -27,9 +27,17 @@ impl Drop for Serve {
 }
 
 pub(crate) fn start(args: &[&str]) -> Serve {
+    start_with_env(args, &[])
+}
+
+/// As [`start`], with variables added to the environment.
+// Not every test binary calls it.
+#[allow(dead_code)]
+pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
