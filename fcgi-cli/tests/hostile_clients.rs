@@ -95,16 +95,7 @@ fn cases() -> Vec<Case> {
                     .collect()
             },
             // The body timeout answers 408, or closes.
-            after: |held, _| {
-                for s in held.iter_mut() {
-                    let answer = read_until_closed(s, cut_off_within());
-                    assert!(
-                        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
-                        "{}",
-                        String::from_utf8_lossy(&answer)
-                    );
-                }
-            },
+            after: |held, _| closed_or_408(held),
         },
         Case {
             name: "slowloris: 3000 half request heads, opened at once",
@@ -121,16 +112,7 @@ fn cases() -> Vec<Case> {
             },
             // Each is closed: reclaimed at the connection limit, or at the header
             // timeout (hyper's backstop answers 408).
-            after: |held, _| {
-                for s in held.iter_mut() {
-                    let answer = read_until_closed(s, cut_off_within());
-                    assert!(
-                        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
-                        "{}",
-                        String::from_utf8_lossy(&answer)
-                    );
-                }
-            },
+            after: |held, _| closed_or_408(held),
         },
         Case {
             name: "2000 idle keep-alive connections, each after one request",
@@ -454,6 +436,18 @@ fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     s
+}
+
+/// Each attacker is answered 408 or closed without an answer, in its time.
+fn closed_or_408(held: &mut Held) {
+    for s in held.iter_mut() {
+        let answer = read_until_closed(s, cut_off_within());
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
 }
 
 /// Reads until the gateway closes the connection (or `bound` passes: a failure).

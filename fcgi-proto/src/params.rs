@@ -90,15 +90,7 @@ impl Pairs {
             .entries
             .iter()
             .any(|e| &self.buf[e.name_start..e.name_start + e.name_len] == name));
-        if has_forbidden_byte(value) {
-            return Err(ParamError::InvalidValue(
-                String::from_utf8_lossy(name).into_owned(),
-            ));
-        }
-        let size = nv::encoded_len(name, value);
-        if size > MAX_CONTENT_LEN {
-            return Err(pair_too_large(name, size));
-        }
+        check_value(name, value)?;
         self.push_pair_with(name.len(), value.len(), |buf| {
             buf.extend_from_slice(name);
             buf.extend_from_slice(value);
@@ -153,6 +145,11 @@ fn has_forbidden_byte(value: &[u8]) -> bool {
 
 fn check_pair(name: &[u8], value: &[u8]) -> Result<(), ParamError> {
     check_name(name)?;
+    check_value(name, value)
+}
+
+/// The value of a pair whose name is valid: no NUL, CR or LF, and the pair fits a record.
+fn check_value(name: &[u8], value: &[u8]) -> Result<(), ParamError> {
     if has_forbidden_byte(value) {
         return Err(ParamError::InvalidValue(
             String::from_utf8_lossy(name).into_owned(),
