@@ -8,45 +8,146 @@ use bytes::{Bytes, BytesMut};
 use crate::error::HeadError;
 use crate::params::parse_decimal;
 
-/// One response header: a name (an HTTP token, as sent) and its value (without the
-/// whitespace around it).
-#[derive(Clone, PartialEq, Eq)]
-pub struct HeaderField {
-    name: Bytes,
-    value: Bytes,
+/// Where a run of bytes sits in a head's bytes. Offsets are `u32`: a head is never
+/// longer than its parser's limit, which is capped to fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
-impl HeaderField {
+impl Span {
+    /// `start..end`; both are below the head's limit (see [`HeadParser::new`]).
+    fn new(start: usize, end: usize) -> Self {
+        Self {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    fn of(self, raw: &[u8]) -> &[u8] {
+        &raw[self.start as usize..self.end as usize]
+    }
+}
+
+/// One header's name and value, as places in the head's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Field {
+    name: Span,
+    value: Span,
+}
+
+/// One response header, borrowed from its [`ResponseHead`]: a name (an HTTP token, as
+/// sent) and its value (without the whitespace around it).
+#[derive(Clone, Copy)]
+pub struct HeaderField<'h> {
+    raw: &'h Bytes,
+    field: Field,
+}
+
+impl<'h> HeaderField<'h> {
     /// The name as the application spelled it (`Content-type`, `Set-Cookie`, ...).
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &'h str {
         // Names are checked to be HTTP tokens, which are ASCII, before a field is made.
-        std::str::from_utf8(&self.name).unwrap_or_default()
+        std::str::from_utf8(self.name_bytes()).unwrap_or_default()
+    }
+
+    fn name_bytes(&self) -> &'h [u8] {
+        self.field.name.of(self.raw)
     }
 
     /// The value's bytes.
-    pub fn value(&self) -> &[u8] {
-        &self.value
+    pub fn value(&self) -> &'h [u8] {
+        self.field.value.of(self.raw)
     }
 
     /// The value as text, when it is UTF-8.
-    pub fn value_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.value).ok()
+    pub fn value_str(&self) -> Option<&'h str> {
+        std::str::from_utf8(self.value()).ok()
     }
 
     /// The value's bytes, shared with the received buffer (no copy).
-    pub fn value_bytes(&self) -> &Bytes {
-        &self.value
+    pub fn value_bytes(&self) -> Bytes {
+        let Span { start, end } = self.field.value;
+        self.raw.slice(start as usize..end as usize)
     }
 }
 
-impl fmt::Debug for HeaderField {
+/// Two fields are equal when their names and values are, byte for byte.
+impl PartialEq for HeaderField<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.name_bytes() == other.name_bytes() && self.value() == other.value()
+    }
+}
+
+impl Eq for HeaderField<'_> {}
+
+impl fmt::Debug for HeaderField<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}: {:?}",
             self.name(),
-            String::from_utf8_lossy(&self.value)
+            String::from_utf8_lossy(self.value())
         )
+    }
+}
+
+/// The headers of a [`ResponseHead`], in the order received: see
+/// [`ResponseHead::headers`].
+///
+/// It walks the head's lines again: they were checked when the head was parsed, so
+/// this only finds where each name and value sit.
+#[derive(Clone)]
+pub struct Headers<'h> {
+    raw: &'h Bytes,
+    /// Where the next line starts.
+    at: usize,
+    /// Headers not yet handed out.
+    left: usize,
+}
+
+impl<'h> Iterator for Headers<'h> {
+    type Item = HeaderField<'h>;
+
+    fn next(&mut self) -> Option<HeaderField<'h>> {
+        while self.left > 0 {
+            let rest = &self.raw[self.at..];
+            let line_len = memchr::memchr(b'\n', rest)?;
+            let start = self.at;
+            self.at += line_len + 1;
+            let line = &rest[..line_len];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = memchr::memchr(b':', line)?;
+            if line[..colon].eq_ignore_ascii_case(b"status") {
+                continue;
+            }
+            self.left -= 1;
+            let (vs, ve) = trim(&line[colon + 1..]);
+            let value_at = start + colon + 1;
+            return Some(HeaderField {
+                raw: self.raw,
+                field: Field {
+                    name: Span::new(start, start + colon),
+                    value: Span::new(value_at + vs, value_at + ve),
+                },
+            });
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Headers<'_> {}
+
+impl std::iter::FusedIterator for Headers<'_> {}
+
+impl fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
     }
 }
 
@@ -55,12 +156,19 @@ impl fmt::Debug for HeaderField {
 /// The `Status` header is consumed into [`status`](Self::status) and
 /// [`reason`](Self::reason); every other header stays, in order, with every value (three
 /// `Set-Cookie` headers stay three).
-#[derive(Clone, PartialEq, Eq)]
+///
+/// The head keeps the bytes it was parsed from (shared with the received buffer, not
+/// copied), checked whole when it arrived; [`headers`](Self::headers) finds the fields
+/// in them when asked. A head takes no allocation of its own, whatever its size.
+#[derive(Clone)]
 pub struct ResponseHead {
+    /// The head, its blank line included.
+    raw: Bytes,
     status: u16,
-    reason: Option<Bytes>,
+    reason: Option<Span>,
     status_given: bool,
-    headers: Vec<HeaderField>,
+    /// How many headers, `Status` aside.
+    count: u32,
 }
 
 impl fmt::Debug for ResponseHead {
@@ -68,20 +176,33 @@ impl fmt::Debug for ResponseHead {
         f.debug_struct("ResponseHead")
             .field("status", &self.status)
             .field("reason", &self.reason())
-            .field("headers", &self.headers)
+            .field("headers", &self.headers())
             .finish()
     }
 }
+
+/// Two heads are equal when their statuses, reasons and headers (in order) are.
+impl PartialEq for ResponseHead {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.status_given == other.status_given
+            && self.reason_bytes() == other.reason_bytes()
+            && self.headers().eq(other.headers())
+    }
+}
+
+impl Eq for ResponseHead {}
 
 /// The head of an empty CGI response: status 200, no headers (what a head with no
 /// header lines means).
 impl Default for ResponseHead {
     fn default() -> Self {
         Self {
+            raw: Bytes::new(),
             status: 200,
             reason: None,
             status_given: false,
-            headers: Vec::new(),
+            count: 0,
         }
     }
 }
@@ -94,9 +215,12 @@ impl ResponseHead {
 
     /// The reason phrase given with `Status`, if any.
     pub fn reason(&self) -> Option<&str> {
-        self.reason
-            .as_ref()
+        self.reason_bytes()
             .and_then(|r| std::str::from_utf8(r).ok())
+    }
+
+    fn reason_bytes(&self) -> Option<&[u8]> {
+        self.reason.map(|r| r.of(&self.raw))
     }
 
     /// Whether the application sent a `Status` header.
@@ -105,23 +229,36 @@ impl ResponseHead {
     }
 
     /// Every header but `Status`, in the order received.
-    pub fn headers(&self) -> &[HeaderField] {
-        &self.headers
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use fcgi_proto::response::HeadParser;
+    ///
+    /// let head = b"X-Powered-By: PHP/8.2\r\nContent-type: text/html\r\n\r\n";
+    /// let (head, _) = HeadParser::new(8192).feed(Bytes::from_static(head)).unwrap().unwrap();
+    /// assert_eq!(head.headers().len(), 2);
+    /// let last = head.headers().last().unwrap();
+    /// assert_eq!((last.name(), last.value()), ("Content-type", &b"text/html"[..]));
+    /// ```
+    pub fn headers(&self) -> Headers<'_> {
+        Headers {
+            raw: &self.raw,
+            at: 0,
+            left: self.count as usize,
+        }
     }
 
     /// The first value of a header, by case-insensitive name.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+        self.headers()
+            .find(|h| h.name_bytes().eq_ignore_ascii_case(name.as_bytes()))
             .map(|h| h.value())
     }
 
     /// Every value of a header, by case-insensitive name, in order.
     pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+        self.headers()
+            .filter(move |h| h.name_bytes().eq_ignore_ascii_case(name.as_bytes()))
             .map(|h| h.value())
     }
 
@@ -154,15 +291,15 @@ impl ResponseHead {
     /// let kept: Vec<_> = head.end_to_end_headers().map(|h| h.name()).collect();
     /// assert_eq!(kept, ["Set-Cookie", "Set-Cookie"]);
     /// ```
-    pub fn end_to_end_headers(&self) -> impl Iterator<Item = &HeaderField> + '_ {
-        self.headers.iter().filter(move |h| {
-            !is_hop_by_hop(&h.name)
+    pub fn end_to_end_headers(&self) -> impl Iterator<Item = HeaderField<'_>> + '_ {
+        self.headers().filter(move |h| {
+            !is_hop_by_hop(h.name_bytes())
                 && !self
                     .get_all("connection")
                     .flat_map(|v| v.split(|&b| b == b','))
                     .any(|token| {
                         let (s, e) = trim(token);
-                        token[s..e].eq_ignore_ascii_case(&h.name)
+                        token[s..e].eq_ignore_ascii_case(h.name_bytes())
                     })
         })
     }
@@ -178,7 +315,7 @@ impl ResponseHead {
     /// The head as `http::response::Parts` (status, every header in order, HTTP/1.1).
     #[cfg(feature = "http")]
     pub fn to_http_parts(&self) -> Result<http::response::Parts, http::Error> {
-        self.parts_of(self.headers.iter())
+        self.parts_of(self.headers())
     }
 
     /// The status and `headers` in order, appended to one `HeaderMap` sized for them
@@ -186,11 +323,11 @@ impl ResponseHead {
     #[cfg(feature = "http")]
     fn parts_of<'h>(
         &self,
-        headers: impl Iterator<Item = &'h HeaderField>,
+        headers: impl Iterator<Item = HeaderField<'h>>,
     ) -> Result<http::response::Parts, http::Error> {
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = http::StatusCode::from_u16(self.status)?;
-        parts.headers.reserve(self.headers.len());
+        parts.headers.reserve(self.count as usize);
         for h in headers {
             let name = http::HeaderName::from_bytes(h.name().as_bytes())?;
             parts
@@ -249,11 +386,12 @@ pub struct HeadParser {
 }
 
 impl HeadParser {
-    /// A parser that refuses heads longer than `limit` bytes (blank line included).
+    /// A parser that refuses heads longer than `limit` bytes (blank line included;
+    /// a limit over 4 GiB counts as 4 GiB).
     pub fn new(limit: usize) -> Self {
         Self {
             buf: BytesMut::new(),
-            limit,
+            limit: limit.min(u32::MAX as usize),
             scanned: 0,
         }
     }
@@ -270,7 +408,7 @@ impl HeadParser {
             // The usual case, a whole head in one piece: parsed in the same pass that
             // finds its end.
             let too_large = HeadError::TooLarge { limit: self.limit };
-            match parse_head(&data) {
+            match parse_head(&data, self.limit) {
                 Ok(Some((_, end))) if end > self.limit => return Err(too_large),
                 Ok(Some((head, end))) => return Ok(Some((head, data.slice(end..)))),
                 Ok(None) => {}
@@ -288,7 +426,8 @@ impl HeadParser {
             Some(end) if end <= self.limit => {
                 let head = self.buf.split_to(end).freeze();
                 let rest = self.buf.split().freeze();
-                let (head, _) = parse_head(&head)?.expect("a whole head, blank line included");
+                let (head, _) =
+                    parse_head(&head, self.limit)?.expect("a whole head, blank line included");
                 Ok(Some((head, rest)))
             }
             Some(_) => Err(HeadError::TooLarge { limit: self.limit }),
@@ -394,18 +533,20 @@ fn trim(value: &[u8]) -> (usize, usize) {
 }
 
 /// Parses the head at the start of `head`, up to and including its blank line: the
-/// head and its length, or `None` when `head` has no blank line yet.
-fn parse_head(head: &Bytes) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+/// head and its length, or `None` when `head` has no blank line yet. A head that runs
+/// past `limit` bytes is [`HeadError::TooLarge`] (so every offset fits a [`Span`]).
+fn parse_head(head: &Bytes, limit: usize) -> Result<Option<(ResponseHead, usize)>, HeadError> {
     let mut status = None;
-    // Room for a typical PHP head (X-Powered-By, Content-type, a few cookies and cache
-    // headers) in one allocation.
-    let mut headers = Vec::with_capacity(8);
+    let mut count = 0u32;
     let mut content_length_seen = false;
     let mut transfer_encoding_seen = false;
     let mut location_seen = false;
     let mut line_start = 0;
     let mut end = None;
     for (index, line_end) in memchr::memchr_iter(b'\n', head).enumerate() {
+        if line_end >= limit {
+            return Err(HeadError::TooLarge { limit });
+        }
         let line_no = index + 1;
         let mut line = &head[line_start..line_end];
         let offset = line_start;
@@ -423,17 +564,16 @@ fn parse_head(head: &Bytes) -> Result<Option<(ResponseHead, usize)>, HeadError> 
             return Err(HeadError::InvalidName { line: line_no });
         }
         let (vs, ve) = trim(&line[colon + 1..]);
-        let value_start = offset + colon + 1 + vs;
-        let value_end = offset + colon + 1 + ve;
-        let value = &head[value_start..value_end];
-        if has_forbidden_value_byte(value) {
+        let value = Span::new(offset + colon + 1 + vs, offset + colon + 1 + ve);
+        let value_bytes = value.of(head);
+        if has_forbidden_value_byte(value_bytes) {
             return Err(HeadError::InvalidValue { line: line_no });
         }
         if name.eq_ignore_ascii_case(b"status") {
             if status.is_some() {
                 return Err(HeadError::InvalidStatus);
             }
-            status = Some(parse_status(head.slice(value_start..value_end))?);
+            status = Some(parse_status(value_bytes, value.start)?);
             continue;
         }
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -441,16 +581,13 @@ fn parse_head(head: &Bytes) -> Result<Option<(ResponseHead, usize)>, HeadError> 
                 return Err(HeadError::DuplicateContentLength);
             }
             content_length_seen = true;
-            parse_decimal(value).ok_or(HeadError::InvalidContentLength)?;
+            parse_decimal(value_bytes).ok_or(HeadError::InvalidContentLength)?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding_seen = true;
         } else if name.eq_ignore_ascii_case(b"location") {
             location_seen = true;
         }
-        headers.push(HeaderField {
-            name: head.slice(offset..offset + colon),
-            value: head.slice(value_start..value_end),
-        });
+        count += 1;
     }
     let Some(end) = end else {
         return Ok(None);
@@ -466,17 +603,18 @@ fn parse_head(head: &Bytes) -> Result<Option<(ResponseHead, usize)>, HeadError> 
     };
     Ok(Some((
         ResponseHead {
+            raw: head.slice(..end),
             status,
             reason,
             status_given,
-            headers,
+            count,
         },
         end,
     )))
 }
 
-/// `NNN` or `NNN reason`, with NNN from 100 to 999.
-fn parse_status(value: Bytes) -> Result<(u16, Option<Bytes>), HeadError> {
+/// `NNN` or `NNN reason`, with NNN from 100 to 999; `value` starts at `at` in the head.
+fn parse_status(value: &[u8], at: u32) -> Result<(u16, Option<Span>), HeadError> {
     let digits = value.get(..3).ok_or(HeadError::InvalidStatus)?;
     if !digits.iter().all(u8::is_ascii_digit) {
         return Err(HeadError::InvalidStatus);
@@ -489,10 +627,11 @@ fn parse_status(value: Bytes) -> Result<(u16, Option<Bytes>), HeadError> {
     }
     match value.get(3) {
         None => Ok((code, None)),
-        Some(b' ') => {
-            let reason = value.slice(4..);
-            Ok((code, (!reason.is_empty()).then_some(reason)))
-        }
+        Some(b' ') if value.len() == 4 => Ok((code, None)),
+        Some(b' ') => Ok((
+            code,
+            Some(Span::new(at as usize + 4, at as usize + value.len())),
+        )),
         Some(_) => Err(HeadError::InvalidStatus),
     }
 }
@@ -538,7 +677,7 @@ mod tests {
             head.get("content-type"),
             Some(&b"text/html; charset=UTF-8"[..])
         );
-        assert_eq!(head.headers()[1].name(), "Content-type");
+        assert_eq!(head.headers().nth(1).unwrap().name(), "Content-type");
         assert_eq!(body, b"Hello");
     }
 
@@ -706,6 +845,26 @@ mod tests {
             ]
         );
         assert!(is_hop_by_hop(b"Te") && !is_hop_by_hop(b"Content-Length"));
+    }
+
+    #[test]
+    fn more_headers_than_kept_inline_stay_in_order() {
+        let input: Vec<u8> = (0..20)
+            .flat_map(|i| format!("X-{i}: v{i}\r\n").into_bytes())
+            .chain(*b"\r\nbody")
+            .collect();
+        let (head, body) = ok(&input);
+        let got: Vec<_> = head
+            .headers()
+            .map(|h| (h.name().to_owned(), h.value_str().unwrap().to_owned()))
+            .collect();
+        let want: Vec<_> = (0..20)
+            .map(|i| (format!("X-{i}"), format!("v{i}")))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(head.headers().last().unwrap().value(), b"v19");
+        assert_eq!(&head.headers().nth(3).unwrap().value_bytes()[..], b"v3");
+        assert_eq!(body, b"body");
     }
 
     #[test]

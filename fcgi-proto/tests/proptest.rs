@@ -854,7 +854,6 @@ proptest! {
         prop_assert_eq!(head.has_status_header(), reply.status_given);
         let got_headers: Pairs = head
             .headers()
-            .iter()
             .map(|h| (h.name().as_bytes().to_vec(), h.value().to_vec()))
             .collect();
         prop_assert_eq!(got_headers, reply.headers.clone());

@@ -380,7 +380,6 @@ fn convert(event: Event) -> Ev {
             reason: head.reason().map(str::to_string),
             headers: head
                 .headers()
-                .iter()
                 .map(|h| {
                     (
                         h.name().to_string(),

@@ -96,7 +96,6 @@ fn convert(event: Event) -> Ev {
             id.get(),
             head.status(),
             head.headers()
-                .iter()
                 .map(|h| (h.name().to_string(), text(h.value())))
                 .collect(),
         ),

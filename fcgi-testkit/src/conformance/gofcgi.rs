@@ -19,7 +19,6 @@ fn fields_dated(reply: &Reply) -> Vec<(String, String)> {
     reply
         .head
         .headers()
-        .iter()
         .map(|h| {
             let value = String::from_utf8_lossy(h.value()).into_owned();
             if h.name().eq_ignore_ascii_case("date") {

@@ -17,7 +17,6 @@ fn fields(reply: &Reply) -> Vec<(String, String)> {
     reply
         .head
         .headers()
-        .iter()
         .map(|h| {
             (
                 h.name().to_string(),

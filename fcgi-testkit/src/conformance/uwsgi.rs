@@ -16,7 +16,6 @@ fn fields(reply: &Reply) -> Vec<(String, String)> {
     reply
         .head
         .headers()
-        .iter()
         .map(|h| {
             let value = String::from_utf8_lossy(h.value()).into_owned();
             (h.name().to_string(), value)
