@@ -574,7 +574,7 @@ impl<R: Runtime> Client<R> {
             upstream: index,
             received: 0,
             requests: 0,
-            idle_since: Instant::now(),
+            idle_since: R::now(),
             read_idle: None,
             write_idle: None,
             _open: OpenGuard::new(&self.inner.open),
@@ -598,10 +598,10 @@ impl<R: Runtime> Client<R> {
         let options = &self.inner.options;
         let mut last_error = None;
         // Those in service first, in turn from `first`; then the others.
-        let now = R::now();
         // Read once, so that each upstream comes exactly once; with one upstream there
-        // is no order to make, and no allocation per request for it.
+        // is no order to make, and no allocation or clock read per request for it.
         let in_service: Vec<bool> = if ups.len() > 1 {
+            let now = R::now();
             ups.iter().map(|up| up.standing.in_service(now)).collect()
         } else {
             Vec::new()
@@ -667,9 +667,11 @@ impl<R: Runtime> Client<R> {
                 freed: options.multiplex.then(|| up.mux.waiters()),
             };
             while let Some(mut conn) = (!fresh_only).then(|| lock(&up.idle).pop()).flatten() {
-                let idle_for = conn.idle_since.elapsed();
+                let now = R::now();
+                let idle_for = now.saturating_duration_since(conn.idle_since);
                 let fresh = options.idle_timeout.is_none_or(|t| idle_for < t);
                 if fresh && conn.is_usable(idle_for, body_replayable) {
+                    conn.idle_since = now;
                     return Ok(Checkout::Conn(conn, true, slot));
                 }
             }
@@ -734,7 +736,7 @@ impl<R: Runtime> Client<R> {
             up.mux.adopt::<R>(settings, *conn, slot.into_permit());
             return;
         }
-        conn.idle_since = Instant::now();
+        conn.idle_since = R::now();
         let mut idle = lock(&up.idle);
         if idle.len() < options.max_idle {
             idle.push(conn);

@@ -5,7 +5,7 @@
 use std::future::poll_fn;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fcgi_proto::values::{FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS};
 use fcgi_proto::{Address, ClientError as Error, Config, Connection, Event, Phase, ServerValues};
@@ -42,7 +42,7 @@ impl Probe {
                 upstream: self.index,
                 received: 0,
                 requests: 0,
-                idle_since: Instant::now(),
+                idle_since: R::now(),
                 read_idle: None,
                 write_idle: None,
                 _open: OpenGuard::new(&self.open),

@@ -28,6 +28,9 @@ pub(crate) struct Conn<R: Runtime> {
     pub(crate) received: u64,
     /// Requests it has carried.
     pub(crate) requests: u64,
+    /// In the pool: when it went idle there. Checked out: when it was (a clock
+    /// reading of the runtime's, which the request's timeouts start from, see
+    /// [`Exchange::start`]).
     pub(crate) idle_since: std::time::Instant,
     /// The read and write timeouts of the request it carries. They live with the
     /// connection, not the request, so that their timers are made once and carried from
@@ -146,7 +149,9 @@ impl<R: Runtime> Exchange<R> {
         timeouts: Timeouts,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
-        let mut clock = Clock::<R>::new();
+        // The connection was checked out a moment ago: its timeouts count from then,
+        // on that clock reading.
+        let mut clock = Clock::<R>::read_at(conn.idle_since);
         Idle::restart(&mut conn.read_idle, timeouts.read, &mut clock);
         Idle::restart(&mut conn.write_idle, timeouts.write, &mut clock);
         Self {

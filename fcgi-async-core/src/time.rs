@@ -43,6 +43,14 @@ impl<R: Runtime> Clock<R> {
         }
     }
 
+    /// A clock already read, at `now`.
+    pub(crate) fn read_at(now: Instant) -> Self {
+        Self {
+            now: Some(now),
+            _runtime: PhantomData,
+        }
+    }
+
     pub(crate) fn now(&mut self) -> Instant {
         *self.now.get_or_insert_with(R::now)
     }
