@@ -292,15 +292,20 @@ impl ResponseHead {
     /// assert_eq!(kept, ["Set-Cookie", "Set-Cookie"]);
     /// ```
     pub fn end_to_end_headers(&self) -> impl Iterator<Item = HeaderField<'_>> + '_ {
+        // Looked up once: with no `Connection` header (the usual head) no field is
+        // checked against its list.
+        let connection = self.get("connection").is_some();
         self.headers().filter(move |h| {
-            !is_hop_by_hop(h.name_bytes())
-                && !self
-                    .get_all("connection")
+            let named_by_connection = || {
+                self.get_all("connection")
                     .flat_map(|v| v.split(|&b| b == b','))
                     .any(|token| {
                         let (s, e) = trim(token);
                         token[s..e].eq_ignore_ascii_case(h.name_bytes())
                     })
+            };
+            let dropped = is_hop_by_hop(h.name_bytes()) || (connection && named_by_connection());
+            !dropped
         })
     }
 
@@ -845,6 +850,10 @@ mod tests {
             ]
         );
         assert!(is_hop_by_hop(b"Te") && !is_hop_by_hop(b"Content-Length"));
+        // Without a `Connection` header only the hop-by-hop names go.
+        let (head, _) = ok(b"X-A: 1\r\nKeep-Alive: t\r\nX-B: 2\r\n\r\n");
+        let kept: Vec<_> = head.end_to_end_headers().map(|h| h.name()).collect();
+        assert_eq!(kept, ["X-A", "X-B"]);
     }
 
     #[test]
