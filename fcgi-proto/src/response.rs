@@ -93,6 +93,55 @@ impl fmt::Debug for HeaderField<'_> {
     }
 }
 
+/// Where a head's first lines end (the offset of each `\n`), noted while the head is
+/// parsed, so that walking its lines again needs no search for them. Heads over 64 KiB
+/// and lines past the sixth are searched for.
+#[derive(Clone, Copy, Debug, Default)]
+struct LineEnds {
+    ends: [u16; 6],
+    known: u8,
+}
+
+impl LineEnds {
+    /// Notes that line `index` (from 0) ends at `end`, if it is the next one to note
+    /// and fits.
+    fn note(&mut self, index: usize, end: usize) {
+        if index == usize::from(self.known) && index < self.ends.len() {
+            if let Ok(end) = u16::try_from(end) {
+                self.ends[index] = end;
+                self.known += 1;
+            }
+        }
+    }
+}
+
+/// A walk over a parsed head's lines, up to its blank line: each line's start and its
+/// bytes without the line end.
+#[derive(Clone)]
+struct Lines<'h> {
+    raw: &'h [u8],
+    ends: &'h LineEnds,
+    index: usize,
+    at: usize,
+}
+
+impl<'h> Iterator for Lines<'h> {
+    type Item = (usize, &'h [u8]);
+
+    fn next(&mut self) -> Option<(usize, &'h [u8])> {
+        let end = match self.ends.ends.get(self.index) {
+            Some(&end) if self.index < usize::from(self.ends.known) => usize::from(end),
+            _ => self.at + memchr::memchr(b'\n', self.raw.get(self.at..)?)?,
+        };
+        self.index += 1;
+        let start = self.at;
+        let line = &self.raw[start..end];
+        self.at = end + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        (!line.is_empty()).then_some((start, line))
+    }
+}
+
 /// The headers of a [`ResponseHead`], in the order received: see
 /// [`ResponseHead::headers`].
 ///
@@ -101,8 +150,7 @@ impl fmt::Debug for HeaderField<'_> {
 #[derive(Clone)]
 pub struct Headers<'h> {
     raw: &'h Bytes,
-    /// Where the next line starts.
-    at: usize,
+    lines: Lines<'h>,
     /// Headers not yet handed out.
     left: usize,
 }
@@ -112,12 +160,7 @@ impl<'h> Iterator for Headers<'h> {
 
     fn next(&mut self) -> Option<HeaderField<'h>> {
         while self.left > 0 {
-            let rest = &self.raw[self.at..];
-            let line_len = memchr::memchr(b'\n', rest)?;
-            let start = self.at;
-            self.at += line_len + 1;
-            let line = &rest[..line_len];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let (start, line) = self.lines.next()?;
             let colon = memchr::memchr(b':', line)?;
             if line[..colon].eq_ignore_ascii_case(b"status") {
                 continue;
@@ -169,6 +212,7 @@ pub struct ResponseHead {
     status_given: bool,
     /// How many headers, `Status` aside.
     count: u32,
+    line_ends: LineEnds,
 }
 
 impl fmt::Debug for ResponseHead {
@@ -203,6 +247,7 @@ impl Default for ResponseHead {
             reason: None,
             status_given: false,
             count: 0,
+            line_ends: LineEnds::default(),
         }
     }
 }
@@ -243,23 +288,41 @@ impl ResponseHead {
     pub fn headers(&self) -> Headers<'_> {
         Headers {
             raw: &self.raw,
-            at: 0,
+            lines: self.lines(),
             left: self.count as usize,
         }
     }
 
     /// The first value of a header, by case-insensitive name.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|h| h.name_bytes().eq_ignore_ascii_case(name.as_bytes()))
-            .map(|h| h.value())
+        let name = name.as_bytes();
+        self.lines()
+            .take_while(|_| self.is_header_name(name))
+            .find_map(|(_, line)| value_if_named(line, name))
     }
 
     /// Every value of a header, by case-insensitive name, in order.
     pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.headers()
-            .filter(move |h| h.name_bytes().eq_ignore_ascii_case(name.as_bytes()))
-            .map(|h| h.value())
+        let name = name.as_bytes();
+        self.lines()
+            .take_while(move |_| self.is_header_name(name))
+            .filter_map(move |(_, line)| value_if_named(line, name))
+    }
+
+    /// Whether any header could have this name: `Status` is not one here (it became
+    /// `status()` and `reason()`).
+    fn is_header_name(&self, name: &[u8]) -> bool {
+        self.count > 0 && !name.eq_ignore_ascii_case(b"status")
+    }
+
+    /// The header lines, `Status` included.
+    fn lines(&self) -> Lines<'_> {
+        Lines {
+            raw: &self.raw,
+            ends: &self.line_ends,
+            index: 0,
+            at: 0,
+        }
     }
 
     /// `Content-Length`, if sent (it is checked to be a number).
@@ -341,6 +404,19 @@ impl ResponseHead {
         }
         Ok(parts)
     }
+}
+
+/// The value of a header line (checked when its head was parsed, line end removed) if
+/// its name is `name`, case-insensitively. Names are tokens, so the first colon ends
+/// the name: the line is `name`'s only if `name` is followed by its colon.
+fn value_if_named<'l>(line: &'l [u8], name: &[u8]) -> Option<&'l [u8]> {
+    let named =
+        line.get(name.len()) == Some(&b':') && line[..name.len()].eq_ignore_ascii_case(name);
+    named.then(|| {
+        let value = &line[name.len() + 1..];
+        let (start, end) = trim(value);
+        &value[start..end]
+    })
 }
 
 /// Whether a response header is hop-by-hop: it describes one connection, not the
@@ -543,6 +619,7 @@ fn trim(value: &[u8]) -> (usize, usize) {
 fn parse_head(head: &Bytes, limit: usize) -> Result<Option<(ResponseHead, usize)>, HeadError> {
     let mut status = None;
     let mut count = 0u32;
+    let mut line_ends = LineEnds::default();
     let mut content_length_seen = false;
     let mut transfer_encoding_seen = false;
     let mut location_seen = false;
@@ -552,6 +629,7 @@ fn parse_head(head: &Bytes, limit: usize) -> Result<Option<(ResponseHead, usize)
         if line_end >= limit {
             return Err(HeadError::TooLarge { limit });
         }
+        line_ends.note(index, line_end);
         let line_no = index + 1;
         let mut line = &head[line_start..line_end];
         let offset = line_start;
@@ -613,6 +691,7 @@ fn parse_head(head: &Bytes, limit: usize) -> Result<Option<(ResponseHead, usize)
             reason,
             status_given,
             count,
+            line_ends,
         },
         end,
     )))
@@ -874,6 +953,26 @@ mod tests {
         assert_eq!(head.headers().last().unwrap().value(), b"v19");
         assert_eq!(&head.headers().nth(3).unwrap().value_bytes()[..], b"v3");
         assert_eq!(body, b"body");
+    }
+
+    #[test]
+    fn a_head_over_64_kib_is_walked_by_searching() {
+        let long = "v".repeat(70_000);
+        let input = format!("A: 1\r\nX-Long: {long}\r\nB: 2\r\nStatus: 201\r\nC: 3\r\n\r\nbody");
+        let (head, body) = HeadParser::new(1 << 20)
+            .feed(Bytes::from(input))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&body[..], b"body");
+        assert_eq!(head.status(), 201);
+        let names: Vec<_> = head.headers().map(|h| h.name()).collect();
+        assert_eq!(names, ["A", "X-Long", "B", "C"]);
+        assert_eq!(head.get("x-long").map(<[u8]>::len), Some(70_000));
+        assert_eq!(
+            (head.get("b"), head.get("c")),
+            (Some(&b"2"[..]), Some(&b"3"[..]))
+        );
+        assert_eq!(head.get("status"), None);
     }
 
     #[test]
