@@ -936,7 +936,7 @@ mod tests {
     }
 
     #[test]
-    fn more_headers_than_kept_inline_stay_in_order() {
+    fn headers_past_the_noted_line_ends_stay_in_order() {
         let input: Vec<u8> = (0..20)
             .flat_map(|i| format!("X-{i}: v{i}\r\n").into_bytes())
             .chain(*b"\r\nbody")
