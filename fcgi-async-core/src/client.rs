@@ -24,6 +24,7 @@ use crate::discovery::Probe;
 use crate::exchange::{Conn, Exchange, OpenGuard, Timeouts};
 use crate::mux::{self, MuxPool, MuxRequest, Outcome};
 use crate::runtime::{Runtime, Semaphore, SemaphorePermit};
+use crate::time::Idle;
 
 /// Requests per multiplexed connection when the server does not say (`FCGI_MAX_REQS`).
 const DEFAULT_MUX_REQUESTS: u16 = 100;
@@ -736,7 +737,9 @@ impl<R: Runtime> Client<R> {
             up.mux.adopt::<R>(settings, *conn, slot.into_permit());
             return;
         }
-        conn.idle_since = R::now();
+        // Idle since its last read (the one that brought the end of the response),
+        // timed then; no clock read of its own unless the read timeout is off.
+        conn.idle_since = conn.read_idle.as_ref().map_or_else(R::now, Idle::last);
         let mut idle = lock(&up.idle);
         if idle.len() < options.max_idle {
             idle.push(conn);

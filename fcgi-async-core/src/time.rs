@@ -99,6 +99,11 @@ impl<R: Runtime> Idle<R> {
         self.last = clock.now();
     }
 
+    /// When progress was last made (or the timeout last restarted).
+    pub(crate) fn last(&self) -> Instant {
+        self.last
+    }
+
     /// Progress now, on a clock read of its own.
     pub(crate) fn progress_now(&mut self) {
         self.last = R::now();

@@ -57,7 +57,13 @@ struct Pairs {
     /// Some bytes of `buf` belong to no pair any more (a value replaced by one of another
     /// length, a pair removed or joined): encode pair by pair.
     stale: bool,
+    /// Which entry is `CONTENT_LENGTH`, kept as pairs come and go: each request looks it
+    /// up (to set it to the body's length and to hold the body to it), and a look-up
+    /// that finds no such param would otherwise compare every name.
+    content_length_at: Option<usize>,
 }
+
+const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
 
 impl Pairs {
     /// Appends a new pair of a `name_len`-byte name and a `value_len`-byte value, which
@@ -73,6 +79,9 @@ impl Pairs {
         let name_start = self.buf.len();
         write(&mut self.buf);
         debug_assert_eq!(self.buf.len(), name_start + name_len + value_len);
+        if &self.buf[name_start..name_start + name_len] == CONTENT_LENGTH {
+            self.content_length_at = Some(self.entries.len());
+        }
         self.entries.push(Entry {
             name_start,
             name_len,
@@ -176,6 +185,7 @@ impl Params {
                 buf: Vec::with_capacity(bytes + 2 * count),
                 entries: Vec::with_capacity(count),
                 stale: false,
+                content_length_at: None,
             }),
         }
     }
@@ -199,6 +209,9 @@ impl Params {
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
+        if name == CONTENT_LENGTH {
+            return self.pairs.content_length_at;
+        }
         // Lengths first: most names differ in length, and that needs no look at `buf`.
         self.pairs
             .entries
@@ -259,6 +272,9 @@ impl Params {
         p.buf
             .truncate(e.name_start - length_len(e.name_len) - length_len(e.value_len));
         p.entries.pop();
+        if p.content_length_at == Some(i) {
+            p.content_length_at = None;
+        }
         true
     }
 
@@ -296,6 +312,11 @@ impl Params {
                     let p = Arc::make_mut(&mut self.pairs);
                     p.entries.remove(i);
                     p.stale = true;
+                    p.content_length_at = match p.content_length_at {
+                        Some(at) if at == i => None,
+                        Some(at) if at > i => Some(at - 1),
+                        at => at,
+                    };
                 }
                 true
             }
@@ -733,6 +754,7 @@ impl<'a> ParamsBuilder<'a> {
             buf: Vec::with_capacity(512 + header_bytes + self.extra.pairs.buf.len() + 2 * count),
             entries: Vec::with_capacity(count),
             stale: false,
+            content_length_at: None,
         };
         let mut scratch = [0u8; 64];
         let mut number = itoa::Buffer::new();

@@ -239,10 +239,12 @@ enum Op {
 
 const NAME_BYTES: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789abz!~:;?#";
 
-/// Valid names from a small alphabet (so names repeat), or any printable ASCII but `=`.
+/// Valid names from a small alphabet (so names repeat), `CONTENT_LENGTH` (which
+/// `Params` keeps track of), or any printable ASCII but `=`.
 fn name_strategy() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         3 => prop::collection::vec(prop::sample::select(&b"ABC_"[..]), 1..4),
+        1 => Just(b"CONTENT_LENGTH".to_vec()),
         1 => prop::collection::vec(
             prop::sample::select(NAME_BYTES),
             1..40,
@@ -304,6 +306,8 @@ proptest! {
             }
             let got: Pairs = params.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
             prop_assert_eq!(&got, &model);
+            let content_length = model.iter().find(|(n, _)| n == b"CONTENT_LENGTH");
+            prop_assert_eq!(params.get("CONTENT_LENGTH"), content_length.map(|(_, v)| &v[..]));
         }
         prop_assert_eq!(params.len(), model.len());
         prop_assert_eq!(params.is_empty(), model.is_empty());
