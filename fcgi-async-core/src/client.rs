@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::marker::PhantomData;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -458,10 +459,10 @@ impl<R: Runtime> Client<R> {
     /// service, a pool slot taken or waited for counting as a request in flight.
     fn first_upstream(&self) -> usize {
         let ups = &self.inner.upstreams;
-        let start = self.inner.next.fetch_add(1, Ordering::Relaxed) % ups.len();
         if ups.len() == 1 {
             return 0;
         }
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed) % ups.len();
         let now = R::now();
         let slots = self.inner.options.max_connections.max(1);
         let standing: Vec<(bool, usize)> = ups
@@ -749,54 +750,27 @@ impl<R: Runtime> Client<R> {
     /// Sends a request and reads its whole response into memory (bounded by
     /// [`Options::max_body_bytes`]).
     pub async fn request(&self, request: Request) -> Result<Response, Error> {
-        let mut stream = self.request_streaming(request).await?;
-        let max = self.inner.options.max_body_bytes;
-        // The first chunk apart: a body of one chunk (most small responses) is returned
-        // as it is, with no list allocated.
-        let mut first: Option<Bytes> = None;
-        let mut more: Vec<Bytes> = Vec::new();
-        let mut total = 0u64;
-        while let Some(chunk) = stream.chunk().await? {
-            total += chunk.len() as u64;
-            if total > max {
-                return Err(Error::Limit {
-                    address: stream.address().to_string(),
-                    kind: LimitKind::ResponseBody,
-                    limit: max,
-                });
-            }
-            match first {
-                None => first = Some(chunk),
-                Some(_) => more.push(chunk),
-            }
+        match self.run::<true>(request).await? {
+            Answer::Whole(response) => Ok(response),
+            Answer::Stream(_) => unreachable!("run::<true> reads the whole response"),
         }
-        let body = match first {
-            None => Bytes::new(),
-            Some(first) if more.is_empty() => first,
-            Some(first) => {
-                let mut all = Vec::with_capacity(total as usize);
-                all.extend_from_slice(&first);
-                more.iter().for_each(|c| all.extend_from_slice(c));
-                all.into()
-            }
-        };
-        let end = stream
-            .end
-            .expect("chunk() answered None: the request ended");
-        Ok(Response {
-            status: stream.head.status(),
-            // Moved out, not cloned: the stream is done with it.
-            head: std::mem::take(&mut stream.head),
-            body,
-            stderr: stream.take_stderr(),
-            end,
-        })
     }
 
     /// Sends a request and returns once the response head has arrived; the body then
     /// streams from the returned [`ResponseStream`], while the rest of the request body
     /// is still being written if need be (full duplex).
     pub async fn request_streaming(&self, request: Request) -> Result<ResponseStream<R>, Error> {
+        match self.run::<false>(request).await? {
+            Answer::Stream(stream) => Ok(stream),
+            Answer::Whole(_) => unreachable!("run::<false> answers at the head"),
+        }
+    }
+
+    /// Sends a request, once more on a fresh connection when [`FailedAttempt::may_retry`]
+    /// says so. With `WHOLE`, reads the whole response: on a one-request connection in
+    /// the same loop that waits for the head, with no [`ResponseStream`] in between (the
+    /// usual request takes one pass through here); without, answers at the head.
+    async fn run<const WHOLE: bool>(&self, request: Request) -> Result<Answer<R>, Error> {
         let Request {
             mut params,
             body,
@@ -825,9 +799,12 @@ impl<R: Runtime> Client<R> {
                     Some(Ok((request, head))) => {
                         let address = request.address.clone();
                         let source = Source::Mux(request);
-                        return Ok(ResponseStream::new(
-                            self, address, source, head, stderr, on_stderr,
-                        ));
+                        let stream =
+                            ResponseStream::new(self, address, source, head, stderr, on_stderr);
+                        return match WHOLE {
+                            true => stream.read_whole().await.map(Answer::Whole),
+                            false => Ok(Answer::Stream(stream)),
+                        };
                     }
                 }
             }
@@ -845,42 +822,82 @@ impl<R: Runtime> Client<R> {
             };
             let mut exchange =
                 Exchange::start(conn, &params, this_body, self.timeouts(), deadline)?;
-            let result = read_head(&mut exchange, &mut stderr, &mut on_stderr).await;
-            match result {
-                Ok(Ok(head)) => {
-                    let address = exchange.conn.address.clone();
-                    let source = Source::Plain { exchange, slot };
-                    return Ok(ResponseStream::new(
-                        self, address, source, head, stderr, on_stderr,
-                    ));
-                }
-                Ok(Err(e)) => {
-                    // The request ended with a refusal or a bad head; the connection is fine.
-                    if matches!(e, Error::Refused { .. }) {
-                        let up = &self.inner.upstreams[exchange.conn.upstream];
-                        up.standing
-                            .failed(R::now(), self.inner.options.upstream_fail_timeout);
+            let mut wait = AwaitHead::new();
+            // `WHOLE` only: the head, once it came, and the body so far.
+            let mut whole: Option<(ResponseHead, Collected, UnreadStderr<R>)> = None;
+            let error = loop {
+                let event = match poll_fn(|cx| exchange.poll_event(cx)).await {
+                    Ok(event) => event,
+                    // Past the head, an error ends the request as it ends a stream.
+                    Err(e) if whole.is_some() => return Err(e),
+                    Err(e) => break e,
+                };
+                let Some((_, collected, unread)) = &mut whole else {
+                    match wait.on_event(event, &exchange.conn.address) {
+                        HeadStep::Head(head) if WHOLE => {
+                            let kept = std::mem::take(&mut stderr);
+                            let unread = UnreadStderr::new(kept, &exchange.conn.address);
+                            let collected = Collected::new(self.inner.options.max_body_bytes);
+                            whole = Some((head, collected, unread));
+                        }
+                        HeadStep::Head(head) => {
+                            let address = exchange.conn.address.clone();
+                            let source = Source::Plain { exchange, slot };
+                            return Ok(Answer::Stream(ResponseStream::new(
+                                self, address, source, head, stderr, on_stderr,
+                            )));
+                        }
+                        HeadStep::Stderr(data) => {
+                            deliver_stderr(&mut stderr, &mut on_stderr, &data)
+                        }
+                        HeadStep::Failed(e) => {
+                            // The request ended with a refusal or a bad head; the
+                            // connection is fine.
+                            if matches!(e, Error::Refused { .. }) {
+                                let up = &self.inner.upstreams[exchange.conn.upstream];
+                                up.standing
+                                    .failed(R::now(), self.inner.options.upstream_fail_timeout);
+                            }
+                            self.check_in(exchange.conn, slot);
+                            return Err(e);
+                        }
+                        _ => {}
                     }
-                    self.check_in(exchange.conn, slot);
-                    return Err(e);
-                }
-                Err(e) => {
-                    let attempt = FailedAttempt {
-                        connection_failed: lifecycle::is_connection_failure(&e),
-                        reused,
-                        response_started: exchange.conn.received != received_before,
-                        body_replayable: replay.is_some(),
-                        already_retried: retry,
-                    };
-                    drop(exchange);
-                    drop(slot);
-                    if attempt.may_retry() {
-                        retry = true;
-                        continue;
+                    continue;
+                };
+                let address = &exchange.conn.address;
+                match event {
+                    Event::Body { data, .. } => collected.push(data, address)?,
+                    Event::Stderr { data, .. } => unread.deliver(&mut on_stderr, &data, address),
+                    Event::End { end, .. } => {
+                        let (head, collected, unread) = whole.take().expect("matched above");
+                        // The connection goes back before its pool slot.
+                        self.check_in(exchange.conn, slot);
+                        return Ok(Answer::Whole(Response {
+                            status: head.status(),
+                            head,
+                            body: collected.finish(),
+                            stderr: unread.take(),
+                            end,
+                        }));
                     }
-                    return Err(e);
+                    _ => {}
                 }
+            };
+            let attempt = FailedAttempt {
+                connection_failed: lifecycle::is_connection_failure(&error),
+                reused,
+                response_started: exchange.conn.received != received_before,
+                body_replayable: replay.is_some(),
+                already_retried: retry,
+            };
+            drop(exchange);
+            drop(slot);
+            if attempt.may_retry() {
+                retry = true;
+                continue;
             }
+            return Err(error);
         }
     }
 
@@ -1200,6 +1217,103 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// What [`Client::run`] answers: the whole response, or a stream of it from its head.
+// Boxing the large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Answer<R: Runtime> {
+    Whole(Response),
+    Stream(ResponseStream<R>),
+}
+
+/// A response body read whole, bounded by [`Options::max_body_bytes`]. The first chunk
+/// is kept apart: a body of one chunk (most small responses) is returned as it is, with
+/// no list allocated.
+struct Collected {
+    max: u64,
+    total: u64,
+    first: Option<Bytes>,
+    more: Vec<Bytes>,
+}
+
+impl Collected {
+    fn new(max: u64) -> Self {
+        Self {
+            max,
+            total: 0,
+            first: None,
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes, address: &str) -> Result<(), Error> {
+        self.total += chunk.len() as u64;
+        if self.total > self.max {
+            return Err(Error::Limit {
+                address: address.to_string(),
+                kind: LimitKind::ResponseBody,
+                limit: self.max,
+            });
+        }
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.more.push(chunk),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Bytes {
+        match self.first {
+            None => Bytes::new(),
+            Some(first) if self.more.is_empty() => first,
+            Some(first) => {
+                let mut all = Vec::with_capacity(self.total as usize);
+                all.extend_from_slice(&first);
+                self.more.iter().for_each(|c| all.extend_from_slice(c));
+                all.into()
+            }
+        }
+    }
+}
+
+/// The `STDERR` of a response whose body [`Client::request`] reads: logged through
+/// [`Runtime::unread_stderr`] if the request fails or is dropped before the response is
+/// handed over, as a dropped [`ResponseStream`]'s is.
+struct UnreadStderr<R: Runtime> {
+    kept: Vec<u8>,
+    /// The server's, taken once there is `STDERR` to log (none, usually).
+    address: Option<Arc<str>>,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+impl<R: Runtime> UnreadStderr<R> {
+    fn new(kept: Vec<u8>, address: &Arc<str>) -> Self {
+        Self {
+            address: (!kept.is_empty()).then(|| address.clone()),
+            kept,
+            _runtime: PhantomData,
+        }
+    }
+
+    fn deliver(&mut self, callback: &mut Option<StderrCallback>, data: &[u8], address: &Arc<str>) {
+        deliver_stderr(&mut self.kept, callback, data);
+        if !self.kept.is_empty() && self.address.is_none() {
+            self.address = Some(address.clone());
+        }
+    }
+
+    fn take(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.kept)
+    }
+}
+
+impl<R: Runtime> Drop for UnreadStderr<R> {
+    fn drop(&mut self) {
+        if let (false, Some(address)) = (self.kept.is_empty(), &self.address) {
+            R::unread_stderr(address, &self.kept);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves a plain Vec of connections, still valid.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -1324,6 +1438,24 @@ impl<R: Runtime> ResponseStream<R> {
     pub fn take_stderr(&mut self) -> Vec<u8> {
         self.stderr_taken = true;
         std::mem::take(&mut self.stderr)
+    }
+
+    /// Reads the rest of the body into memory (bounded by [`Options::max_body_bytes`]):
+    /// the whole response.
+    async fn read_whole(mut self) -> Result<Response, Error> {
+        let mut collected = Collected::new(self.client.inner.options.max_body_bytes);
+        while let Some(chunk) = self.chunk().await? {
+            collected.push(chunk, &self.address)?;
+        }
+        let end = self.end.expect("chunk() answered None: the request ended");
+        Ok(Response {
+            status: self.head.status(),
+            // Moved out, not cloned: the stream is done with it.
+            head: std::mem::take(&mut self.head),
+            body: collected.finish(),
+            stderr: self.take_stderr(),
+            end,
+        })
     }
 
     /// The next piece of the body, or `None` at its end.

@@ -144,3 +144,37 @@ async fn close_idle_frees_the_kept_connections() {
     );
     assert_eq!(client.connections_opened(), 3);
 }
+
+#[tokio::test]
+async fn request_reads_a_body_of_many_chunks_whole_and_stops_at_its_bound() {
+    let fpm = PhpFpm::shared();
+    let mut options = Options::default();
+    options.max_body_bytes = 200_000;
+    let client = client(Address::Unix(fpm.unix_socket().to_path_buf()), options);
+    // php-fpm writes it in 64 KiB pieces: several chunks, joined.
+    let whole = client
+        .request(get(fpm, "large.php", "bytes=200000"))
+        .await
+        .unwrap();
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("X-Body-Length"), Some("200000"));
+    assert_eq!(whole.body, fcgi_testkit::large_body(200_000));
+    let over = client
+        .request(get(fpm, "large.php", "bytes=200001"))
+        .await
+        .unwrap_err();
+    match over {
+        Error::Limit { kind, limit, .. } => {
+            assert_eq!(
+                (kind, limit),
+                (fcgi_tokio::LimitKind::ResponseBody, 200_000)
+            )
+        }
+        other => panic!("expected the body limit, got {other:?}"),
+    }
+    // The connection of the request cut short is closed, not kept: the next request
+    // opens a new one and is answered whole.
+    let again = client.request(get(fpm, "hello.php", "")).await.unwrap();
+    assert_eq!(&again.body[..], b"Hello, World!");
+    assert_eq!(client.connections_opened(), 2);
+}
