@@ -750,27 +750,21 @@ impl<R: Runtime> Client<R> {
     /// Sends a request and reads its whole response into memory (bounded by
     /// [`Options::max_body_bytes`]).
     pub async fn request(&self, request: Request) -> Result<Response, Error> {
-        match self.run::<true>(request).await? {
-            Answer::Whole(response) => Ok(response),
-            Answer::Stream(_) => unreachable!("run::<true> reads the whole response"),
-        }
+        self.run::<Response>(request).await
     }
 
     /// Sends a request and returns once the response head has arrived; the body then
     /// streams from the returned [`ResponseStream`], while the rest of the request body
     /// is still being written if need be (full duplex).
     pub async fn request_streaming(&self, request: Request) -> Result<ResponseStream<R>, Error> {
-        match self.run::<false>(request).await? {
-            Answer::Stream(stream) => Ok(stream),
-            Answer::Whole(_) => unreachable!("run::<false> answers at the head"),
-        }
+        self.run::<ResponseStream<R>>(request).await
     }
 
     /// Sends a request, once more on a fresh connection when [`FailedAttempt::may_retry`]
-    /// says so. With `WHOLE`, reads the whole response: on a one-request connection in
+    /// says so, and answers `A`: the whole response, read on a one-request connection in
     /// the same loop that waits for the head, with no [`ResponseStream`] in between (the
-    /// usual request takes one pass through here); without, answers at the head.
-    async fn run<const WHOLE: bool>(&self, request: Request) -> Result<Answer<R>, Error> {
+    /// usual request takes one pass through here); or the stream, at the head.
+    async fn run<A: Answer<R>>(&self, request: Request) -> Result<A, Error> {
         let Request {
             mut params,
             body,
@@ -801,9 +795,9 @@ impl<R: Runtime> Client<R> {
                         let source = Source::Mux(request);
                         let stream =
                             ResponseStream::new(self, address, source, head, stderr, on_stderr);
-                        return match WHOLE {
-                            true => stream.read_whole().await.map(Answer::Whole),
-                            false => Ok(Answer::Stream(stream)),
+                        return match A::at_head(stream) {
+                            Ok(answer) => Ok(answer),
+                            Err(stream) => stream.read_whole().await.map(A::whole),
                         };
                     }
                 }
@@ -823,7 +817,7 @@ impl<R: Runtime> Client<R> {
             let mut exchange =
                 Exchange::start(conn, &params, this_body, self.timeouts(), deadline)?;
             let mut wait = AwaitHead::new();
-            // `WHOLE` only: the head, once it came, and the body so far.
+            // `A::WHOLE` only: the head, once it came, and the body so far.
             let mut whole: Option<(ResponseHead, Collected, UnreadStderr<R>)> = None;
             let error = loop {
                 let event = match poll_fn(|cx| exchange.poll_event(cx)).await {
@@ -834,7 +828,7 @@ impl<R: Runtime> Client<R> {
                 };
                 let Some((_, collected, unread)) = &mut whole else {
                     match wait.on_event(event, &exchange.conn.address) {
-                        HeadStep::Head(head) if WHOLE => {
+                        HeadStep::Head(head) if A::WHOLE => {
                             let kept = std::mem::take(&mut stderr);
                             let unread = UnreadStderr::new(kept, &exchange.conn.address);
                             let collected = Collected::new(self.inner.options.max_body_bytes);
@@ -843,9 +837,10 @@ impl<R: Runtime> Client<R> {
                         HeadStep::Head(head) => {
                             let address = exchange.conn.address.clone();
                             let source = Source::Plain { exchange, slot };
-                            return Ok(Answer::Stream(ResponseStream::new(
-                                self, address, source, head, stderr, on_stderr,
-                            )));
+                            let stream =
+                                ResponseStream::new(self, address, source, head, stderr, on_stderr);
+                            return Ok(A::at_head(stream)
+                                .unwrap_or_else(|_| unreachable!("a whole body is read here")));
                         }
                         HeadStep::Stderr(data) => {
                             deliver_stderr(&mut stderr, &mut on_stderr, &data)
@@ -873,7 +868,7 @@ impl<R: Runtime> Client<R> {
                         let (head, collected, unread) = whole.take().expect("matched above");
                         // The connection goes back before its pool slot.
                         self.check_in(exchange.conn, slot);
-                        return Ok(Answer::Whole(Response {
+                        return Ok(A::whole(Response {
                             status: head.status(),
                             head,
                             body: collected.finish(),
@@ -1217,12 +1212,45 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// What [`Client::run`] answers: the whole response, or a stream of it from its head.
-// Boxing the large variant would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Answer<R: Runtime> {
-    Whole(Response),
-    Stream(ResponseStream<R>),
+/// What [`Client::run`] answers: the whole response ([`Response`], for
+/// [`Client::request`]) or a stream of it from its head ([`ResponseStream`], for
+/// [`Client::request_streaming`]).
+trait Answer<R: Runtime>: Sized {
+    /// Whether the body is read whole.
+    const WHOLE: bool;
+
+    /// The answer from the stream at the response head, or the stream back when the
+    /// body is to be read whole.
+    // Moved back as it is: boxing it would cost an allocation per request.
+    #[allow(clippy::result_large_err)]
+    fn at_head(stream: ResponseStream<R>) -> Result<Self, ResponseStream<R>>;
+
+    /// The answer from the response read whole (only when [`WHOLE`](Self::WHOLE)).
+    fn whole(response: Response) -> Self;
+}
+
+impl<R: Runtime> Answer<R> for Response {
+    const WHOLE: bool = true;
+
+    fn at_head(stream: ResponseStream<R>) -> Result<Self, ResponseStream<R>> {
+        Err(stream)
+    }
+
+    fn whole(response: Response) -> Self {
+        response
+    }
+}
+
+impl<R: Runtime> Answer<R> for ResponseStream<R> {
+    const WHOLE: bool = false;
+
+    fn at_head(stream: ResponseStream<R>) -> Result<Self, ResponseStream<R>> {
+        Ok(stream)
+    }
+
+    fn whole(_: Response) -> Self {
+        unreachable!("run reads a body whole only for a Response")
+    }
 }
 
 /// A response body read whole, bounded by [`Options::max_body_bytes`]. The first chunk
