@@ -1086,6 +1086,8 @@ impl Connection {
     // ----- events -----
 
     /// The next event, or `None` when all are drained.
+    // Small and called in every drain loop: inlined there, the event is moved once.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
         if let Event::Body { data, .. } | Event::Stderr { data, .. } = &event {
