@@ -20,7 +20,7 @@ use crate::error::{Error, HeadError, Limit, LimitExceeded, ProtocolError, UsageE
 use crate::nv;
 use crate::params::Params;
 use crate::record::{
-    begin_request_body, EndRequestBody, Fragment, ProtocolStatus, RecordDecoder, RecordHeader,
+    begin_request_body, EndRequestBody, Next, Piece, ProtocolStatus, RecordDecoder, RecordHeader,
     RecordType, Role, FLAG_KEEP_CONN, HEADER_LEN, MANAGEMENT_ID, MAX_CONTENT_LEN, STREAM_CHUNK_LEN,
 };
 use crate::response::{HeadParser, ResponseHead};
@@ -794,61 +794,119 @@ impl Connection {
     }
 
     fn process(&mut self) -> Result<(), Error> {
-        let mut data = self.input.split_to(self.filled);
+        // Records are decoded in place: `taken` bytes at the front of the input are used
+        // up, and dropped together when a content slice is split off the buffer (the
+        // events' `Bytes` point into it) or at the end.
+        let mut taken = 0;
         let result = loop {
-            match self.decoder.decode(&mut data) {
-                Ok(Some(fragment)) => {
-                    if let Err(e) = self.handle(fragment) {
-                        break Err(e);
+            let buf = &self.input[taken..self.filled];
+            if buf.is_empty() {
+                // Whatever the decoder's state, nothing to decode is "need more".
+                break Ok(());
+            }
+            // The usual case: a whole record at a record boundary, taken with its padding.
+            let (header, len, last, padding) = if let Some(header) = self.decoder.whole_record(buf)
+            {
+                taken += HEADER_LEN;
+                let padding = usize::from(header.padding_length);
+                (header, usize::from(header.content_length), true, padding)
+            } else {
+                match self.decoder.next(buf) {
+                    Ok(Next::Piece(Piece {
+                        header,
+                        skip,
+                        len,
+                        last,
+                    })) => {
+                        taken += skip;
+                        (header, len, last, 0)
                     }
+                    Ok(Next::Need { skip }) => {
+                        taken += skip;
+                        break Ok(());
+                    }
+                    Err(e) => break Err(e),
                 }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+            };
+            let step = if header.record_type == RecordType::END_REQUEST
+                && header.request_id != MANAGEMENT_ID
+            {
+                // Read in place: no slice of the input is made for it.
+                let body = EndRequestBody::decode(&self.input[taken..taken + len]);
+                taken += len;
+                self.handle_end(header, body)
+            } else {
+                let data = if len == 0 {
+                    None
+                } else {
+                    // What was used up before the content goes with it, in one split.
+                    let mut data = self.input.split_to(taken + len).freeze();
+                    data.advance(taken);
+                    self.filled -= taken + len;
+                    taken = 0;
+                    Some(data)
+                };
+                self.handle(header, data, last)
+            };
+            taken += padding;
+            if let Err(e) = step {
+                break Err(e);
             }
         };
-        // `data` now holds what could not be decoded yet, right before the free room.
-        self.filled = data.len();
-        data.unsplit(std::mem::take(&mut self.input));
-        self.input = data;
+        self.input.advance(taken);
+        self.filled -= taken;
         result.map_err(|e| self.fail(e))
     }
 
-    fn handle(&mut self, fragment: Fragment) -> Result<(), ProtocolError> {
-        let Fragment { header, data, last } = fragment;
+    /// The index in `requests` of the request a record belongs to; `Ok(None)` for the
+    /// late records of an ended aborted request, which are dropped.
+    fn request_index(&mut self, header: RecordHeader) -> Result<Option<usize>, ProtocolError> {
+        let request_id = header.request_id;
+        if let Some(index) = self.requests.iter().position(|r| r.id == request_id) {
+            return Ok(Some(index));
+        }
+        if let Some(at) = self.ended_aborts.iter().position(|&i| i == request_id) {
+            // The late output of an aborted request that the server ended at once; its
+            // second END_REQUEST is the last of it.
+            if header.record_type == RecordType::END_REQUEST {
+                self.ended_aborts.remove(at);
+            }
+            return Ok(None);
+        }
+        Err(ProtocolError::UnknownRequest {
+            record_type: header.record_type,
+            request_id,
+        })
+    }
+
+    /// A record other than a request's `END_REQUEST` (which goes to
+    /// [`handle_end`](Self::handle_end)), or a piece of one: its content, `None` when
+    /// empty.
+    fn handle(
+        &mut self,
+        header: RecordHeader,
+        data: Option<Bytes>,
+        last: bool,
+    ) -> Result<(), ProtocolError> {
         let record_type = header.record_type;
         let request_id = header.request_id;
         #[cfg(feature = "tracing")]
         if last && record_type != RecordType::END_REQUEST {
             crate::trace::record("<", record_type, request_id, header.content_length.into());
         }
+        #[cfg(not(feature = "tracing"))]
+        let _ = last;
         if request_id == MANAGEMENT_ID {
-            return self.handle_management(header, data);
+            return self.handle_management(header, data.unwrap_or_default());
         }
-        if ![
-            RecordType::STDOUT,
-            RecordType::STDERR,
-            RecordType::END_REQUEST,
-        ]
-        .contains(&record_type)
-        {
+        if !matches!(record_type, RecordType::STDOUT | RecordType::STDERR) {
             return Err(ProtocolError::UnexpectedRecordType {
                 record_type,
                 request_id,
             });
         }
-        let Some(index) = self.requests.iter().position(|r| r.id == request_id) else {
-            if let Some(at) = self.ended_aborts.iter().position(|&i| i == request_id) {
-                // The late output of an aborted request that the server ended at once;
-                // its second END_REQUEST is the last of it.
-                if record_type == RecordType::END_REQUEST {
-                    self.ended_aborts.remove(at);
-                }
-                return Ok(());
-            }
-            return Err(ProtocolError::UnknownRequest {
-                record_type,
-                request_id,
-            });
+        let Some(index) = self.request_index(header)? else {
+            return Ok(());
         };
         let id = RequestId(request_id);
         let req = &mut self.requests[index];
@@ -860,7 +918,7 @@ impl Connection {
                         request_id,
                     });
                 }
-                if data.is_empty() {
+                let Some(data) = data else {
                     req.stdout_closed = true;
                     if let HeadState::Parsing(_) = req.head {
                         req.head = HeadState::Discard;
@@ -870,7 +928,7 @@ impl Connection {
                         });
                     }
                     return Ok(());
-                }
+                };
                 match &mut req.head {
                     HeadState::Discard => {}
                     HeadState::Done => self.push_event(Event::Body { id, data }),
@@ -890,17 +948,18 @@ impl Connection {
                     },
                 }
             }
-            RecordType::STDERR => {
+            _ => {
+                // STDERR, checked above.
                 if req.stderr_closed {
                     return Err(ProtocolError::AfterEndOfStream {
                         record_type,
                         request_id,
                     });
                 }
-                if data.is_empty() {
+                let Some(data) = data else {
                     req.stderr_closed = true;
                     return Ok(());
-                }
+                };
                 if req.aborted {
                     return Ok(());
                 }
@@ -915,40 +974,62 @@ impl Connection {
                     });
                 }
             }
-            _ => {
-                // END_REQUEST: non-stream records arrive whole.
-                debug_assert!(last);
-                let body = EndRequestBody::decode(&data)?;
-                #[cfg(feature = "tracing")]
-                crate::trace::end_request(request_id, body.app_status, body.protocol_status);
-                let req = self.requests.swap_remove(index);
-                if req.aborted {
-                    if self.ended_aborts.len() == ENDED_ABORTS {
-                        self.ended_aborts.pop_front();
-                    }
-                    self.ended_aborts.push_back(req.id);
-                }
-                if let HeadState::Parsing(parser) = &req.head {
-                    if parser.buffered() > 0 || body.protocol_status.is_complete() {
-                        self.push_event(Event::HeadError {
-                            id,
-                            error: HeadError::Incomplete,
-                        });
-                    }
-                }
-                if body.protocol_status == ProtocolStatus::CANT_MPX_CONN {
-                    self.max_concurrent = 1;
-                }
-                self.push_event(Event::End {
-                    id,
-                    end: End {
-                        app_status: body.app_status,
-                        protocol_status: body.protocol_status,
-                        stderr_dropped: req.stderr_dropped,
-                    },
-                });
-            }
         }
+        Ok(())
+    }
+
+    /// A request's `END_REQUEST` (non-stream records arrive whole), its body read.
+    fn handle_end(
+        &mut self,
+        header: RecordHeader,
+        body: Result<EndRequestBody, ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        let Some(index) = self.request_index(header)? else {
+            return Ok(());
+        };
+        let body = body?;
+        let request_id = header.request_id;
+        #[cfg(feature = "tracing")]
+        crate::trace::end_request(request_id, body.app_status, body.protocol_status);
+        let id = RequestId(request_id);
+        let req = &self.requests[index];
+        let aborted = req.aborted;
+        let stderr_dropped = req.stderr_dropped;
+        let head_incomplete = match &req.head {
+            HeadState::Parsing(parser) => {
+                parser.buffered() > 0 || body.protocol_status.is_complete()
+            }
+            _ => false,
+        };
+        // Dropped in place (no move) when it is the last one, as it is when alone.
+        if index + 1 == self.requests.len() {
+            self.requests.truncate(index);
+        } else {
+            self.requests.swap_remove(index);
+        }
+        if aborted {
+            if self.ended_aborts.len() == ENDED_ABORTS {
+                self.ended_aborts.pop_front();
+            }
+            self.ended_aborts.push_back(request_id);
+        }
+        if head_incomplete {
+            self.push_event(Event::HeadError {
+                id,
+                error: HeadError::Incomplete,
+            });
+        }
+        if body.protocol_status == ProtocolStatus::CANT_MPX_CONN {
+            self.max_concurrent = 1;
+        }
+        self.push_event(Event::End {
+            id,
+            end: End {
+                app_status: body.app_status,
+                protocol_status: body.protocol_status,
+                stderr_dropped,
+            },
+        });
         Ok(())
     }
 
@@ -1005,6 +1086,8 @@ impl Connection {
     // ----- events -----
 
     /// The next event, or `None` when all are drained.
+    // Small and called in every drain loop: inlined there, the event is moved once.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
         if let Event::Body { data, .. } | Event::Stderr { data, .. } = &event {

@@ -197,6 +197,16 @@ impl RecordHeader {
 
     /// Reads a header. The reserved byte is ignored; a version other than 1 is an error.
     pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Self, ProtocolError> {
+        Self::decode_slice(bytes)
+    }
+
+    /// [`decode`](Self::decode) from the first 8 bytes of a slice, read in place.
+    ///
+    /// # Panics
+    /// When `bytes` is shorter than 8: a bug in the caller.
+    #[inline]
+    pub(crate) fn decode_slice(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let bytes = &bytes[..HEADER_LEN];
         if bytes[0] != VERSION {
             return Err(ProtocolError::BadVersion(bytes[0]));
         }
@@ -250,6 +260,26 @@ enum DecodeState {
     Padding { remaining: usize },
 }
 
+/// What [`RecordDecoder::next`] found at the front of its input.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// More input is needed; the first `skip` bytes (padding, a whole header before a
+    /// stream record's missing content) are used up.
+    Need { skip: usize },
+    /// A fragment.
+    Piece(Piece),
+}
+
+/// A fragment as [`RecordDecoder::next`] finds it: `skip` bytes used up before its
+/// content (padding, the header), then `len` bytes of content.
+#[derive(Debug)]
+pub(crate) struct Piece {
+    pub(crate) header: RecordHeader,
+    pub(crate) skip: usize,
+    pub(crate) len: usize,
+    pub(crate) last: bool,
+}
+
 /// An incremental record decoder.
 ///
 /// Feed it a buffer that holds the bytes received so far; each call to
@@ -300,34 +330,68 @@ impl RecordDecoder {
     /// Takes the next fragment from the front of `buf`; `Ok(None)` means more input is
     /// needed. A version other than 1 is an error; the decoder must not be used after one.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Fragment>, ProtocolError> {
+        match self.next(buf)? {
+            Next::Need { skip } => {
+                buf.advance(skip);
+                Ok(None)
+            }
+            Next::Piece(Piece {
+                header,
+                skip,
+                len,
+                last,
+            }) => {
+                buf.advance(skip);
+                let data = if len == 0 {
+                    Bytes::new()
+                } else {
+                    buf.split_to(len).freeze()
+                };
+                Ok(Some(Fragment { header, data, last }))
+            }
+        }
+    }
+
+    /// The header of the whole record (header, content and padding) at the front of
+    /// `buf` when the decoder stands between records; `None` in every other case (a
+    /// partial record, a bad version), which [`next`](Self::next) handles. Taking the
+    /// record's bytes leaves the decoder where `next` would leave it once the record and
+    /// its padding are decoded: between records.
+    #[inline]
+    pub(crate) fn whole_record(&self, buf: &[u8]) -> Option<RecordHeader> {
+        if !matches!(self.state, DecodeState::Header) {
+            return None;
+        }
+        let header = RecordHeader::decode_slice(buf.get(..HEADER_LEN)?).ok()?;
+        let len =
+            HEADER_LEN + usize::from(header.content_length) + usize::from(header.padding_length);
+        (len <= buf.len()).then_some(header)
+    }
+
+    /// The decoding step under [`decode`](Self::decode), on a slice and without taking
+    /// any byte: says how many bytes at the front of `buf` are used up and where the next
+    /// fragment's content lies. The decoder's state moves on as if `decode` had taken
+    /// them, so the caller must drop exactly those bytes before the next call.
+    pub(crate) fn next(&mut self, buf: &[u8]) -> Result<Next, ProtocolError> {
+        let mut at = 0;
         loop {
             match self.state {
-                DecodeState::Padding { remaining } => {
-                    let n = remaining.min(buf.len());
-                    buf.advance(n);
-                    if n < remaining {
-                        self.state = DecodeState::Padding {
-                            remaining: remaining - n,
-                        };
-                        return Ok(None);
-                    }
-                    self.state = DecodeState::Header;
-                }
                 DecodeState::Header => {
-                    let Some(head) = buf.get(..HEADER_LEN) else {
-                        return Ok(None);
+                    let Some(head) = buf.get(at..at + HEADER_LEN) else {
+                        return Ok(Next::Need { skip: at });
                     };
-                    let mut raw = [0u8; HEADER_LEN];
-                    raw.copy_from_slice(head);
-                    let header = RecordHeader::decode(&raw)?;
+                    let header = RecordHeader::decode_slice(head)?;
                     let content = usize::from(header.content_length);
+                    let avail = buf.len() - at - HEADER_LEN;
                     if header.record_type.is_stream() {
-                        buf.advance(HEADER_LEN);
-                        if content == 0 {
+                        at += HEADER_LEN;
+                        if content <= avail {
+                            // The whole record is here (or it is empty, a stream's end).
                             self.finish_content(header);
-                            return Ok(Some(Fragment {
+                            return Ok(Next::Piece(Piece {
                                 header,
-                                data: Bytes::new(),
+                                skip: at,
+                                len: content,
                                 last: true,
                             }));
                         }
@@ -336,35 +400,51 @@ impl RecordDecoder {
                             remaining: content,
                         };
                     } else {
-                        if buf.len() < HEADER_LEN + content {
-                            return Ok(None);
+                        if avail < content {
+                            return Ok(Next::Need { skip: at });
                         }
-                        buf.advance(HEADER_LEN);
-                        let data = buf.split_to(content).freeze();
                         self.finish_content(header);
-                        return Ok(Some(Fragment {
+                        return Ok(Next::Piece(Piece {
                             header,
-                            data,
+                            skip: at + HEADER_LEN,
+                            len: content,
                             last: true,
                         }));
                     }
                 }
                 DecodeState::StreamContent { header, remaining } => {
-                    if buf.is_empty() {
-                        return Ok(None);
+                    let avail = buf.len() - at;
+                    if avail == 0 {
+                        return Ok(Next::Need { skip: at });
                     }
-                    let n = remaining.min(buf.len());
-                    let data = buf.split_to(n).freeze();
-                    let last = n == remaining;
-                    if last {
+                    let last = avail >= remaining;
+                    let len = if last {
                         self.finish_content(header);
+                        remaining
                     } else {
                         self.state = DecodeState::StreamContent {
                             header,
-                            remaining: remaining - n,
+                            remaining: remaining - avail,
                         };
+                        avail
+                    };
+                    return Ok(Next::Piece(Piece {
+                        header,
+                        skip: at,
+                        len,
+                        last,
+                    }));
+                }
+                DecodeState::Padding { remaining } => {
+                    let avail = buf.len() - at;
+                    if avail < remaining {
+                        self.state = DecodeState::Padding {
+                            remaining: remaining - avail,
+                        };
+                        return Ok(Next::Need { skip: buf.len() });
                     }
-                    return Ok(Some(Fragment { header, data, last }));
+                    at += remaining;
+                    self.state = DecodeState::Header;
                 }
             }
         }
