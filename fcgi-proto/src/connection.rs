@@ -172,6 +172,10 @@ pub struct Connection {
     input: BytesMut,
     filled: usize,
     room_in_len: bool,
+    /// Taking the empty input buffer back to the start of its allocation was tried,
+    /// and no input came since: once is enough (each wait for a response asks for the
+    /// buffer at least twice, before and after the socket is ready).
+    rewind_tried: bool,
     /// The spare capacity [`input_buf`](Self::input_buf) last offered.
     offered: usize,
     /// The size of the next buffer [`input_buffer`](Self::input_buffer) makes room in.
@@ -227,6 +231,7 @@ impl Connection {
             input: BytesMut::new(),
             filled: 0,
             room_in_len: false,
+            rewind_tried: false,
             offered: 0,
             input_target: INPUT_BUFFER_LEN,
             output: VecDeque::new(),
@@ -688,11 +693,12 @@ impl Connection {
             self.input.truncate(self.filled);
             self.room_in_len = false;
         }
-        if self.input.is_empty() {
+        if self.input.is_empty() && !self.rewind_tried {
             // Nothing undecoded: when no event or body chunk points into the buffer any
             // more, the next read goes to its start again (cache lines still warm from
             // the last exchange) instead of after what the last one used.
             let _ = self.input.try_reclaim(self.input.capacity() + 1);
+            self.rewind_tried = true;
         }
         if self.input.capacity() - self.input.len() < MIN_INPUT_ROOM {
             let want = self.input_target.max(self.input.len() + MIN_INPUT_ROOM);
@@ -794,6 +800,7 @@ impl Connection {
     }
 
     fn process(&mut self) -> Result<(), Error> {
+        self.rewind_tried = false;
         // Records are decoded in place: `taken` bytes at the front of the input are used
         // up, and dropped together when a content slice is split off the buffer (the
         // events' `Bytes` point into it) or at the end.
