@@ -630,13 +630,15 @@ fn trim(value: &[u8]) -> (usize, usize) {
 /// their values.
 fn parse_head(head: &Bytes, limit: usize) -> Result<Option<ResponseHead>, HeadError> {
     let bytes: &[u8] = head;
+    // Lines are scanned within the limit: a line that ends past it is not whole there,
+    // and `checked_line` finds it too large.
+    let within_limit = &bytes[..bytes.len().min(limit)];
     let mut fields = SpecialFields::default();
     let mut count = 0u32;
     let mut line_ends = LineEnds::default();
     let mut line_start = 0;
     let len = loop {
-        let line = match scan_line(bytes, line_start) {
-            Some(line) if line.end >= limit => return Err(HeadError::TooLarge { limit }),
+        let line = match scan_line(within_limit, line_start) {
             Some(line) => line,
             None => {
                 // Each line before this one was a header or the one `Status`.
