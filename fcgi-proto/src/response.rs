@@ -619,9 +619,10 @@ fn trim(value: &[u8]) -> (usize, usize) {
     (start, end)
 }
 
-/// Parses the head at the start of `head`, up to and including its blank line (its
-/// bytes are the head's), or `None` when `head` has no blank line yet. A head that runs
-/// past `limit` bytes is [`HeadError::TooLarge`] (so every offset fits a [`Span`]).
+/// Parses the head at the start of `head`, up to and including its blank line (the
+/// head shares those bytes), or answers `None` when `head` has no blank line yet. A
+/// head that runs past `limit` bytes is [`HeadError::TooLarge`] (so every offset fits a
+/// [`Span`]).
 ///
 /// Each line is read by [`scan_line`], one pass over its bytes, when it has the usual
 /// shape; any other line goes to [`checked_line`], which checks one thing after another
@@ -808,8 +809,8 @@ fn scan_value(head: &[u8], mut at: usize) -> Option<usize> {
 }
 
 /// Where the first byte from `at` on that `flagged` flags is (`flagged` sets the top
-/// bit of each such byte of a little-endian word), or the first byte of the last part
-/// word.
+/// bit of each such byte of a little-endian word), or, if none is, where the last
+/// bytes too few for a word start: the caller looks at those one at a time.
 fn skip_plain(head: &[u8], mut at: usize, flagged: fn(u64) -> u64) -> usize {
     while let Some(word) = word_at(head, at) {
         let flags = flagged(word);
@@ -831,7 +832,7 @@ fn word_at(head: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes))
 }
 
-/// Eight bytes (little-endian) at once: each byte's top bit set in `1`.
+/// The top bit of each byte of a word of eight bytes.
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// `byte` in each of eight bytes.
