@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::HeadError;
 use crate::params::parse_decimal;
@@ -103,14 +103,16 @@ struct LineEnds {
 }
 
 impl LineEnds {
-    /// Notes that line `index` (from 0) ends at `end`, if it is the next one to note
-    /// and fits.
-    fn note(&mut self, index: usize, end: usize) {
-        if index == usize::from(self.known) && index < self.ends.len() {
-            if let Ok(end) = u16::try_from(end) {
-                self.ends[index] = end;
-                self.known += 1;
-            }
+    /// Notes that the next line ends at `end`, if there is room and it fits. Lines are
+    /// noted in order, so once one does not fit none after it does: the noted ones are
+    /// always the first lines.
+    fn push(&mut self, end: usize) {
+        if let (Some(slot), Ok(end)) = (
+            self.ends.get_mut(usize::from(self.known)),
+            u16::try_from(end),
+        ) {
+            *slot = end;
+            self.known += 1;
         }
     }
 }
@@ -490,8 +492,12 @@ impl HeadParser {
             // finds its end.
             let too_large = HeadError::TooLarge { limit: self.limit };
             match parse_head(&data, self.limit) {
-                Ok(Some((_, end))) if end > self.limit => return Err(too_large),
-                Ok(Some((head, end))) => return Ok(Some((head, data.slice(end..)))),
+                Ok(Some(head)) if head.raw.len() > self.limit => return Err(too_large),
+                Ok(Some(head)) => {
+                    let mut rest = data;
+                    rest.advance(head.raw.len());
+                    return Ok(Some((head, rest)));
+                }
                 Ok(None) => {}
                 // An error counts once the head is whole, and a head too large is that
                 // before anything else, as on the buffered path below.
@@ -507,7 +513,7 @@ impl HeadParser {
             Some(end) if end <= self.limit => {
                 let head = self.buf.split_to(end).freeze();
                 let rest = self.buf.split().freeze();
-                let (head, _) =
+                let head =
                     parse_head(&head, self.limit)?.expect("a whole head, blank line included");
                 Ok(Some((head, rest)))
             }
@@ -613,88 +619,293 @@ fn trim(value: &[u8]) -> (usize, usize) {
     (start, end)
 }
 
-/// Parses the head at the start of `head`, up to and including its blank line: the
-/// head and its length, or `None` when `head` has no blank line yet. A head that runs
-/// past `limit` bytes is [`HeadError::TooLarge`] (so every offset fits a [`Span`]).
-fn parse_head(head: &Bytes, limit: usize) -> Result<Option<(ResponseHead, usize)>, HeadError> {
-    let mut status = None;
+/// Parses the head at the start of `head`, up to and including its blank line (the
+/// head shares those bytes), or answers `None` when `head` has no blank line yet. A
+/// head that runs past `limit` bytes is [`HeadError::TooLarge`] (so every offset fits a
+/// [`Span`]).
+///
+/// Each line is read by [`scan_line`], one pass over its bytes, when it has the usual
+/// shape; any other line goes to [`checked_line`], which checks one thing after another
+/// to report the exact error (or finds the line not whole yet). Only the lines the
+/// parser must understand (`Status`, `Content-Length`, ...) are looked at again, for
+/// their values.
+fn parse_head(head: &Bytes, limit: usize) -> Result<Option<ResponseHead>, HeadError> {
+    let bytes: &[u8] = head;
+    // Lines are scanned within the limit: a line that ends past it is not whole there,
+    // and `checked_line` finds it too large.
+    let within_limit = &bytes[..bytes.len().min(limit)];
+    let mut fields = SpecialFields::default();
     let mut count = 0u32;
     let mut line_ends = LineEnds::default();
-    let mut content_length_seen = false;
-    let mut transfer_encoding_seen = false;
-    let mut location_seen = false;
     let mut line_start = 0;
-    let mut end = None;
-    for (index, line_end) in memchr::memchr_iter(b'\n', head).enumerate() {
-        if line_end >= limit {
-            return Err(HeadError::TooLarge { limit });
-        }
-        line_ends.note(index, line_end);
-        let line_no = index + 1;
-        let mut line = &head[line_start..line_end];
-        let offset = line_start;
-        line_start = line_end + 1;
-        if let Some(l) = line.strip_suffix(b"\r") {
-            line = l;
-        }
-        if line.is_empty() {
-            end = Some(line_start); // The blank line: the head ends here.
-            break;
-        }
-        let colon = memchr::memchr(b':', line).ok_or(HeadError::MissingColon { line: line_no })?;
-        let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
-            return Err(HeadError::InvalidName { line: line_no });
-        }
-        let (vs, ve) = trim(&line[colon + 1..]);
-        let value = Span::new(offset + colon + 1 + vs, offset + colon + 1 + ve);
-        let value_bytes = value.of(head);
-        if has_forbidden_value_byte(value_bytes) {
-            return Err(HeadError::InvalidValue { line: line_no });
-        }
-        if name.eq_ignore_ascii_case(b"status") {
-            if status.is_some() {
-                return Err(HeadError::InvalidStatus);
+    let len = loop {
+        let line = match scan_line(within_limit, line_start) {
+            Some(line) => line,
+            None => {
+                // Each line before this one was a header or the one `Status`.
+                let line_no = count as usize + usize::from(fields.status.is_some()) + 1;
+                match checked_line(bytes, line_start, line_no, limit)? {
+                    Some(line) => line,
+                    None => return Ok(None),
+                }
             }
-            status = Some(parse_status(value_bytes, value.start)?);
-            continue;
+        };
+        line_ends.push(line.end);
+        let start = line_start;
+        line_start = line.end + 1;
+        let Some(colon) = line.colon else {
+            break line_start; // The blank line: the head ends here.
+        };
+        if !SpecialFields::may_name(colon - start) || fields.take(bytes, start, colon, line.end)? {
+            count += 1;
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if content_length_seen {
-                return Err(HeadError::DuplicateContentLength);
-            }
-            content_length_seen = true;
-            parse_decimal(value_bytes).ok_or(HeadError::InvalidContentLength)?;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encoding_seen = true;
-        } else if name.eq_ignore_ascii_case(b"location") {
-            location_seen = true;
-        }
-        count += 1;
-    }
-    let Some(end) = end else {
-        return Ok(None);
     };
-    if content_length_seen && transfer_encoding_seen {
+    if fields.content_length && fields.transfer_encoding {
         return Err(HeadError::ContentLengthWithTransferEncoding);
     }
-    let status_given = status.is_some();
-    let (status, reason) = match status {
+    let status_given = fields.status.is_some();
+    let (status, reason) = match fields.status {
         Some(s) => s,
-        None if location_seen => (302, None),
+        None if fields.location => (302, None),
         None => (200, None),
     };
-    Ok(Some((
-        ResponseHead {
-            raw: head.slice(..end),
-            status,
-            reason,
-            status_given,
-            count,
-            line_ends,
-        },
+    Ok(Some(ResponseHead {
+        raw: head.slice(..len),
+        status,
+        reason,
+        status_given,
+        count,
+        line_ends,
+    }))
+}
+
+/// A line of the head, checked: where its `\n` is, and its colon (`None` for the
+/// blank line).
+struct Line {
+    end: usize,
+    colon: Option<usize>,
+}
+
+/// What the headers with a meaning to the parser have said so far.
+#[derive(Default)]
+struct SpecialFields {
+    status: Option<(u16, Option<Span>)>,
+    content_length: bool,
+    transfer_encoding: bool,
+    location: bool,
+}
+
+impl SpecialFields {
+    /// Whether a name this long could be one with a meaning here (`Status`, `Location`,
+    /// `Content-Length`, `Transfer-Encoding`): most names are not, and are then
+    /// compared with nothing.
+    fn may_name(len: usize) -> bool {
+        matches!(len, 6 | 8 | 14 | 17)
+    }
+
+    /// Takes in the checked header line `start..end` (`end` at its `\n`) whose colon is
+    /// at `colon`; answers whether it counts as a header (`Status` does not).
+    ///
+    /// Kept out of line, as most heads need it for no header.
+    #[cold]
+    #[inline(never)]
+    fn take(
+        &mut self,
+        head: &[u8],
+        start: usize,
+        colon: usize,
+        end: usize,
+    ) -> Result<bool, HeadError> {
+        let name = &head[start..colon];
+        let line = &head[..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (vs, ve) = trim(&line[colon + 1..]);
+        let value_start = colon + 1 + vs;
+        let value = &line[value_start..colon + 1 + ve];
+        if name.eq_ignore_ascii_case(b"status") {
+            if self.status.is_some() {
+                return Err(HeadError::InvalidStatus);
+            }
+            // The offset is below the limit, which fits a `u32` (see `Span`).
+            self.status = Some(parse_status(value, value_start as u32)?);
+            return Ok(false);
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if self.content_length {
+                return Err(HeadError::DuplicateContentLength);
+            }
+            self.content_length = true;
+            parse_decimal(value).ok_or(HeadError::InvalidContentLength)?;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case(b"location") {
+            self.location = true;
+        }
+        Ok(true)
+    }
+}
+
+/// Reads the line at `start` in one pass over its bytes, if it is the blank line or a
+/// header line of the usual shape: a name of token bytes, a colon, then bytes a value
+/// may hold (visible bytes, spaces, tabs) up to `\n` or `\r\n`. `None` for any other
+/// line, or one not whole yet: [`checked_line`] then tells which it is.
+///
+/// Spaces and tabs may be anywhere in a value, so the value is checked whole, without
+/// finding where the whitespace around it ends: the header's value is found when asked
+/// for (see [`Headers`]).
+fn scan_line(head: &[u8], start: usize) -> Option<Line> {
+    if let Some(end) = line_end_at(head, start) {
+        return Some(Line { end, colon: None });
+    }
+    let colon = scan_name(head, start)?;
+    let end = scan_value(head, colon + 1)?;
+    Some(Line {
         end,
-    )))
+        colon: Some(colon),
+    })
+}
+
+/// Where the line end at `at` (`\n` or `\r\n`) has its `\n`, if there is one there.
+fn line_end_at(head: &[u8], at: usize) -> Option<usize> {
+    match head.get(at)? {
+        b'\n' => Some(at),
+        b'\r' if head.get(at + 1) == Some(&b'\n') => Some(at + 1),
+        _ => None,
+    }
+}
+
+/// Scans the token bytes of a header name from `start`: where the colon after them is.
+/// `None` when the name is empty, another byte ends it, or the line is not whole yet.
+///
+/// Eight bytes are looked at together (see [`other_than_name_bytes`]), the few bytes
+/// that stop that one at a time: a table look-up per byte costs several instructions.
+fn scan_name(head: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    loop {
+        at = skip_plain(head, at, other_than_name_bytes);
+        match *head.get(at)? {
+            b':' if at > start => return Some(at),
+            b if is_token_byte(b) => at += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// Scans the bytes of a header value from `at` to its line end: where the line's `\n`
+/// is. `None` when a byte a value may not hold comes first, or the line is not whole
+/// yet.
+///
+/// Eight bytes are looked at together (see [`special_value_bytes`]): values are most of
+/// a head's bytes.
+fn scan_value(head: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        at = skip_plain(head, at, special_value_bytes);
+        match *head.get(at)? {
+            b'\n' | b'\r' => return line_end_at(head, at),
+            b if b >= 0x20 && b != 0x7F || b == b'\t' => at += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// Where the first byte from `at` on that `flagged` flags is (`flagged` sets the top
+/// bit of each such byte of a little-endian word), or, if none is, where the last
+/// bytes too few for a word start: the caller looks at those one at a time.
+fn skip_plain(head: &[u8], mut at: usize, flagged: fn(u64) -> u64) -> usize {
+    while let Some(word) = word_at(head, at) {
+        let flags = flagged(word);
+        if flags != 0 {
+            return at + flags.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    at
+}
+
+/// The eight bytes at `at` as one little-endian word, if there are eight.
+fn word_at(head: &[u8], at: usize) -> Option<u64> {
+    let last = head.len().checked_sub(8)?;
+    if at > last {
+        return None;
+    }
+    let bytes = head[at..at + 8].try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// The top bit of each byte of a word of eight bytes.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// `byte` in each of eight bytes.
+const fn each_byte(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// The top bit of the first byte of `word` (eight bytes, little-endian) that is not an
+/// ASCII letter or `-`, the bytes of most header names, and no bit below it: all
+/// [`skip_plain`] looks at. Bits above it are the top bits of some of the bytes after
+/// it.
+///
+/// For a byte under 0x80, the top bit of `byte + (0x80 - c)` tells `byte >= c`, with
+/// no carry into the next byte. A byte of 0x80 and up is flagged whatever its sums,
+/// and may carry into the next byte: the first flagged byte is right, if not those
+/// after it.
+fn other_than_name_bytes(word: u64) -> u64 {
+    // Setting 0x20 makes capitals small letters, and nothing else one.
+    let folded = word | each_byte(0x20);
+    let from_a = folded.wrapping_add(each_byte(0x80 - b'a'));
+    let past_z = folded.wrapping_add(each_byte(0x80 - b'z' - 1));
+    let not_dash = (word ^ each_byte(b'-')).wrapping_add(each_byte(0x7F));
+    ((past_z | !from_a) & not_dash | word) & HIGH_BITS
+}
+
+/// The top bit of each byte of `word` (eight bytes, little-endian) that is a control
+/// byte or DEL, the bytes a value may not hold (tab, `\r` and `\n` among them, for the
+/// caller to look at); the other bits are clear. Bytes of 0x80 and up are flagged when
+/// their low seven bits are: a value may hold them, but looking at the low bits only
+/// keeps this to a few instructions, and such bytes are rare in a head.
+///
+/// Exact for each byte: with `low` a byte's low seven bits, the top bit of
+/// `low + (0x80 - c)` tells `low >= c`, with no carry into the next byte.
+fn special_value_bytes(word: u64) -> u64 {
+    let low = word & !HIGH_BITS;
+    let del = low + each_byte(0x01); // Top bit set for 0x7F.
+    let visible = low + each_byte(0x80 - 0x20);
+    (del | !visible) & HIGH_BITS
+}
+
+/// Reads the line at `start` the careful way, checking one thing after another so that
+/// the first error found is the one reported: a line that ends past `limit` is
+/// [`HeadError::TooLarge`] before anything else. `None` when the line is not whole yet.
+fn checked_line(
+    head: &[u8],
+    start: usize,
+    line_no: usize,
+    limit: usize,
+) -> Result<Option<Line>, HeadError> {
+    let Some(end) = memchr::memchr(b'\n', &head[start..]).map(|i| start + i) else {
+        return Ok(None);
+    };
+    if end >= limit {
+        return Err(HeadError::TooLarge { limit });
+    }
+    let line = &head[start..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Ok(Some(Line { end, colon: None }));
+    }
+    let colon = memchr::memchr(b':', line).ok_or(HeadError::MissingColon { line: line_no })?;
+    let name = &line[..colon];
+    if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+        return Err(HeadError::InvalidName { line: line_no });
+    }
+    let (vs, ve) = trim(&line[colon + 1..]);
+    if has_forbidden_value_byte(&line[colon + 1 + vs..colon + 1 + ve]) {
+        return Err(HeadError::InvalidValue { line: line_no });
+    }
+    Ok(Some(Line {
+        end,
+        colon: Some(start + colon),
+    }))
 }
 
 /// `NNN` or `NNN reason`, with NNN from 100 to 999; `value` starts at `at` in the head.
@@ -978,5 +1189,394 @@ mod tests {
     #[test]
     fn content_length_getter() {
         assert_eq!(ok(b"Content-Length: 42\n\n").0.content_length(), Some(42));
+    }
+
+    #[test]
+    fn flagged_bytes_match_their_classes_in_every_lane() {
+        let name_plain = |b: u8| b.is_ascii_alphabetic() || b == b'-';
+        // Bytes of 0x80 and up are judged by their low seven bits (see the function).
+        let value_special = |b: u8| (b & 0x7F) < 0x20 || (b & 0x7F) == 0x7F;
+        for b in 0..=255u8 {
+            for fill in 0..=255u8 {
+                for lane in 0..8 {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = b;
+                    let word = u64::from_le_bytes(bytes);
+                    let want = |class: &dyn Fn(u8) -> bool| {
+                        bytes.iter().enumerate().fold(0u64, |acc, (i, &x)| {
+                            acc | if class(x) { 0x80 << (8 * i) } else { 0 }
+                        })
+                    };
+                    // Only the first byte not in a name is sure to be flagged.
+                    let others = other_than_name_bytes(word);
+                    assert_eq!(others & !HIGH_BITS, 0, "{word:#018x}");
+                    assert_eq!(
+                        (others != 0).then(|| others.trailing_zeros() as usize / 8),
+                        bytes.iter().position(|&x| !name_plain(x)),
+                        "{word:#018x}"
+                    );
+                    assert_eq!(
+                        special_value_bytes(word),
+                        want(&value_special),
+                        "{word:#018x}"
+                    );
+                }
+            }
+        }
+        // Nothing flagged is a byte a value may not hold, tab, `\r` or `\n` aside.
+        for b in 0..=255u8 {
+            if special_value_bytes(u64::from(b) | each_byte(b'a') << 8) == 0 {
+                assert!(!FORBIDDEN_IN_VALUE[usize::from(b)], "{b:#04x}");
+            }
+        }
+    }
+
+    /// [`HeadParser`] against the parser it replaced, on heads valid and not.
+    mod differential {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The head parser as it was before heads were scanned a word at a time, kept to
+        /// check the scan against: [`reference::HeadParser`] must answer what
+        /// [`HeadParser`] does, for every input and every way of cutting it.
+        mod reference {
+            use super::super::super::{
+                find_head_end, has_forbidden_value_byte, is_token_byte, parse_status, trim,
+                LineEnds, ResponseHead, Span,
+            };
+            use crate::error::HeadError;
+            use crate::params::parse_decimal;
+            use bytes::{Bytes, BytesMut};
+
+            pub(super) struct HeadParser {
+                pub(super) buf: BytesMut,
+                limit: usize,
+                scanned: usize,
+            }
+
+            impl HeadParser {
+                pub(super) fn new(limit: usize) -> Self {
+                    Self {
+                        buf: BytesMut::new(),
+                        limit: limit.min(u32::MAX as usize),
+                        scanned: 0,
+                    }
+                }
+
+                pub(super) fn feed(
+                    &mut self,
+                    data: Bytes,
+                ) -> Result<Option<(ResponseHead, Bytes)>, HeadError> {
+                    if self.buf.is_empty() {
+                        let too_large = HeadError::TooLarge { limit: self.limit };
+                        match parse_head(&data, self.limit) {
+                            Ok(Some((_, end))) if end > self.limit => return Err(too_large),
+                            Ok(Some((head, end))) => return Ok(Some((head, data.slice(end..)))),
+                            Ok(None) => {}
+                            Err(e) => match find_head_end(&data, 0) {
+                                Some(end) if end > self.limit => return Err(too_large),
+                                Some(_) => return Err(e),
+                                None => {}
+                            },
+                        }
+                    }
+                    self.buf.extend_from_slice(&data);
+                    match find_head_end(&self.buf, self.scanned) {
+                        Some(end) if end <= self.limit => {
+                            let head = self.buf.split_to(end).freeze();
+                            let rest = self.buf.split().freeze();
+                            let (head, _) = parse_head(&head, self.limit)?
+                                .expect("a whole head, blank line included");
+                            Ok(Some((head, rest)))
+                        }
+                        Some(_) => Err(HeadError::TooLarge { limit: self.limit }),
+                        None if self.buf.len() > self.limit => {
+                            Err(HeadError::TooLarge { limit: self.limit })
+                        }
+                        None => {
+                            self.scanned = self.buf.len().saturating_sub(2);
+                            Ok(None)
+                        }
+                    }
+                }
+            }
+
+            fn note(line_ends: &mut LineEnds, index: usize, end: usize) {
+                if index == usize::from(line_ends.known) && index < line_ends.ends.len() {
+                    if let Ok(end) = u16::try_from(end) {
+                        line_ends.ends[index] = end;
+                        line_ends.known += 1;
+                    }
+                }
+            }
+
+            pub(super) fn parse_head(
+                head: &Bytes,
+                limit: usize,
+            ) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+                let mut status = None;
+                let mut count = 0u32;
+                let mut line_ends = LineEnds::default();
+                let mut content_length_seen = false;
+                let mut transfer_encoding_seen = false;
+                let mut location_seen = false;
+                let mut line_start = 0;
+                let mut end = None;
+                for (index, line_end) in memchr::memchr_iter(b'\n', head).enumerate() {
+                    if line_end >= limit {
+                        return Err(HeadError::TooLarge { limit });
+                    }
+                    note(&mut line_ends, index, line_end);
+                    let line_no = index + 1;
+                    let mut line = &head[line_start..line_end];
+                    let offset = line_start;
+                    line_start = line_end + 1;
+                    if let Some(l) = line.strip_suffix(b"\r") {
+                        line = l;
+                    }
+                    if line.is_empty() {
+                        end = Some(line_start);
+                        break;
+                    }
+                    let colon = memchr::memchr(b':', line)
+                        .ok_or(HeadError::MissingColon { line: line_no })?;
+                    let name = &line[..colon];
+                    if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+                        return Err(HeadError::InvalidName { line: line_no });
+                    }
+                    let (vs, ve) = trim(&line[colon + 1..]);
+                    let value = Span::new(offset + colon + 1 + vs, offset + colon + 1 + ve);
+                    let value_bytes = value.of(head);
+                    if has_forbidden_value_byte(value_bytes) {
+                        return Err(HeadError::InvalidValue { line: line_no });
+                    }
+                    if name.eq_ignore_ascii_case(b"status") {
+                        if status.is_some() {
+                            return Err(HeadError::InvalidStatus);
+                        }
+                        status = Some(parse_status(value_bytes, value.start)?);
+                        continue;
+                    }
+                    if name.eq_ignore_ascii_case(b"content-length") {
+                        if content_length_seen {
+                            return Err(HeadError::DuplicateContentLength);
+                        }
+                        content_length_seen = true;
+                        parse_decimal(value_bytes).ok_or(HeadError::InvalidContentLength)?;
+                    } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                        transfer_encoding_seen = true;
+                    } else if name.eq_ignore_ascii_case(b"location") {
+                        location_seen = true;
+                    }
+                    count += 1;
+                }
+                let Some(end) = end else {
+                    return Ok(None);
+                };
+                if content_length_seen && transfer_encoding_seen {
+                    return Err(HeadError::ContentLengthWithTransferEncoding);
+                }
+                let status_given = status.is_some();
+                let (status, reason) = match status {
+                    Some(s) => s,
+                    None if location_seen => (302, None),
+                    None => (200, None),
+                };
+                Ok(Some((
+                    ResponseHead {
+                        raw: head.slice(..end),
+                        status,
+                        reason,
+                        status_given,
+                        count,
+                        line_ends,
+                    },
+                    end,
+                )))
+            }
+        }
+
+        /// Everything a head holds, its bytes and what was noted while it was parsed.
+        type Exact = (Vec<u8>, u16, Option<Span>, bool, u32, [u16; 6], u8);
+
+        fn exact(head: &ResponseHead) -> Exact {
+            let LineEnds { ends, known } = head.line_ends;
+            (
+                head.raw.to_vec(),
+                head.status,
+                head.reason,
+                head.status_given,
+                head.count,
+                ends,
+                known,
+            )
+        }
+
+        type FedExact = Result<Option<(Exact, Vec<u8>)>, HeadError>;
+
+        fn fed_exact(fed: Result<Option<(ResponseHead, Bytes)>, HeadError>) -> FedExact {
+            fed.map(|o| o.map(|(head, rest)| (exact(&head), rest.to_vec())))
+        }
+
+        /// Bytes that mean something to the parser, and some that do not.
+        const ODD_BYTES: &[u8] = b": \r\n\t\x00\x01\x1f\x7f\x80\x9f\xff\"(/;@[{}aZz09-_.~|^`,=";
+
+        fn header_name() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                3 => "[A-Za-z-]{1,20}".prop_map(String::into_bytes),
+                1 => "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}".prop_map(String::into_bytes),
+                2 => prop::sample::select(
+                    &[
+                        "Status",
+                        "status",
+                        "STATUS",
+                        "Content-Length",
+                        "content-length",
+                        "Transfer-Encoding",
+                        "transfer-encoding",
+                        "Location",
+                        "LOCATION",
+                        "Statuz",
+                        "Content-Lengtx",
+                        "Transfer-Encodinx",
+                        "Locatiom",
+                        "X-Powered-By",
+                        "Content-type",
+                    ][..],
+                )
+                .prop_map(|n| n.as_bytes().to_vec()),
+            ]
+        }
+
+        /// A value a header may have, with the whitespace around it.
+        fn header_value() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                4 => "[ \t]{0,2}[ -~\t]{0,30}[ \t]{0,2}".prop_map(String::into_bytes),
+                2 => "[ \t]{0,2}[0-9]{1,4}( [A-Za-z ]{0,8})?[ \t]{0,2}".prop_map(String::into_bytes),
+                2 => prop::sample::select(
+                    &[" 200 OK", "404", " /login", " chunked", " 12", " 099", " 200OK", " 301 "][..]
+                )
+                .prop_map(|v| v.as_bytes().to_vec()),
+                1 => prop::collection::vec(0x80..=0xFFu8, 0..12),
+            ]
+        }
+
+        fn line_end() -> impl Strategy<Value = &'static [u8]> {
+            const LINE_ENDS: &[&[u8]] = &[b"\r\n", b"\n"];
+            prop::sample::select(LINE_ENDS)
+        }
+
+        /// A well-formed header line.
+        fn header_line() -> impl Strategy<Value = Vec<u8>> {
+            (header_name(), header_value(), line_end())
+                .prop_map(|(name, value, end)| [&name[..], b":", &value, end].concat())
+        }
+
+        /// Lines of a head, valid or not, and odd bytes.
+        fn head_part() -> impl Strategy<Value = Vec<u8>> {
+            let odd_byte = prop::sample::select(ODD_BYTES);
+            const ANY_LINE_ENDS: &[&[u8]] = &[b"\r\n", b"\n", b"\r", b""];
+            let any_line_end = prop::sample::select(ANY_LINE_ENDS);
+            prop_oneof![
+                4 => header_line(),
+                2 => (header_name(), prop::collection::vec(any::<u8>(), 0..12), any_line_end)
+                    .prop_map(|(name, value, end)| [&name[..], b":", &value, end].concat()),
+                1 => line_end().prop_map(<[u8]>::to_vec),
+                2 => prop::collection::vec(odd_byte, 0..24),
+            ]
+        }
+
+        /// A head: made of parts, or well formed with perhaps one byte changed; often
+        /// with its blank line, and some body.
+        fn head_input() -> impl Strategy<Value = Vec<u8>> {
+            let mixed = prop::collection::vec(head_part(), 0..10).prop_map(|p| p.concat());
+            let change = prop::option::of((
+                any::<prop::sample::Index>(),
+                prop::sample::select(ODD_BYTES),
+                any::<bool>(),
+            ));
+            let nearly_valid = (prop::collection::vec(header_line(), 0..10), change).prop_map(
+                |(lines, change)| {
+                    let mut head = lines.concat();
+                    if let Some((at, byte, insert)) = change {
+                        let at = at.index(head.len() + 1);
+                        if insert || at == head.len() {
+                            head.insert(at, byte);
+                        } else {
+                            head[at] = byte;
+                        }
+                    }
+                    head
+                },
+            );
+            (
+                prop_oneof![mixed, nearly_valid],
+                prop::option::weighted(0.8, line_end()),
+                prop::collection::vec(any::<u8>(), 0..12),
+            )
+                .prop_map(|(mut input, blank, body)| {
+                    input.extend_from_slice(blank.unwrap_or_default());
+                    input.extend_from_slice(&body);
+                    input
+                })
+        }
+
+        fn limit() -> impl Strategy<Value = usize> {
+            prop_oneof![
+                1 => 0..8usize,
+                2 => 8..80usize,
+                3 => 80..400usize,
+                3 => Just(64 * 1024),
+                1 => Just(usize::MAX),
+            ]
+        }
+
+        /// Cases for the differential test: `PROPTEST_CASES` if set, else 4096.
+        fn differential_cases() -> u32 {
+            std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(4096)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: differential_cases(),
+                ..ProptestConfig::default()
+            })]
+
+            /// The head parser answers exactly what the reference does: the same head
+            /// (bytes, status, reason, line ends noted, ...), body bytes and error, whole
+            /// and fed in pieces.
+            #[test]
+            fn head_parser_matches_the_reference(
+                input in head_input(),
+                limit in limit(),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let data = Bytes::from(input);
+                let parsed = parse_head(&data, limit).map(|o| o.map(|h| exact(&h)));
+                let want = reference::parse_head(&data, limit).map(|o| o.map(|(h, _)| exact(&h)));
+                prop_assert_eq!(parsed, want);
+
+                let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+                cuts.push(data.len());
+                cuts.sort_unstable();
+                let mut parser = HeadParser::new(limit);
+                let mut reference = reference::HeadParser::new(limit);
+                let mut from = 0;
+                for to in cuts {
+                    let piece = data.slice(from..to);
+                    from = to;
+                    let got = fed_exact(parser.feed(piece.clone()));
+                    let want = fed_exact(reference.feed(piece));
+                    prop_assert_eq!(&got, &want);
+                    prop_assert_eq!(parser.buffered(), reference.buf.len());
+                    if !matches!(got, Ok(None)) {
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
