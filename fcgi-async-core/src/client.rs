@@ -749,15 +749,22 @@ impl<R: Runtime> Client<R> {
 
     /// Sends a request and reads its whole response into memory (bounded by
     /// [`Options::max_body_bytes`]).
-    pub async fn request(&self, request: Request) -> Result<Response, Error> {
-        self.run::<Response>(request).await
+    // Not `async fn`: the future is `run`'s own, with no state machine around it.
+    pub fn request(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        self.run::<Response>(request)
     }
 
     /// Sends a request and returns once the response head has arrived; the body then
     /// streams from the returned [`ResponseStream`], while the rest of the request body
     /// is still being written if need be (full duplex).
-    pub async fn request_streaming(&self, request: Request) -> Result<ResponseStream<R>, Error> {
-        self.run::<ResponseStream<R>>(request).await
+    pub fn request_streaming(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<ResponseStream<R>, Error>> + Send + '_ {
+        self.run::<ResponseStream<R>>(request)
     }
 
     /// Sends a request, once more on a fresh connection when [`FailedAttempt::may_retry`]
@@ -1273,6 +1280,7 @@ impl Collected {
         }
     }
 
+    #[inline]
     fn push(&mut self, chunk: Bytes, address: &str) -> Result<(), Error> {
         self.total += chunk.len() as u64;
         if self.total > self.max {
@@ -1289,6 +1297,7 @@ impl Collected {
         Ok(())
     }
 
+    #[inline]
     fn finish(self) -> Bytes {
         match self.first {
             None => Bytes::new(),

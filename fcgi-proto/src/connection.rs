@@ -341,13 +341,20 @@ impl Connection {
         // The first id from `next_id` on (1 to 65535, then 1 again) that is neither in
         // flight nor an ended abort's: a kept connection uses 65535 ids before it repeats
         // one.
-        let id = std::iter::successors(Some(self.next_id), |&id| Some(id % u16::MAX + 1))
-            .take(usize::from(u16::MAX))
-            .find(|id| self.requests.iter().all(|r| r.id != *id) && !self.ended_aborts.contains(id))
-            .ok_or(LimitExceeded {
-                limit: Limit::ConcurrentRequests,
-                max: self.requests.len(),
-            })?;
+        let id = if self.requests.is_empty() && self.ended_aborts.is_empty() {
+            // The usual case, nothing to step over: no search.
+            self.next_id
+        } else {
+            std::iter::successors(Some(self.next_id), |&id| Some(id % u16::MAX + 1))
+                .take(usize::from(u16::MAX))
+                .find(|id| {
+                    self.requests.iter().all(|r| r.id != *id) && !self.ended_aborts.contains(id)
+                })
+                .ok_or(LimitExceeded {
+                    limit: Limit::ConcurrentRequests,
+                    max: self.requests.len(),
+                })?
+        };
         self.next_id = id % u16::MAX + 1;
         let flags = if self.config.keep_conn {
             FLAG_KEEP_CONN
