@@ -298,16 +298,19 @@ impl ResponseHead {
     /// The first value of a header, by case-insensitive name.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let name = name.as_bytes();
+        if !self.is_header_name(name) {
+            return None;
+        }
         self.lines()
-            .take_while(|_| self.is_header_name(name))
             .find_map(|(_, line)| value_if_named(line, name))
     }
 
     /// Every value of a header, by case-insensitive name, in order.
     pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
         let name = name.as_bytes();
+        let named = self.is_header_name(name);
         self.lines()
-            .take_while(move |_| self.is_header_name(name))
+            .take_while(move |_| named)
             .filter_map(move |(_, line)| value_if_named(line, name))
     }
 
