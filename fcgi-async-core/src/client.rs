@@ -827,7 +827,13 @@ impl<R: Runtime> Client<R> {
             // `A::WHOLE` only: the head, once it came, and the body so far.
             let mut whole: Option<(ResponseHead, Collected, UnreadStderr<R>)> = None;
             let error = loop {
-                let event = match poll_fn(|cx| exchange.poll_event(cx)).await {
+                // Events already received first, without a poll (the usual response
+                // comes in one read: its head, body and end).
+                let polled = match exchange.queued_event() {
+                    Some(event) => Ok(event),
+                    None => poll_fn(|cx| exchange.poll_event(cx)).await,
+                };
+                let event = match polled {
                     Ok(event) => event,
                     // Past the head, an error ends the request as it ends a stream.
                     Err(e) if whole.is_some() => return Err(e),
@@ -1508,7 +1514,10 @@ impl<R: Runtime> ResponseStream<R> {
         loop {
             let polled = match &mut self.source {
                 Source::Mux(request) => request.poll_event(cx),
-                Source::Plain { exchange, .. } => exchange.poll_event(cx),
+                Source::Plain { exchange, .. } => match exchange.queued_event() {
+                    Some(event) => Poll::Ready(Ok(event)),
+                    None => exchange.poll_event(cx),
+                },
                 Source::Done => return Poll::Ready(Ok(None)),
             };
             match polled {

@@ -173,6 +173,18 @@ impl<R: Runtime> Exchange<R> {
         }
     }
 
+    /// The next event already received, once the whole request is sent: what
+    /// [`poll_event`](Self::poll_event) would hand out then (it has no body to take and
+    /// nothing to write), without its look at the body, the output and the clocks. Once
+    /// the connection failed, its queued events still come first, as from `poll_event`.
+    #[inline]
+    pub(crate) fn queued_event(&mut self) -> Option<Event> {
+        if !self.body_done || self.conn.proto.transmit_len() > 0 {
+            return None;
+        }
+        self.conn.proto.poll_event()
+    }
+
     /// The next event of this request (or of the connection), doing whatever reading and
     /// writing it takes.
     pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {

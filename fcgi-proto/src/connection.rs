@@ -193,6 +193,8 @@ pub struct Connection {
     /// once and then write its handler's output and a second `END_REQUEST`. Records for
     /// these ids are dropped, and the ids are not given to new requests meanwhile.
     ended_aborts: VecDeque<u16>,
+    /// A request ended before its body was finished (see [`is_reusable`](Self::is_reusable)).
+    ended_before_body: bool,
     events: VecDeque<Event>,
     event_bytes: usize,
     values_pending: usize,
@@ -240,6 +242,7 @@ impl Connection {
             requests: Vec::new(),
             next_id: 1,
             ended_aborts: VecDeque::new(),
+            ended_before_body: false,
             events: VecDeque::new(),
             event_bytes: 0,
             values_pending: 0,
@@ -277,14 +280,22 @@ impl Connection {
     }
 
     /// Whether the connection can carry another request after this one: keep-alive was
-    /// asked, nothing is in flight or left over, and neither side broke or closed it.
+    /// asked, nothing is in flight or left over (received or still to send), every
+    /// request's body went out whole before the request ended, and neither side broke
+    /// or closed it.
+    ///
+    /// A request the server ended before its body was finished leaves the connection
+    /// out of step: the server may not have read what was sent, and what was not is
+    /// never sent. nginx's upstream keepalive makes the same call.
     pub fn is_reusable(&self) -> bool {
         self.config.keep_conn
             && self.error.is_none()
             && !self.eof
+            && !self.ended_before_body
             && self.requests.is_empty()
             && self.values_pending == 0
             && self.filled == 0
+            && self.transmit_len() == 0
             && self.decoder.is_at_boundary()
     }
 
@@ -1008,6 +1019,7 @@ impl Connection {
         let id = RequestId(request_id);
         let req = &self.requests[index];
         let aborted = req.aborted;
+        self.ended_before_body |= !req.stdin_finished;
         let stderr_dropped = req.stderr_dropped;
         let head_incomplete = match &req.head {
             HeadState::Parsing(parser) => {

@@ -966,8 +966,57 @@ fn abort_drops_only_the_undelivered_events_of_that_request() {
         Mode::Whole,
     );
     assert_eq!(more, [end(1, 0, COMPLETE), end(2, 0, COMPLETE)]);
+    assert!(!conn.is_reusable(), "the abort is still to send");
+    take_output(&mut conn);
     assert!(conn.is_reusable());
     let _ = b;
+}
+
+/// A request the server ends before its body is finished leaves the connection out of
+/// step (the server may not have read what was sent, the rest is never sent): it is not
+/// reused, whether the rest of the body was queued or not yet given. A request whose
+/// body went out whole is, once its last record is written.
+#[test]
+fn a_request_ended_before_its_body_was_finished_ends_the_connection() {
+    for queued_more in [false, true] {
+        let mut conn = Connection::new(Config::default());
+        let params = params_for("/upload.php", Some(8));
+        let id = conn.start_request(&params).unwrap();
+        conn.send_stdin(id, Bytes::from_static(b"1234")).unwrap();
+        take_output(&mut conn);
+        if queued_more {
+            conn.send_stdin(id, Bytes::from_static(b"5678")).unwrap();
+        }
+        let n = id.get();
+        assert_eq!(
+            feed(
+                &mut conn,
+                &Reply::new().stdout(n, b"\n").end(n, 0, COMPLETE),
+                Mode::Whole
+            ),
+            [head(n, 200, &[]), end(n, 0, COMPLETE)]
+        );
+        take_output(&mut conn);
+        assert!(!conn.is_reusable(), "queued_more: {queued_more}");
+    }
+
+    let mut conn = Connection::new(Config::default());
+    let (id, _) = start(&mut conn, "/upload.php", b"12345678");
+    let n = id.get();
+    assert_eq!(
+        feed(
+            &mut conn,
+            &Reply::new().stdout(n, b"\n").end(n, 0, COMPLETE),
+            Mode::Whole
+        ),
+        [head(n, 200, &[]), end(n, 0, COMPLETE)]
+    );
+    assert!(
+        !conn.is_reusable(),
+        "its last STDIN record is still to send"
+    );
+    take_output(&mut conn);
+    assert!(conn.is_reusable());
 }
 
 // ---------------------------------------------------------------------------------------
