@@ -629,6 +629,16 @@ impl Connection {
     /// with the number of bytes written. A request with a small body (under 4 KiB) is
     /// one slice: one write.
     pub fn transmit<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        if self.output.is_empty() {
+            // The usual case: records and small bodies encoded in one piece.
+            return match (slices.first_mut(), self.scratch.is_empty()) {
+                (Some(slot), false) => {
+                    *slot = IoSlice::new(&self.scratch);
+                    1
+                }
+                _ => 0,
+            };
+        }
         let mut n = 0;
         for (slot, chunk) in slices.iter_mut().zip(self.transmit_chunks()) {
             *slot = IoSlice::new(chunk);
@@ -652,6 +662,10 @@ impl Connection {
             n <= self.transmit_len(),
             "consumed more than was queued to transmit"
         );
+        if self.output.is_empty() {
+            self.scratch.advance(n);
+            return;
+        }
         while n > 0 {
             let Some(front) = self.output.front_mut() else {
                 // What is left of `n` lies in the unqueued tail (checked above).
