@@ -1682,23 +1682,3 @@ mod tests {
         }
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use crate::fake_runtime::Fake;
-        eprintln!("RS {} Source {} Exchange {} MuxRequest {} PlainSlot {} Body {} head {} End {} Error {} Idle {} Deadline {}",
-            std::mem::size_of::<super::ResponseStream<Fake>>(),
-            std::mem::size_of::<super::Source<Fake>>(),
-            std::mem::size_of::<crate::exchange::Exchange<Fake>>(),
-            std::mem::size_of::<crate::mux::MuxRequest<Fake>>(),
-            std::mem::size_of::<super::PlainSlot<Fake>>(),
-            std::mem::size_of::<crate::body::Body>(),
-            std::mem::size_of::<fcgi_proto::ResponseHead>(),
-            std::mem::size_of::<Option<fcgi_proto::End>>(),
-            std::mem::size_of::<Option<super::Error>>(),
-            std::mem::size_of::<Option<crate::time::Idle<Fake>>>(),
-            std::mem::size_of::<Option<(crate::time::Deadline<Fake>, std::time::Duration)>>(),
-        );
-    }
-}

@@ -978,6 +978,15 @@ fn abort_drops_only_the_undelivered_events_of_that_request() {
 /// body went out whole is, once its last record is written.
 #[test]
 fn a_request_ended_before_its_body_was_finished_ends_the_connection() {
+    // The server answers and ends request `id` at once.
+    let answer = |conn: &mut Connection, id: RequestId| {
+        let n = id.get();
+        let reply = Reply::new().stdout(n, b"\n").end(n, 0, COMPLETE);
+        assert_eq!(
+            feed(conn, &reply, Mode::Whole),
+            [head(n, 200, &[]), end(n, 0, COMPLETE)]
+        );
+    };
     for queued_more in [false, true] {
         let mut conn = Connection::new(Config::default());
         let params = params_for("/upload.php", Some(8));
@@ -987,30 +996,14 @@ fn a_request_ended_before_its_body_was_finished_ends_the_connection() {
         if queued_more {
             conn.send_stdin(id, Bytes::from_static(b"5678")).unwrap();
         }
-        let n = id.get();
-        assert_eq!(
-            feed(
-                &mut conn,
-                &Reply::new().stdout(n, b"\n").end(n, 0, COMPLETE),
-                Mode::Whole
-            ),
-            [head(n, 200, &[]), end(n, 0, COMPLETE)]
-        );
+        answer(&mut conn, id);
         take_output(&mut conn);
         assert!(!conn.is_reusable(), "queued_more: {queued_more}");
     }
 
     let mut conn = Connection::new(Config::default());
     let (id, _) = start(&mut conn, "/upload.php", b"12345678");
-    let n = id.get();
-    assert_eq!(
-        feed(
-            &mut conn,
-            &Reply::new().stdout(n, b"\n").end(n, 0, COMPLETE),
-            Mode::Whole
-        ),
-        [head(n, 200, &[]), end(n, 0, COMPLETE)]
-    );
+    answer(&mut conn, id);
     assert!(
         !conn.is_reusable(),
         "its last STDIN record is still to send"
