@@ -2,7 +2,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use fcgi_async_core::Socket;
@@ -13,6 +13,9 @@ use tokio::net::TcpStream;
 use tokio::net::UnixStream;
 use tokio_util::io::poll_read_buf;
 
+#[cfg(unix)]
+use crate::unix::UnixSocket;
+
 /// The socket of a connection ([`Runtime::Socket`](fcgi_async_core::Runtime::Socket) of
 /// [`Tokio`](crate::Tokio)): TCP or a unix socket.
 #[derive(Debug)]
@@ -22,7 +25,7 @@ pub enum Io {
     /// A unix socket connection.
     #[cfg(unix)]
     #[cfg_attr(docsrs, doc(cfg(unix)))]
-    Unix(UnixStream),
+    Unix(UnixSocket),
 }
 
 /// Opens a connection within `timeout`: a TCP host is resolved and each of its addresses
@@ -31,7 +34,7 @@ pub(crate) async fn connect(address: &Address, timeout: Option<Duration>) -> io:
     let attempt = async {
         match address {
             #[cfg(unix)]
-            Address::Unix(path) => Ok(Io::Unix(UnixStream::connect(path).await?)),
+            Address::Unix(path) => Ok(Io::Unix(UnixSocket::new(UnixStream::connect(path).await?)?)),
             #[cfg(not(unix))]
             Address::Unix(_) => Err(fcgi_proto::address::unix_unsupported()),
             Address::Tcp(hostport) => {
@@ -51,19 +54,22 @@ pub(crate) async fn connect(address: &Address, timeout: Option<Duration>) -> io:
 
 impl Socket for Io {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
-        let result = match self {
-            Io::Tcp(s) => Pin::new(s).poll_read(cx, &mut buf),
+        match self {
+            Io::Tcp(s) => {
+                let mut buf = ReadBuf::new(buf);
+                ready!(Pin::new(s).poll_read(cx, &mut buf))?;
+                Poll::Ready(Ok(buf.filled().len()))
+            }
             #[cfg(unix)]
-            Io::Unix(s) => Pin::new(s).poll_read(cx, &mut buf),
-        };
-        result.map_ok(|()| buf.filled().len())
+            Io::Unix(s) => s.poll_read(cx, buf),
+        }
     }
 
-    /// Appends to the spare capacity of the core's input buffer, through tokio's
-    /// `poll_read` on an uninitialized `ReadBuf` (tokio-util's `poll_read_buf`): no
-    /// zeroing first, and a short read clears the readiness, as `poll_read` does, so the
-    /// next read waits for the reactor instead of trying the socket.
+    /// Appends to the spare capacity of the core's input buffer, zeroing nothing: TCP
+    /// through tokio's `poll_read` on an uninitialized `ReadBuf` (tokio-util's
+    /// `poll_read_buf`), a unix socket through [`UnixSocket`]. A short read clears the
+    /// readiness, as `poll_read` does, so the next read waits for the reactor instead of
+    /// trying the socket.
     fn poll_read_input(
         &mut self,
         cx: &mut Context<'_>,
@@ -72,7 +78,7 @@ impl Socket for Io {
         match self {
             Io::Tcp(s) => poll_read_buf(Pin::new(s), cx, conn.input_buf()),
             #[cfg(unix)]
-            Io::Unix(s) => poll_read_buf(Pin::new(s), cx, conn.input_buf()),
+            Io::Unix(s) => s.poll_read_buf(cx, conn.input_buf()),
         }
     }
 
@@ -81,19 +87,16 @@ impl Socket for Io {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        // One slice (a small request, queued whole) goes by a plain write: the kernel's
-        // `sendto` path is shorter than `writev`'s, which copies in an iovec array first.
-        if let [one] = bufs {
-            return match self {
-                Io::Tcp(s) => Pin::new(s).poll_write(cx, one),
-                #[cfg(unix)]
-                Io::Unix(s) => Pin::new(s).poll_write(cx, one),
-            };
-        }
         match self {
-            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            // One slice (a small request, queued whole) goes by a plain write: the
+            // kernel's `sendto` path is shorter than `writev`'s, which copies in an iovec
+            // array first.
+            Io::Tcp(s) => match bufs {
+                [one] => Pin::new(s).poll_write(cx, one),
+                _ => Pin::new(s).poll_write_vectored(cx, bufs),
+            },
             #[cfg(unix)]
-            Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Unix(s) => s.poll_write(cx, bufs),
         }
     }
 

@@ -14,6 +14,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
 pub use crate::io::Io;
+#[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
+pub use crate::unix::UnixSocket;
 
 /// tokio, as the engine's [`Runtime`]: tokio's sockets, timers, semaphore and
 /// `tokio::spawn`. [`Client`](crate::Client) is `fcgi_async_core::Client<Tokio>`.
