@@ -22,6 +22,9 @@ pub(crate) enum Kind {
     Raw,
     /// The same on tokio's `UnixStream` and runtime: the floor of tokio clients.
     RawTokio,
+    /// The same on tokio's runtime, its socket registered for readability alone (as
+    /// fcgi-tokio registers unix sockets), not for both as tokio's `UnixStream` is.
+    RawTokioReadable,
     /// The same on async-io's `Async<UnixStream>` under async-std's executor: the floor
     /// of futures-io clients.
     RawAsyncIo,
@@ -43,6 +46,7 @@ impl Kind {
     pub(crate) const ALL: &'static [Kind] = &[
         Kind::Raw,
         Kind::RawTokio,
+        Kind::RawTokioReadable,
         Kind::RawAsyncIo,
         Kind::Blocking,
         Kind::Tokio,
@@ -55,6 +59,7 @@ impl Kind {
         match self {
             Kind::Raw => "raw-floor",
             Kind::RawTokio => "raw-tokio",
+            Kind::RawTokioReadable => "raw-tokio-readable",
             Kind::RawAsyncIo => "raw-async-io",
             Kind::Blocking => "fcgi-blocking",
             Kind::Tokio => "fcgi-tokio",
@@ -69,7 +74,11 @@ impl Kind {
     pub(crate) fn floor(self) -> Kind {
         match self {
             Kind::Raw | Kind::Blocking => Kind::Raw,
-            Kind::RawTokio | Kind::Tokio | Kind::FcgiLoad | Kind::FastcgiClient => Kind::RawTokio,
+            Kind::RawTokio
+            | Kind::RawTokioReadable
+            | Kind::Tokio
+            | Kind::FcgiLoad
+            | Kind::FastcgiClient => Kind::RawTokio,
             Kind::RawAsyncIo | Kind::AsyncStd => Kind::RawAsyncIo,
         }
     }
@@ -78,7 +87,7 @@ impl Kind {
     /// small requests only.
     pub(crate) fn runs(self, workload: Workload) -> bool {
         match self {
-            Kind::RawTokio | Kind::RawAsyncIo | Kind::FcgiLoad => {
+            Kind::RawTokio | Kind::RawTokioReadable | Kind::RawAsyncIo | Kind::FcgiLoad => {
                 matches!(workload, Workload::Seq | Workload::Concurrent)
             }
             _ => true,
@@ -202,6 +211,7 @@ pub(crate) fn run(job: &Job) {
     match job.kind {
         Kind::Raw => raw::run(job),
         Kind::RawTokio => raw_tokio::run(job),
+        Kind::RawTokioReadable => raw_tokio_readable::run(job),
         Kind::RawAsyncIo => raw_async_io::run(job),
         Kind::FcgiLoad => fcgi_load::run(job),
         Kind::Blocking => blocking::run(job),
@@ -575,6 +585,97 @@ raw_async!(
         async move { task.await.expect("task") }
     }
 );
+
+raw_async!(
+    raw_tokio_readable,
+    readable::ReadableUnix,
+    |socket: &Path| {
+        let socket = socket.to_path_buf();
+        async move {
+            let stream = tokio::net::UnixStream::connect(socket)
+                .await
+                .expect("connect");
+            readable::ReadableUnix::new(stream)
+        }
+    },
+    tokio::io::AsyncReadExt,
+    tokio::io::AsyncWriteExt,
+    |workload, future| tokio_runtime(workload).block_on(future),
+    |future| {
+        let task = tokio::spawn(future);
+        async move { task.await.expect("task") }
+    }
+);
+
+/// A unix socket on tokio's reactor registered for readability alone, for the
+/// `raw-tokio-readable` floor: reads wait for the reactor, writes go straight to the
+/// socket (a small request always fits).
+mod readable {
+    use std::io::{self, Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
+
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+    pub(super) struct ReadableUnix(AsyncFd<UnixStream>);
+
+    impl ReadableUnix {
+        pub(super) fn new(stream: tokio::net::UnixStream) -> Self {
+            let stream = stream.into_std().expect("a std socket");
+            // The safe registration, deprecated because a descriptor it does not own
+            // could change under it; a std `UnixStream` owns its descriptor.
+            #[allow(deprecated)]
+            let fd = AsyncFd::with_interest(stream, Interest::READABLE).expect("register");
+            Self(fd)
+        }
+    }
+
+    impl AsyncRead for ReadableUnix {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            loop {
+                let mut guard = ready!(self.0.poll_read_ready(cx))?;
+                let unfilled = buf.initialize_unfilled();
+                let room = unfilled.len();
+                match guard.try_io(|fd| fd.get_ref().read(unfilled)) {
+                    Ok(Ok(n)) => {
+                        // A short read drained the socket, as tokio's streams assume.
+                        if n > 0 && n < room {
+                            guard.clear_ready();
+                        }
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Ok(Err(e)) => return Poll::Ready(Err(e)),
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+    }
+
+    impl AsyncWrite for ReadableUnix {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(self.0.get_ref().write(buf))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+}
 
 raw_async!(
     raw_async_io,
