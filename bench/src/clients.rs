@@ -5,6 +5,7 @@
 //! takes it (fcgi's `Params`, fastcgi-client's `Params`); the raw floor sends bytes it
 //! encoded once.
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -580,10 +581,7 @@ raw_async!(
     tokio::io::AsyncReadExt,
     tokio::io::AsyncWriteExt,
     |workload, future| tokio_runtime(workload).block_on(future),
-    |future| {
-        let task = tokio::spawn(future);
-        async move { task.await.expect("task") }
-    }
+    spawn_on_tokio
 );
 
 raw_async!(
@@ -601,10 +599,7 @@ raw_async!(
     tokio::io::AsyncReadExt,
     tokio::io::AsyncWriteExt,
     |workload, future| tokio_runtime(workload).block_on(future),
-    |future| {
-        let task = tokio::spawn(future);
-        async move { task.await.expect("task") }
-    }
+    spawn_on_tokio
 );
 
 /// A unix socket on tokio's reactor registered for readability alone, for the
@@ -693,6 +688,16 @@ raw_async!(
     |_workload, future| async_std::task::block_on(future),
     async_std::task::spawn
 );
+
+/// A task spawned on tokio, awaited for its output (the concurrent workload's tasks).
+fn spawn_on_tokio<F>(future: F) -> impl Future<Output = F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = tokio::spawn(future);
+    async move { task.await.expect("task") }
+}
 
 /// The runtime of the tokio clients: one thread for the sequential loops (as the other
 /// clients), two workers for the concurrent one.
@@ -889,10 +894,7 @@ async_client!(
     tokio_client,
     fcgi_tokio,
     |workload, future| tokio_runtime(workload).block_on(future),
-    |future| {
-        let task = tokio::spawn(future);
-        async move { task.await.expect("task") }
-    }
+    spawn_on_tokio
 );
 
 async_client!(

@@ -186,6 +186,21 @@ mod tests {
         line.trim().parse().unwrap()
     }
 
+    /// A socket of a connected pair, on a current-thread runtime with its reactor, and
+    /// the other end.
+    fn pair() -> (tokio::runtime::Runtime, UnixSocket, StdUnixStream) {
+        let (ours, theirs) = StdUnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let socket = runtime.block_on(async {
+            UnixSocket::new(tokio::net::UnixStream::from_std(ours).unwrap()).unwrap()
+        });
+        (runtime, socket, theirs)
+    }
+
     /// Returns once thread `tid` sleeps (state `S`, waiting in the reactor here).
     fn until_asleep(tid: &str) {
         loop {
@@ -205,15 +220,7 @@ mod tests {
     /// for its answer is not woken by that, only by the answer: one sleep per exchange.
     #[test]
     fn a_request_sleeps_once_until_its_answer_not_again_when_the_peer_reads_it() {
-        let (ours, mut theirs) = StdUnixStream::pair().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
-        let mut socket = runtime.block_on(async {
-            UnixSocket::new(tokio::net::UnixStream::from_std(ours).unwrap()).unwrap()
-        });
+        let (runtime, mut socket, mut theirs) = pair();
         let tid = own_tid();
         let (sent, on_sent) = mpsc::channel::<()>();
         let peer = std::thread::spawn({
@@ -253,12 +260,7 @@ mod tests {
     /// for writability then) and arrives whole, and reads go on as before.
     #[test]
     fn a_write_that_fills_the_socket_waits_for_room_and_arrives_whole() {
-        let (ours, mut theirs) = StdUnixStream::pair().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
+        let (runtime, mut socket, mut theirs) = pair();
         let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
         let peer = std::thread::spawn(move || {
             let mut got = vec![0u8; 8 * 1024 * 1024];
@@ -267,8 +269,6 @@ mod tests {
             got
         });
         let input = runtime.block_on(async {
-            let mut socket =
-                UnixSocket::new(tokio::net::UnixStream::from_std(ours).unwrap()).unwrap();
             let mut rest = &body[..];
             while !rest.is_empty() {
                 let n = poll_fn(|cx| socket.poll_write(cx, &[IoSlice::new(rest)]))
