@@ -6,25 +6,40 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 #[cfg(unix)]
 use std::os::{fd::OwnedFd, unix::net::UnixStream};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_io::Async;
 use fcgi_async_core::Socket;
 use fcgi_proto::Address;
-use futures_io::{AsyncRead, AsyncWrite};
+use futures_io::AsyncWrite;
 
 use crate::time::timeout;
 
 /// The socket of a connection ([`Runtime::Socket`](fcgi_async_core::Runtime::Socket) of
 /// [`AsyncIo`](crate::AsyncIo)): TCP or a unix socket, on async-io.
 #[derive(Debug)]
-pub enum Io {
-    /// A TCP connection.
+pub struct Io {
+    stream: Stream,
+    /// The last read was shorter than its buffer: it emptied the socket, so the next
+    /// read waits for readability before it tries (see [`Io::poll_read`]).
+    drained: bool,
+}
+
+#[derive(Debug)]
+enum Stream {
     Tcp(Async<TcpStream>),
-    /// A unix socket connection (on unix platforms only).
     #[cfg(unix)]
     Unix(Async<UnixStream>),
+}
+
+impl From<Stream> for Io {
+    fn from(stream: Stream) -> Self {
+        Io {
+            stream,
+            drained: false,
+        }
+    }
 }
 
 /// Opens a connection within `limit`: a TCP host is resolved (on a thread of the
@@ -33,7 +48,7 @@ pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::R
     let attempt = async {
         match address {
             #[cfg(unix)]
-            Address::Unix(path) => Ok(Io::Unix(connect_unix(path)?)),
+            Address::Unix(path) => Ok(Stream::Unix(connect_unix(path)?).into()),
             #[cfg(not(unix))]
             Address::Unix(_) => Err(fcgi_proto::address::unix_unsupported()),
             Address::Tcp(hostport) => {
@@ -52,7 +67,7 @@ pub(crate) async fn connect(address: &Address, limit: Option<Duration>) -> io::R
                     match Async::<TcpStream>::connect(address).await {
                         Ok(stream) => {
                             stream.get_ref().set_nodelay(true)?;
-                            return Ok(Io::Tcp(stream));
+                            return Ok(Stream::Tcp(stream).into());
                         }
                         Err(e) => last_error = Some(e),
                     }
@@ -89,12 +104,50 @@ fn connect_unix(path: &std::path::Path) -> io::Result<Async<UnixStream>> {
     Async::new_nonblocking(UnixStream::from(OwnedFd::from(socket)))
 }
 
-impl Socket for Io {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        match self {
-            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+impl Io {
+    /// Waits until the socket, found empty, is readable.
+    ///
+    /// async-io answers "readable" at once when it delivered readability since the task
+    /// last asked, even when reads have used that readability up since: the socket was
+    /// just found empty, so such an answer is stale, and the second question registers
+    /// for the next readability. Asking twice saves the read that would only find the
+    /// socket empty again (a system call per response). A readability that did arrive
+    /// between the two questions is not lost: the second registers interest, and the
+    /// reactor reports a socket that is readable then at once.
+    fn poll_wait_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let readable = |cx: &mut Context<'_>| match &self.stream {
+            Stream::Tcp(s) => s.poll_readable(cx),
             #[cfg(unix)]
-            Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => s.poll_readable(cx),
+        };
+        ready!(readable(cx))?;
+        readable(cx)
+    }
+}
+
+impl Socket for Io {
+    /// Reads what the socket holds, waiting for readability when it is empty.
+    ///
+    /// A read shorter than `buf` emptied the socket (a stream socket hands over all it
+    /// holds, up to the buffer): the next read then waits for readability first, as
+    /// tokio's streams do, instead of trying the socket for nothing. Between requests on
+    /// a kept connection that is the usual case: the response has not come yet when the
+    /// request was just written.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if std::mem::take(&mut self.drained) {
+            ready!(self.poll_wait_readable(cx))?;
+        }
+        loop {
+            match self.try_read(buf) {
+                Ok(n) => {
+                    self.drained = n > 0 && n < buf.len();
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.poll_wait_readable(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 
@@ -106,26 +159,102 @@ impl Socket for Io {
         // One slice (a small request, queued whole) goes by a plain write: the kernel's
         // `sendto` path is shorter than `writev`'s, which copies in an iovec array first.
         if let [one] = bufs {
-            return match self {
-                Io::Tcp(s) => Pin::new(s).poll_write(cx, one),
+            return match &mut self.stream {
+                Stream::Tcp(s) => Pin::new(s).poll_write(cx, one),
                 #[cfg(unix)]
-                Io::Unix(s) => Pin::new(s).poll_write(cx, one),
+                Stream::Unix(s) => Pin::new(s).poll_write(cx, one),
             };
         }
-        match self {
-            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        match &mut self.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             #[cfg(unix)]
-            Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
     /// A read that never waits (the socket is non-blocking): `Ok(0)` is end of input,
     /// `WouldBlock` nothing yet.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Io::Tcp(s) => (&mut s.get_ref()).read(buf),
+        match &self.stream {
+            Stream::Tcp(s) => (&mut s.get_ref()).read(buf),
             #[cfg(unix)]
-            Io::Unix(s) => (&mut s.get_ref()).read(buf),
+            Stream::Unix(s) => (&mut s.get_ref()).read(buf),
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::future::poll_fn;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use async_io::Async;
+    use fcgi_async_core::Socket;
+
+    use super::{Io, Stream};
+
+    fn pair() -> (Io, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (Stream::Unix(Async::new(ours).unwrap()).into(), theirs)
+    }
+
+    /// One read, waiting for the reactor if need be; `before_waiting` runs the first
+    /// time the read waits.
+    fn read(io: &mut Io, buf: &mut [u8], before_waiting: impl FnOnce()) -> usize {
+        let mut before_waiting = Some(before_waiting);
+        let read = poll_fn(|cx| {
+            let polled = io.poll_read(cx, buf);
+            if let (Poll::Pending, Some(f)) = (&polled, before_waiting.take()) {
+                f();
+            }
+            polled
+        });
+        let bounded = crate::time::timeout(Duration::from_secs(10), read);
+        async_io::block_on(bounded).expect("the read ends").unwrap()
+    }
+
+    #[test]
+    fn a_read_that_filled_its_buffer_tries_the_socket_again_at_once() {
+        let (mut io, mut theirs) = pair();
+        theirs.write_all(b"abcdef").unwrap();
+        let mut buf = [0; 4];
+        assert_eq!(read(&mut io, &mut buf, || {}), 4);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            io.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(2))
+        ));
+        assert_eq!(&buf[..2], b"ef");
+    }
+
+    /// A read shorter than its buffer emptied the socket: the next waits for the
+    /// reactor to report readability before it reads (`look`: seen by a poll that
+    /// does not wait), and what came in between is reported at once, not lost. Both
+    /// after a read that needed the reactor (whose report async-io gives once more,
+    /// stale) and after one that did not.
+    #[test]
+    fn a_read_that_emptied_the_socket_waits_for_the_reactor_and_loses_nothing() {
+        for (first_waits, look) in [(true, true), (true, false), (false, true), (false, false)] {
+            let (mut io, mut theirs) = pair();
+            let mut buf = [0; 16];
+            if first_waits {
+                let mut writer = theirs.try_clone().unwrap();
+                let n = read(&mut io, &mut buf, move || writer.write_all(b"ab").unwrap());
+                assert_eq!(n, 2);
+            } else {
+                theirs.write_all(b"ab").unwrap();
+                assert_eq!(read(&mut io, &mut buf, || panic!("data was there")), 2);
+            }
+            theirs.write_all(b"cd").unwrap();
+            if look {
+                let mut cx = Context::from_waker(Waker::noop());
+                assert!(io.poll_read(&mut cx, &mut buf).is_pending());
+            }
+            assert_eq!(read(&mut io, &mut buf, || {}), 2);
+            assert_eq!(&buf[..2], b"cd");
         }
     }
 }
