@@ -109,6 +109,9 @@ pub(crate) struct Exchange<R: Runtime> {
     body: Body,
     body_done: bool,
     read_armed: bool,
+    /// The clock reading of the checkout, for the first poll: nothing waits between
+    /// the two.
+    started_at: Option<Instant>,
     deadline: Option<(Deadline<R>, Duration)>,
     /// The connection failed on input; the events the core queued before that are
     /// handed out first (a response that ended whole before a stray record is
@@ -160,6 +163,7 @@ impl<R: Runtime> Exchange<R> {
             id,
             body,
             read_armed: false,
+            started_at: clock.reading(),
             deadline: deadline.map(|(at, total)| (Deadline::at(at), total)),
             failed: None,
         }
@@ -188,8 +192,12 @@ impl<R: Runtime> Exchange<R> {
     /// The next event of this request (or of the connection), doing whatever reading and
     /// writing it takes.
     pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
-        // Progress is timed once per poll: nothing in it waits.
-        let mut clock = Clock::<R>::new();
+        // Progress is timed once per poll: nothing in it waits. The first poll goes on
+        // from the checkout's reading.
+        let mut clock = match self.started_at.take() {
+            Some(at) => Clock::<R>::read_at(at),
+            None => Clock::new(),
+        };
         loop {
             if self.failed.is_some() {
                 return Poll::Ready(match self.conn.proto.poll_event() {
@@ -289,7 +297,7 @@ impl<R: Runtime> Exchange<R> {
 
             // 5. Nothing can move now: check the clocks.
             if let Some((timer, total)) = &mut self.deadline {
-                if timer.poll_expired(cx).is_ready() {
+                if timer.poll_expired(cx, &clock).is_ready() {
                     let phase = if sent { Phase::Read } else { Phase::Write };
                     let total = *total;
                     return Poll::Ready(Err(self.timeout(phase, total)));
@@ -297,7 +305,7 @@ impl<R: Runtime> Exchange<R> {
             }
             if self.conn.proto.transmit_len() > 0 {
                 if let Some(idle) = &mut self.conn.write_idle {
-                    if idle.poll_expired(cx).is_ready() {
+                    if idle.poll_expired(cx, &mut clock).is_ready() {
                         let limit = idle.limit;
                         return Poll::Ready(Err(self.timeout(Phase::Write, limit)));
                     }
@@ -305,7 +313,7 @@ impl<R: Runtime> Exchange<R> {
             }
             if self.read_armed {
                 if let Some(idle) = &mut self.conn.read_idle {
-                    if idle.poll_expired(cx).is_ready() {
+                    if idle.poll_expired(cx, &mut clock).is_ready() {
                         let limit = idle.limit;
                         return Poll::Ready(Err(self.timeout(Phase::Read, limit)));
                     }

@@ -55,8 +55,8 @@ impl Timer for FakeTimer {
         self.0 = at;
     }
 
-    fn poll_fired(&mut self, _: &mut Context<'_>) -> Poll<()> {
-        if Fake::now() >= self.0 {
+    fn poll_fired(&mut self, _: &mut Context<'_>, now: Option<Instant>) -> Poll<()> {
+        if now.unwrap_or_else(Fake::now) >= self.0 {
             Poll::Ready(())
         } else {
             Poll::Pending

@@ -37,7 +37,7 @@ use fcgi_proto::{
 use crate::body::Body;
 use crate::exchange::{Conn, OpenGuard};
 use crate::runtime::{Runtime, Semaphore, SemaphorePermit, Socket};
-use crate::time::{Deadline, Idle};
+use crate::time::{Clock, Deadline, Idle};
 
 /// Output queued beyond this waits before more of any request body is taken.
 const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
@@ -582,8 +582,9 @@ impl<R: Runtime> MuxRequest<R> {
         if !self.started {
             self.started = self.queue.started();
         }
+        let mut clock = Clock::<R>::new();
         if let Some((timer, total)) = &mut self.deadline {
-            if timer.poll_expired(cx).is_ready() {
+            if timer.poll_expired(cx, &clock).is_ready() {
                 let phase = if !self.started {
                     Phase::Connect
                 } else if self.sent {
@@ -597,7 +598,7 @@ impl<R: Runtime> MuxRequest<R> {
         }
         if self.sent {
             if let Some(idle) = &mut self.read_idle {
-                if idle.poll_expired(cx).is_ready() {
+                if idle.poll_expired(cx, &mut clock).is_ready() {
                     let limit = idle.limit;
                     return Poll::Ready(Err(self.timeout(Phase::Read, limit)));
                 }
@@ -1140,9 +1141,10 @@ impl<R: Runtime> Driver<R> {
             }
 
             // 6. Clocks.
+            let mut clock = Clock::<R>::new();
             if self.proto.transmit_len() > 0 {
                 if let Some(idle) = &mut self.write_idle {
-                    if idle.poll_expired(cx).is_ready() {
+                    if idle.poll_expired(cx, &mut clock).is_ready() {
                         self.write_stalled();
                         continue;
                     }
@@ -1153,7 +1155,7 @@ impl<R: Runtime> Driver<R> {
                     let timer = self
                         .idle_timer
                         .get_or_insert_with(|| Deadline::after(limit));
-                    if timer.poll_expired(cx).is_ready() {
+                    if timer.poll_expired(cx, &clock).is_ready() {
                         return Poll::Ready(Ok(()));
                     }
                 }

@@ -121,7 +121,11 @@ pub trait Timer: Send + Sync + Unpin + 'static {
     /// Ready once the instant the timer is set for has passed, and from then on however
     /// often it is polled, until it is set again; otherwise registers `cx` to be woken
     /// then.
-    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+    ///
+    /// `now` is the runtime's clock when the engine read it a moment ago, in the same
+    /// poll (nothing waited since): a timer that would read the clock to tell whether
+    /// it has fired can take that reading instead. `None`: not read.
+    fn poll_fired(&mut self, cx: &mut Context<'_>, now: Option<Instant>) -> Poll<()>;
 }
 
 /// A counting semaphore: a pool's connection slots. A permit is held for as long as its

@@ -23,8 +23,8 @@ impl<R: Runtime> Deadline<R> {
         Self::at(R::now() + limit)
     }
 
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.timer.poll_fired(cx)
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>, clock: &Clock<R>) -> Poll<()> {
+        self.timer.poll_fired(cx, clock.reading())
     }
 }
 
@@ -53,6 +53,11 @@ impl<R: Runtime> Clock<R> {
 
     pub(crate) fn now(&mut self) -> Instant {
         *self.now.get_or_insert_with(R::now)
+    }
+
+    /// The reading, if the clock was read.
+    pub(crate) fn reading(&self) -> Option<Instant> {
+        self.now
     }
 }
 
@@ -114,7 +119,7 @@ impl<R: Runtime> Idle<R> {
     /// Progress does not move the timer (that would cost a trip to the timer wheel or
     /// reactor per read): a timer that fires before the limit has passed since the last
     /// progress is set again for the rest.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>, clock: &mut Clock<R>) -> Poll<()> {
         loop {
             let due = self.last + self.limit;
             let (timer, set_for) = self.timer.get_or_insert_with(|| (R::timer(due), due));
@@ -122,8 +127,8 @@ impl<R: Runtime> Idle<R> {
                 timer.reset(due);
                 *set_for = due;
             }
-            match timer.poll_fired(cx) {
-                Poll::Ready(()) if R::now() >= due => return Poll::Ready(()),
+            match timer.poll_fired(cx, clock.reading()) {
+                Poll::Ready(()) if clock.now() >= due => return Poll::Ready(()),
                 // Early: progress came since it was set.
                 Poll::Ready(()) => {
                     timer.reset(due);
@@ -145,26 +150,26 @@ mod tests {
     #[test]
     fn an_idle_timeout_fires_after_the_limit_without_progress() {
         let mut idle = Idle::<Fake>::new(Duration::from_secs(10));
-        assert!(idle.poll_expired(&mut cx()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
         advance(Duration::from_secs(9));
-        assert!(idle.poll_expired(&mut cx()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
         idle.progress_now();
         // The timer set for the first limit fires early: it is set again for the rest.
         advance(Duration::from_secs(2));
-        assert!(idle.poll_expired(&mut cx()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
         advance(Duration::from_secs(7));
-        assert!(idle.poll_expired(&mut cx()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
         advance(Duration::from_secs(1));
-        assert!(idle.poll_expired(&mut cx()).is_ready());
+        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_ready());
     }
 
     #[test]
     fn a_deadline_stays_ready_once_passed() {
         let mut deadline = Deadline::<Fake>::after(Duration::from_secs(5));
-        assert!(deadline.poll_expired(&mut cx()).is_pending());
+        assert!(deadline.poll_expired(&mut cx(), &Clock::new()).is_pending());
         advance(Duration::from_secs(5));
-        assert!(deadline.poll_expired(&mut cx()).is_ready());
-        assert!(deadline.poll_expired(&mut cx()).is_ready());
+        assert!(deadline.poll_expired(&mut cx(), &Clock::new()).is_ready());
+        assert!(deadline.poll_expired(&mut cx(), &Clock::new()).is_ready());
     }
 
     #[test]
@@ -172,19 +177,39 @@ mod tests {
         let mut slot = None;
         Idle::<Fake>::restart(&mut slot, Some(Duration::from_secs(10)), &mut Clock::new());
         let made = timers_made();
-        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
+        assert!(slot
+            .as_mut()
+            .unwrap()
+            .poll_expired(&mut cx(), &mut Clock::new())
+            .is_pending());
         advance(Duration::from_secs(8));
         // The next request on the connection: the same timer, counting anew.
         Idle::restart(&mut slot, Some(Duration::from_secs(10)), &mut Clock::new());
         advance(Duration::from_secs(9));
-        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
+        assert!(slot
+            .as_mut()
+            .unwrap()
+            .poll_expired(&mut cx(), &mut Clock::new())
+            .is_pending());
         advance(Duration::from_secs(1));
-        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_ready());
+        assert!(slot
+            .as_mut()
+            .unwrap()
+            .poll_expired(&mut cx(), &mut Clock::new())
+            .is_ready());
         // A shorter limit moves the timer earlier.
         Idle::restart(&mut slot, Some(Duration::from_secs(1)), &mut Clock::new());
-        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_pending());
+        assert!(slot
+            .as_mut()
+            .unwrap()
+            .poll_expired(&mut cx(), &mut Clock::new())
+            .is_pending());
         advance(Duration::from_secs(1));
-        assert!(slot.as_mut().unwrap().poll_expired(&mut cx()).is_ready());
+        assert!(slot
+            .as_mut()
+            .unwrap()
+            .poll_expired(&mut cx(), &mut Clock::new())
+            .is_ready());
         assert_eq!(timers_made(), made + 1, "one timer for the three requests");
         // A request without the timeout keeps none.
         Idle::restart(&mut slot, None, &mut Clock::new());
