@@ -29,6 +29,9 @@ pub(crate) enum Kind {
     /// The same on async-io's `Async<UnixStream>` under async-std's executor: the floor
     /// of futures-io clients.
     RawAsyncIo,
+    /// raw-async-io with one timer pending in async-io's reactor, as in any program with
+    /// a timeout set (fcgi-async-std's read timeout is one).
+    RawAsyncIoTimer,
     /// fcgi-blocking.
     Blocking,
     /// fcgi-tokio.
@@ -49,6 +52,7 @@ impl Kind {
         Kind::RawTokio,
         Kind::RawTokioReadable,
         Kind::RawAsyncIo,
+        Kind::RawAsyncIoTimer,
         Kind::Blocking,
         Kind::Tokio,
         Kind::AsyncStd,
@@ -62,6 +66,7 @@ impl Kind {
             Kind::RawTokio => "raw-tokio",
             Kind::RawTokioReadable => "raw-tokio-readable",
             Kind::RawAsyncIo => "raw-async-io",
+            Kind::RawAsyncIoTimer => "raw-async-io-timer",
             Kind::Blocking => "fcgi-blocking",
             Kind::Tokio => "fcgi-tokio",
             Kind::AsyncStd => "fcgi-async-std",
@@ -80,7 +85,7 @@ impl Kind {
             | Kind::Tokio
             | Kind::FcgiLoad
             | Kind::FastcgiClient => Kind::RawTokio,
-            Kind::RawAsyncIo | Kind::AsyncStd => Kind::RawAsyncIo,
+            Kind::RawAsyncIo | Kind::RawAsyncIoTimer | Kind::AsyncStd => Kind::RawAsyncIo,
         }
     }
 
@@ -88,7 +93,11 @@ impl Kind {
     /// small requests only.
     pub(crate) fn runs(self, workload: Workload) -> bool {
         match self {
-            Kind::RawTokio | Kind::RawTokioReadable | Kind::RawAsyncIo | Kind::FcgiLoad => {
+            Kind::RawTokio
+            | Kind::RawTokioReadable
+            | Kind::RawAsyncIo
+            | Kind::RawAsyncIoTimer
+            | Kind::FcgiLoad => {
                 matches!(workload, Workload::Seq | Workload::Concurrent)
             }
             _ => true,
@@ -214,6 +223,7 @@ pub(crate) fn run(job: &Job) {
         Kind::RawTokio => raw_tokio::run(job),
         Kind::RawTokioReadable => raw_tokio_readable::run(job),
         Kind::RawAsyncIo => raw_async_io::run(job),
+        Kind::RawAsyncIoTimer => raw_async_io_timer::run(job),
         Kind::FcgiLoad => fcgi_load::run(job),
         Kind::Blocking => blocking::run(job),
         Kind::Tokio => tokio_client::run(job),
@@ -688,6 +698,35 @@ raw_async!(
     |_workload, future| async_std::task::block_on(future),
     async_std::task::spawn
 );
+
+raw_async!(
+    raw_async_io_timer,
+    async_io::Async<UnixStream>,
+    |socket: &Path| {
+        let socket = socket.to_path_buf();
+        async move {
+            async_io::Async::<UnixStream>::connect(socket)
+                .await
+                .expect("connect")
+        }
+    },
+    futures_util::io::AsyncReadExt,
+    futures_util::io::AsyncWriteExt,
+    |_workload, future| async_std::task::block_on(with_pending_timer(future)),
+    async_std::task::spawn
+);
+
+/// `future`, with one async-io timer pending in the reactor (set an hour ahead) all
+/// along: the `raw-async-io-timer` floor.
+async fn with_pending_timer<F: Future>(future: F) -> F::Output {
+    let mut timer = async_io::Timer::after(std::time::Duration::from_secs(3600));
+    std::future::poll_fn(|cx| {
+        assert!(std::pin::Pin::new(&mut timer).poll(cx).is_pending());
+        std::task::Poll::Ready(())
+    })
+    .await;
+    future.await
+}
 
 /// A task spawned on tokio, awaited for its output (the concurrent workload's tasks).
 fn spawn_on_tokio<F>(future: F) -> impl Future<Output = F::Output>
