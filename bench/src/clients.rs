@@ -222,8 +222,7 @@ pub(crate) fn run(job: &Job) {
         Kind::Raw => raw::run(job),
         Kind::RawTokio => raw_tokio::run(job),
         Kind::RawTokioReadable => raw_tokio_readable::run(job),
-        Kind::RawAsyncIo => raw_async_io::run(job),
-        Kind::RawAsyncIoTimer => raw_async_io_timer::run(job),
+        Kind::RawAsyncIo | Kind::RawAsyncIoTimer => raw_async_io::run(job),
         Kind::FcgiLoad => fcgi_load::run(job),
         Kind::Blocking => blocking::run(job),
         Kind::Tokio => tokio_client::run(job),
@@ -526,7 +525,7 @@ macro_rules! raw_async {
                 let socket = job.socket.clone();
                 let block_on = $block_on;
                 let spawn = $spawn;
-                block_on(job.workload, async move {
+                block_on(job, async move {
                     match job.workload {
                         Workload::Seq => {
                             let mut client = connect(&socket, wire).await;
@@ -590,7 +589,7 @@ raw_async!(
     },
     tokio::io::AsyncReadExt,
     tokio::io::AsyncWriteExt,
-    |workload, future| tokio_runtime(workload).block_on(future),
+    |job: &Job, future| tokio_runtime(job.workload).block_on(future),
     spawn_on_tokio
 );
 
@@ -608,7 +607,7 @@ raw_async!(
     },
     tokio::io::AsyncReadExt,
     tokio::io::AsyncWriteExt,
-    |workload, future| tokio_runtime(workload).block_on(future),
+    |job: &Job, future| tokio_runtime(job.workload).block_on(future),
     spawn_on_tokio
 );
 
@@ -695,36 +694,24 @@ raw_async!(
     },
     futures_util::io::AsyncReadExt,
     futures_util::io::AsyncWriteExt,
-    |_workload, future| async_std::task::block_on(future),
-    async_std::task::spawn
-);
-
-raw_async!(
-    raw_async_io_timer,
-    async_io::Async<UnixStream>,
-    |socket: &Path| {
-        let socket = socket.to_path_buf();
-        async move {
-            async_io::Async::<UnixStream>::connect(socket)
-                .await
-                .expect("connect")
-        }
+    |job: &Job, future| {
+        let timer = job.kind == Kind::RawAsyncIoTimer;
+        async_std::task::block_on(with_pending_timer(timer, future))
     },
-    futures_util::io::AsyncReadExt,
-    futures_util::io::AsyncWriteExt,
-    |_workload, future| async_std::task::block_on(with_pending_timer(future)),
     async_std::task::spawn
 );
 
-/// `future`, with one async-io timer pending in the reactor (set an hour ahead) all
-/// along: the `raw-async-io-timer` floor.
-async fn with_pending_timer<F: Future>(future: F) -> F::Output {
-    let mut timer = async_io::Timer::after(std::time::Duration::from_secs(3600));
-    std::future::poll_fn(|cx| {
-        assert!(std::pin::Pin::new(&mut timer).poll(cx).is_pending());
-        std::task::Poll::Ready(())
-    })
-    .await;
+/// `future`, with (if `timer`) one async-io timer pending in the reactor all along, set
+/// an hour ahead: the `raw-async-io-timer` floor.
+async fn with_pending_timer<F: Future>(timer: bool, future: F) -> F::Output {
+    let mut timer = timer.then(|| async_io::Timer::after(std::time::Duration::from_secs(3600)));
+    if let Some(timer) = &mut timer {
+        std::future::poll_fn(|cx| {
+            assert!(std::pin::Pin::new(&mut *timer).poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+    }
     future.await
 }
 
