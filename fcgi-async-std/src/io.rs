@@ -21,9 +21,11 @@ use crate::time::timeout;
 #[derive(Debug)]
 pub struct Io {
     stream: Stream,
-    /// The last read was shorter than its buffer: it emptied the socket, so the next
-    /// read waits for readability before it tries (see [`Io::poll_read`]).
+    /// The last read was shorter than its buffer: it emptied the socket.
     drained: bool,
+    /// Something was written since the socket was emptied: the next read waits for
+    /// readability before it tries (see [`Io::poll_read`]).
+    answer_awaited: bool,
 }
 
 #[derive(Debug)]
@@ -38,6 +40,7 @@ impl From<Stream> for Io {
         Io {
             stream,
             drained: false,
+            answer_awaited: false,
         }
     }
 }
@@ -129,12 +132,12 @@ impl Socket for Io {
     /// Reads what the socket holds, waiting for readability when it is empty.
     ///
     /// A read shorter than `buf` emptied the socket (a stream socket hands over all it
-    /// holds, up to the buffer): the next read then waits for readability first, as
-    /// tokio's streams do, instead of trying the socket for nothing. Between requests on
-    /// a kept connection that is the usual case: the response has not come yet when the
-    /// request was just written.
+    /// holds, up to the buffer). When something was written since, the next read waits
+    /// for readability before it tries: a request just written has no answer yet, so a
+    /// read would find the socket empty for nothing. Reads with no write between them
+    /// (a body streaming in) try the socket first, as more may have come meanwhile.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if std::mem::take(&mut self.drained) {
+        if std::mem::take(&mut self.answer_awaited) {
             ready!(self.poll_wait_readable(cx))?;
         }
         loop {
@@ -158,18 +161,18 @@ impl Socket for Io {
     ) -> Poll<io::Result<usize>> {
         // One slice (a small request, queued whole) goes by a plain write: the kernel's
         // `sendto` path is shorter than `writev`'s, which copies in an iovec array first.
-        if let [one] = bufs {
-            return match &mut self.stream {
-                Stream::Tcp(s) => Pin::new(s).poll_write(cx, one),
-                #[cfg(unix)]
-                Stream::Unix(s) => Pin::new(s).poll_write(cx, one),
-            };
-        }
-        match &mut self.stream {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        let written = match (&mut self.stream, bufs) {
+            (Stream::Tcp(s), [one]) => Pin::new(s).poll_write(cx, one),
             #[cfg(unix)]
-            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            (Stream::Unix(s), [one]) => Pin::new(s).poll_write(cx, one),
+            (Stream::Tcp(s), _) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(unix)]
+            (Stream::Unix(s), _) => Pin::new(s).poll_write_vectored(cx, bufs),
+        };
+        if let Poll::Ready(Ok(1..)) = written {
+            self.answer_awaited = self.drained;
         }
+        written
     }
 
     /// A read that never waits (the socket is non-blocking): `Ok(0)` is end of input,
@@ -216,8 +219,19 @@ mod tests {
         async_io::block_on(bounded).expect("the read ends").unwrap()
     }
 
+    /// Writes `bytes` to the peer through `io`, as a request goes out.
+    fn write(io: &mut Io, bytes: &[u8]) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let slices = [std::io::IoSlice::new(bytes)];
+        let written = io.poll_write_vectored(&mut cx, &slices);
+        assert!(matches!(written, Poll::Ready(Ok(n)) if n == bytes.len()));
+    }
+
+    /// Reads with no write between them try the socket first: after a read that
+    /// filled its buffer, and after one that emptied the socket (a body streaming in,
+    /// more of which may have come meanwhile).
     #[test]
-    fn a_read_that_filled_its_buffer_tries_the_socket_again_at_once() {
+    fn reads_with_no_write_between_them_try_the_socket_at_once() {
         let (mut io, mut theirs) = pair();
         theirs.write_all(b"abcdef").unwrap();
         let mut buf = [0; 4];
@@ -228,15 +242,21 @@ mod tests {
             Poll::Ready(Ok(2))
         ));
         assert_eq!(&buf[..2], b"ef");
+        theirs.write_all(b"gh").unwrap();
+        assert!(matches!(
+            io.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(2))
+        ));
+        assert_eq!(&buf[..2], b"gh");
     }
 
-    /// A read shorter than its buffer emptied the socket: the next waits for the
-    /// reactor to report readability before it reads (`look`: seen by a poll that
-    /// does not wait), and what came in between is reported at once, not lost. Both
-    /// after a read that needed the reactor (whose report async-io gives once more,
-    /// stale) and after one that did not.
+    /// After a read that emptied the socket and a write (a request on a kept
+    /// connection), the next read waits for the reactor to report readability before
+    /// it reads (`look`: seen by a poll that does not wait), and what came in between
+    /// is reported at once, not lost. Both after a read that needed the reactor (whose
+    /// report async-io gives once more, stale) and after one that did not.
     #[test]
-    fn a_read_that_emptied_the_socket_waits_for_the_reactor_and_loses_nothing() {
+    fn a_read_after_a_write_on_an_emptied_socket_waits_for_the_reactor_and_loses_nothing() {
         for (first_waits, look) in [(true, true), (true, false), (false, true), (false, false)] {
             let (mut io, mut theirs) = pair();
             let mut buf = [0; 16];
@@ -248,6 +268,7 @@ mod tests {
                 theirs.write_all(b"ab").unwrap();
                 assert_eq!(read(&mut io, &mut buf, || panic!("data was there")), 2);
             }
+            write(&mut io, b"request");
             theirs.write_all(b"cd").unwrap();
             if look {
                 let mut cx = Context::from_waker(Waker::noop());
@@ -255,6 +276,9 @@ mod tests {
             }
             assert_eq!(read(&mut io, &mut buf, || {}), 2);
             assert_eq!(&buf[..2], b"cd");
+            let mut request = [0; 7];
+            std::io::Read::read_exact(&mut theirs, &mut request).unwrap();
+            assert_eq!(&request, b"request");
         }
     }
 }
