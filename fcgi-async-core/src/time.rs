@@ -128,7 +128,10 @@ impl<R: Runtime> Idle<R> {
                 *set_for = due;
             }
             match timer.poll_fired(cx, clock.reading()) {
-                Poll::Ready(()) if clock.now() >= due => return Poll::Ready(()),
+                // A fresh reading: the poll's may predate the instant the timer fired at,
+                // and taking that for early would set the timer again for a past instant,
+                // over and over.
+                Poll::Ready(()) if R::now() >= due => return Poll::Ready(()),
                 // Early: progress came since it was set.
                 Poll::Ready(()) => {
                     timer.reset(due);
@@ -214,5 +217,24 @@ mod tests {
         // A request without the timeout keeps none.
         Idle::restart(&mut slot, None, &mut Clock::new());
         assert!(slot.is_none());
+    }
+
+    /// A timer that fired after the poll's clock reading was taken counts as expired,
+    /// not as early: it is not set again for the same past instant over and over.
+    #[test]
+    fn a_timer_that_fired_after_the_polls_reading_expires_the_timeout() {
+        let (done, expired) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut slot = None;
+            Idle::<Fake>::restart(&mut slot, Some(Duration::from_secs(10)), &mut Clock::new());
+            let idle = slot.as_mut().unwrap();
+            let mut clock = Clock::<Fake>::new();
+            clock.now();
+            assert!(idle.poll_expired(&mut cx(), &mut clock).is_pending());
+            advance(Duration::from_secs(10));
+            // `clock` still holds its reading from before.
+            let _ = done.send(idle.poll_expired(&mut cx(), &mut clock).is_ready());
+        });
+        assert_eq!(expired.recv_timeout(Duration::from_secs(10)), Ok(true));
     }
 }
