@@ -305,7 +305,7 @@ impl<R: Runtime> Exchange<R> {
             }
             if self.conn.proto.transmit_len() > 0 {
                 if let Some(idle) = &mut self.conn.write_idle {
-                    if idle.poll_expired(cx, &mut clock).is_ready() {
+                    if idle.poll_expired(cx, &clock).is_ready() {
                         let limit = idle.limit;
                         return Poll::Ready(Err(self.timeout(Phase::Write, limit)));
                     }
@@ -313,7 +313,7 @@ impl<R: Runtime> Exchange<R> {
             }
             if self.read_armed {
                 if let Some(idle) = &mut self.conn.read_idle {
-                    if idle.poll_expired(cx, &mut clock).is_ready() {
+                    if idle.poll_expired(cx, &clock).is_ready() {
                         let limit = idle.limit;
                         return Poll::Ready(Err(self.timeout(Phase::Read, limit)));
                     }

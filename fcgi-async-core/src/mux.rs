@@ -582,7 +582,7 @@ impl<R: Runtime> MuxRequest<R> {
         if !self.started {
             self.started = self.queue.started();
         }
-        let mut clock = Clock::<R>::new();
+        let clock = Clock::<R>::new();
         if let Some((timer, total)) = &mut self.deadline {
             if timer.poll_expired(cx, &clock).is_ready() {
                 let phase = if !self.started {
@@ -598,7 +598,7 @@ impl<R: Runtime> MuxRequest<R> {
         }
         if self.sent {
             if let Some(idle) = &mut self.read_idle {
-                if idle.poll_expired(cx, &mut clock).is_ready() {
+                if idle.poll_expired(cx, &clock).is_ready() {
                     let limit = idle.limit;
                     return Poll::Ready(Err(self.timeout(Phase::Read, limit)));
                 }
@@ -1141,10 +1141,10 @@ impl<R: Runtime> Driver<R> {
             }
 
             // 6. Clocks.
-            let mut clock = Clock::<R>::new();
+            let clock = Clock::<R>::new();
             if self.proto.transmit_len() > 0 {
                 if let Some(idle) = &mut self.write_idle {
-                    if idle.poll_expired(cx, &mut clock).is_ready() {
+                    if idle.poll_expired(cx, &clock).is_ready() {
                         self.write_stalled();
                         continue;
                     }

@@ -119,7 +119,7 @@ impl<R: Runtime> Idle<R> {
     /// Progress does not move the timer (that would cost a trip to the timer wheel or
     /// reactor per read): a timer that fires before the limit has passed since the last
     /// progress is set again for the rest.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>, clock: &mut Clock<R>) -> Poll<()> {
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>, clock: &Clock<R>) -> Poll<()> {
         loop {
             let due = self.last + self.limit;
             let (timer, set_for) = self.timer.get_or_insert_with(|| (R::timer(due), due));
@@ -153,17 +153,17 @@ mod tests {
     #[test]
     fn an_idle_timeout_fires_after_the_limit_without_progress() {
         let mut idle = Idle::<Fake>::new(Duration::from_secs(10));
-        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &Clock::new()).is_pending());
         advance(Duration::from_secs(9));
-        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &Clock::new()).is_pending());
         idle.progress_now();
         // The timer set for the first limit fires early: it is set again for the rest.
         advance(Duration::from_secs(2));
-        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &Clock::new()).is_pending());
         advance(Duration::from_secs(7));
-        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_pending());
+        assert!(idle.poll_expired(&mut cx(), &Clock::new()).is_pending());
         advance(Duration::from_secs(1));
-        assert!(idle.poll_expired(&mut cx(), &mut Clock::new()).is_ready());
+        assert!(idle.poll_expired(&mut cx(), &Clock::new()).is_ready());
     }
 
     #[test]
@@ -183,7 +183,7 @@ mod tests {
         assert!(slot
             .as_mut()
             .unwrap()
-            .poll_expired(&mut cx(), &mut Clock::new())
+            .poll_expired(&mut cx(), &Clock::new())
             .is_pending());
         advance(Duration::from_secs(8));
         // The next request on the connection: the same timer, counting anew.
@@ -192,26 +192,26 @@ mod tests {
         assert!(slot
             .as_mut()
             .unwrap()
-            .poll_expired(&mut cx(), &mut Clock::new())
+            .poll_expired(&mut cx(), &Clock::new())
             .is_pending());
         advance(Duration::from_secs(1));
         assert!(slot
             .as_mut()
             .unwrap()
-            .poll_expired(&mut cx(), &mut Clock::new())
+            .poll_expired(&mut cx(), &Clock::new())
             .is_ready());
         // A shorter limit moves the timer earlier.
         Idle::restart(&mut slot, Some(Duration::from_secs(1)), &mut Clock::new());
         assert!(slot
             .as_mut()
             .unwrap()
-            .poll_expired(&mut cx(), &mut Clock::new())
+            .poll_expired(&mut cx(), &Clock::new())
             .is_pending());
         advance(Duration::from_secs(1));
         assert!(slot
             .as_mut()
             .unwrap()
-            .poll_expired(&mut cx(), &mut Clock::new())
+            .poll_expired(&mut cx(), &Clock::new())
             .is_ready());
         assert_eq!(timers_made(), made + 1, "one timer for the three requests");
         // A request without the timeout keeps none.
@@ -230,10 +230,10 @@ mod tests {
             let idle = slot.as_mut().unwrap();
             let mut clock = Clock::<Fake>::new();
             clock.now();
-            assert!(idle.poll_expired(&mut cx(), &mut clock).is_pending());
+            assert!(idle.poll_expired(&mut cx(), &clock).is_pending());
             advance(Duration::from_secs(10));
             // `clock` still holds its reading from before.
-            let _ = done.send(idle.poll_expired(&mut cx(), &mut clock).is_ready());
+            let _ = done.send(idle.poll_expired(&mut cx(), &clock).is_ready());
         });
         assert_eq!(expired.recv_timeout(Duration::from_secs(10)), Ok(true));
     }
