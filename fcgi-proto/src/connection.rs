@@ -382,7 +382,6 @@ impl Connection {
             .reserve(2 * HEADER_LEN + 8 + params.encoded_len() + 2 * HEADER_LEN);
         put_header(&mut self.scratch, RecordType::BEGIN_REQUEST, id, 8);
         self.scratch.put_slice(&begin_request_body(role, flags));
-        let mut record_start = None;
         // The usual case: every pair fits in one record, copied in one piece.
         let whole = params.encoded().and_then(|pairs| {
             let len = u16::try_from(pairs.len()).ok().filter(|&n| n > 0)?;
@@ -391,29 +390,8 @@ impl Connection {
         if let Some((pairs, len)) = whole {
             put_header(&mut self.scratch, RecordType::PARAMS, id, len);
             self.scratch.put_slice(pairs);
-        }
-        for (name, value) in params.iter().filter(|_| whole.is_none()) {
-            let len = nv::encoded_len(name, value);
-            let start = match record_start {
-                Some(start) if self.scratch.len() - start - HEADER_LEN + len <= MAX_CONTENT_LEN => {
-                    start
-                }
-                previous => {
-                    if let Some(start) = previous {
-                        self.patch_length(start);
-                    }
-                    let start = self.scratch.len();
-                    put_header(&mut self.scratch, RecordType::PARAMS, id, 0);
-                    start
-                }
-            };
-            record_start = Some(start);
-            // Params hold no name or value longer than one record, far below nv::MAX_LEN.
-            nv::encode_pair(&mut self.scratch, name, value)
-                .expect("params are checked to fit in one record");
-        }
-        if let Some(start) = record_start {
-            self.patch_length(start);
+        } else {
+            self.encode_params_in_records(id, params);
         }
         put_header(&mut self.scratch, RecordType::PARAMS, id, 0);
         #[cfg(feature = "tracing")]
@@ -436,6 +414,35 @@ impl Connection {
             aborted: false,
         });
         Ok(RequestId(id))
+    }
+
+    /// `params` pair by pair, in as many PARAMS records as they need (for pairs not at
+    /// hand in one piece, or too many for one record).
+    fn encode_params_in_records(&mut self, id: u16, params: &Params) {
+        let mut record_start = None;
+        for (name, value) in params.iter() {
+            let len = nv::encoded_len(name, value);
+            let start = match record_start {
+                Some(start) if self.scratch.len() - start - HEADER_LEN + len <= MAX_CONTENT_LEN => {
+                    start
+                }
+                previous => {
+                    if let Some(start) = previous {
+                        self.patch_length(start);
+                    }
+                    let start = self.scratch.len();
+                    put_header(&mut self.scratch, RecordType::PARAMS, id, 0);
+                    start
+                }
+            };
+            record_start = Some(start);
+            // Params hold no name or value longer than one record, far below nv::MAX_LEN.
+            nv::encode_pair(&mut self.scratch, name, value)
+                .expect("params are checked to fit in one record");
+        }
+        if let Some(start) = record_start {
+            self.patch_length(start);
+        }
     }
 
     fn patch_length(&mut self, record_start: usize) {
