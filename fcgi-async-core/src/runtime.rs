@@ -89,9 +89,9 @@ pub trait Socket: fmt::Debug + Send + Sync + Unpin + 'static {
     ///
     /// The default reads through [`poll_read`](Self::poll_read) into
     /// [`Connection::input_buffer`], initialized room that the core zeroes once per
-    /// fresh buffer. A socket that can fill uninitialized memory safely overrides it to
-    /// append to the spare capacity of [`Connection::input_buf`] instead (tokio's
-    /// `try_read_buf`), which zeroes nothing.
+    /// fresh buffer. A socket that can fill uninitialized memory overrides it to append
+    /// to the spare capacity of [`Connection::input_buf`] instead (as fcgi-tokio and
+    /// fcgi-async-std do), which zeroes nothing.
     fn poll_read_input(
         &mut self,
         cx: &mut Context<'_>,

@@ -10,9 +10,12 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_io::Async;
+use bytes::BytesMut;
 use fcgi_async_core::Socket;
 use fcgi_proto::Address;
+use fcgi_proto::Connection;
 use futures_io::AsyncWrite;
+use socket2::SockRef;
 
 use crate::time::timeout;
 
@@ -128,22 +131,28 @@ impl Io {
     }
 }
 
-impl Socket for Io {
-    /// Reads what the socket holds, waiting for readability when it is empty.
+impl Io {
+    /// Runs `read` (a read that never waits, into `room` bytes), waiting for
+    /// readability when the socket is empty.
     ///
-    /// A read shorter than `buf` emptied the socket (a stream socket hands over all it
+    /// A read shorter than `room` emptied the socket (a stream socket hands over all it
     /// holds, up to the buffer). When something was written since, the next read waits
     /// for readability before it tries: a request just written has no answer yet, so a
     /// read would find the socket empty for nothing. Reads with no write between them
     /// (a body streaming in) try the socket first, as more may have come meanwhile.
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        room: usize,
+        mut read: impl FnMut(&Stream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         if std::mem::take(&mut self.answer_awaited) {
             ready!(self.poll_wait_readable(cx))?;
         }
         loop {
-            match self.try_read(buf) {
+            match read(&self.stream) {
                 Ok(n) => {
-                    self.drained = n > 0 && n < buf.len();
+                    self.drained = n > 0 && n < room;
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -152,6 +161,58 @@ impl Socket for Io {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+}
+
+impl Stream {
+    /// A read that never waits (the socket is non-blocking): `Ok(0)` is end of input,
+    /// `WouldBlock` nothing yet.
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&mut s.get_ref()).read(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => (&mut s.get_ref()).read(buf),
+        }
+    }
+
+    /// As [`read`](Self::read), appending to the spare capacity of `buf`, which is not
+    /// zeroed first.
+    fn read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let socket = match self {
+            Stream::Tcp(s) => SockRef::from(s.get_ref()),
+            #[cfg(unix)]
+            Stream::Unix(s) => SockRef::from(s.get_ref()),
+        };
+        let n = socket.recv(buf.spare_capacity_mut())?;
+        // SAFETY: `recv` initialized the first `n` bytes of the spare capacity it was
+        // given (socket2 reports how many the kernel wrote, never more than the slice),
+        // so the first `len + n` bytes of `buf` are initialized.
+        #[allow(unsafe_code)]
+        unsafe {
+            buf.set_len(buf.len() + n);
+        }
+        Ok(n)
+    }
+}
+
+impl Socket for Io {
+    /// Reads what the socket holds, waiting for readability when it is empty (see
+    /// [`Io::poll_read_with`] for when it waits first).
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, buf.len(), |stream| stream.read(buf))
+    }
+
+    /// Reads into the spare capacity of the connection's input buffer
+    /// ([`Connection::input_buf`]), so that no room is zeroed before it is read into;
+    /// otherwise as [`poll_read`](Self::poll_read).
+    fn poll_read_input(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Poll<io::Result<usize>> {
+        let buf = conn.input_buf();
+        let room = buf.capacity() - buf.len();
+        self.poll_read_with(cx, room, |stream| stream.read_buf(buf))
     }
 
     fn poll_write_vectored(
@@ -178,11 +239,7 @@ impl Socket for Io {
     /// A read that never waits (the socket is non-blocking): `Ok(0)` is end of input,
     /// `WouldBlock` nothing yet.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.stream {
-            Stream::Tcp(s) => (&mut s.get_ref()).read(buf),
-            #[cfg(unix)]
-            Stream::Unix(s) => (&mut s.get_ref()).read(buf),
-        }
+        self.stream.read(buf)
     }
 }
 
@@ -225,6 +282,28 @@ mod tests {
         let slices = [std::io::IoSlice::new(bytes)];
         let written = io.poll_write_vectored(&mut cx, &slices);
         assert!(matches!(written, Poll::Ready(Ok(n)) if n == bytes.len()));
+    }
+
+    /// Input read into a buffer's spare capacity is appended to what the buffer held,
+    /// and a read that did not fill the room counts as having emptied the socket (the
+    /// next read after a write waits for the reactor, as with `poll_read`).
+    #[test]
+    fn input_is_appended_to_the_spare_capacity() {
+        let (mut io, mut theirs) = pair();
+        theirs.write_all(b"abc").unwrap();
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        buf.extend_from_slice(b"xy");
+        let mut cx = Context::from_waker(Waker::noop());
+        let room = buf.capacity() - buf.len();
+        let read = io.poll_read_with(&mut cx, room, |stream| stream.read_buf(&mut buf));
+        assert!(matches!(read, Poll::Ready(Ok(3))));
+        assert_eq!(&buf[..], b"xyabc");
+        write(&mut io, b"request");
+        theirs.write_all(b"d").unwrap();
+        let room = buf.capacity() - buf.len();
+        let read = io.poll_read_with(&mut cx, room, |stream| stream.read_buf(&mut buf));
+        assert!(read.is_pending(), "waits for the reactor after a write");
+        assert_eq!(&buf[..], b"xyabc");
     }
 
     /// Reads with no write between them try the socket first: after a read that

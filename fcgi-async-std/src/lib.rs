@@ -114,7 +114,9 @@
 //! # One request per connection, or multiplexed
 //!
 #![doc = fcgi_async_core::shared_docs!(multiplexing, "spawned as the table above says")]
-#![forbid(unsafe_code)]
+// `unsafe` only where `io` reads into a buffer's spare capacity; the block says why it
+// holds.
+#![deny(unsafe_code)]
 // No `#![cfg_attr(docsrs, feature(doc_cfg))]` here, unlike fcgi-proto and fcgi-tokio: no
 // public item of this crate depends on a feature, and with it rustdoc would only mark
 // methods that `ResponseStream` gets from futures-lite's extension traits as "available
