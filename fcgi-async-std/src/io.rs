@@ -12,8 +12,7 @@ use std::time::Duration;
 use async_io::Async;
 use bytes::BytesMut;
 use fcgi_async_core::Socket;
-use fcgi_proto::Address;
-use fcgi_proto::Connection;
+use fcgi_proto::{Address, Connection};
 use futures_io::AsyncWrite;
 use socket2::SockRef;
 
@@ -129,9 +128,7 @@ impl Io {
         ready!(readable(cx))?;
         readable(cx)
     }
-}
 
-impl Io {
     /// Runs `read` (a read that never waits, into `room` bytes), waiting for
     /// readability when the socket is empty.
     ///

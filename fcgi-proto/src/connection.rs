@@ -721,9 +721,9 @@ impl Connection {
 
     /// The input buffer, for a reader that fills spare capacity (a `read_buf`-style
     /// call: tokio-util's `poll_read_buf`, socket2's `recv`, `bytes::BufMut`): the
-    /// caller appends what it reads
-    /// to the buffer's spare capacity, at least 8 KiB, which is not zeroed first, then
-    /// calls [`input_written`](Self::input_written) with the number of bytes appended.
+    /// caller appends what it reads to the buffer's spare capacity, at least 8 KiB,
+    /// which is not zeroed first, then calls [`input_written`](Self::input_written)
+    /// with the number of bytes appended.
     /// The bytes already in the buffer are received input: leave them as they are.
     /// Body events are slices of the buffer, as with
     /// [`input_buffer`](Self::input_buffer).
