@@ -194,7 +194,7 @@ impl Stream {
 
 impl Socket for Io {
     /// Reads what the socket holds, waiting for readability when it is empty (see
-    /// [`Io::poll_read_with`] for when it waits first).
+    /// `Io::poll_read_with` for when it waits first).
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         self.poll_read_with(cx, buf.len(), |stream| stream.read(buf))
     }
